@@ -1,0 +1,355 @@
+"""Aligned market data: time x symbol x OHLCV arrays with a UTC index.
+
+Every data source returns a :class:`MarketData` and every environment consumes one. Validation lives
+here, in one place, and raises :class:`DataValidationError` naming the symbol, the timestamp and the
+rule that was broken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
+OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
+
+
+class DataValidationError(ValueError):
+    """Raised when market data breaks a validation rule.
+
+    :param rule: short name of the rule (``"nan"``, ``"non_positive_price"``, ``"high_below_low"``, ...).
+    :param message: human readable explanation.
+    :param symbol: the offending symbol, if one applies.
+    :param timestamp: the offending timestamp, if one applies.
+    """
+
+    def __init__(
+        self,
+        rule: str,
+        message: str,
+        symbol: str | None = None,
+        timestamp: pd.Timestamp | None = None,
+    ) -> None:
+        self.rule = rule
+        self.symbol = symbol
+        self.timestamp = timestamp
+        where = []
+        if symbol is not None:
+            where.append(f"symbol={symbol}")
+        if timestamp is not None:
+            where.append(f"timestamp={pd.Timestamp(timestamp).isoformat()}")
+        prefix = f"[{rule}]" + (f" {' '.join(where)}" if where else "")
+        super().__init__(f"{prefix}: {message}")
+
+
+def _to_utc_index(index: Iterable) -> pd.DatetimeIndex:
+    idx = pd.DatetimeIndex(index)
+    if idx.tz is None:
+        return idx.tz_localize("UTC")
+    return idx.tz_convert("UTC")
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """OHLCV bars for several symbols on one shared, sorted UTC time index.
+
+    ``values`` has shape ``(time, symbol, field)`` with fields ordered as :data:`FIELDS`
+    (open, high, low, close, volume). Arrays are read-only: environments hand out views of them.
+
+    :param values: float64 array ``(T, S, 5)``.
+    :param index: UTC :class:`pandas.DatetimeIndex` of length ``T``.
+    :param symbols: symbol names, length ``S``.
+    """
+
+    values: np.ndarray
+    index: pd.DatetimeIndex
+    symbols: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        values = np.array(self.values, dtype=np.float64, copy=True)
+        if values.ndim != 3 or values.shape[2] != len(FIELDS):
+            raise DataValidationError(
+                "shape", f"values must have shape (time, symbol, 5), got {values.shape}"
+            )
+        symbols = tuple(str(s) for s in self.symbols)
+        index = _to_utc_index(self.index)
+        if values.shape[0] != len(index):
+            raise DataValidationError(
+                "misaligned", f"{values.shape[0]} rows of values but {len(index)} timestamps"
+            )
+        if values.shape[1] != len(symbols):
+            raise DataValidationError(
+                "misaligned", f"{values.shape[1]} symbol columns but {len(symbols)} symbol names"
+            )
+        if len(set(symbols)) != len(symbols):
+            raise DataValidationError("duplicate_symbol", f"symbol names repeat: {list(symbols)}")
+        values.setflags(write=False)
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "symbols", symbols)
+
+    # ------------------------------------------------------------------ shape and views
+    @property
+    def n_bars(self) -> int:
+        """Number of time steps."""
+        return self.values.shape[0]
+
+    @property
+    def n_symbols(self) -> int:
+        """Number of symbols."""
+        return self.values.shape[1]
+
+    def field(self, name: str) -> np.ndarray:
+        """Read-only ``(T, S)`` view of one field (``"open"``, ``"close"``, ...)."""
+        try:
+            return self.values[:, :, FIELDS.index(name)]
+        except ValueError:
+            raise KeyError(f"unknown field {name!r}; expected one of {FIELDS}") from None
+
+    @property
+    def open(self) -> np.ndarray:
+        return self.values[:, :, OPEN]
+
+    @property
+    def high(self) -> np.ndarray:
+        return self.values[:, :, HIGH]
+
+    @property
+    def low(self) -> np.ndarray:
+        return self.values[:, :, LOW]
+
+    @property
+    def close(self) -> np.ndarray:
+        return self.values[:, :, CLOSE]
+
+    @property
+    def volume(self) -> np.ndarray:
+        return self.values[:, :, VOLUME]
+
+    def select(self, symbols: Sequence[str]) -> "MarketData":
+        """A new MarketData with only ``symbols`` (in that order)."""
+        missing = [s for s in symbols if s not in self.symbols]
+        if missing:
+            raise KeyError(f"symbols not in data: {missing}; available: {list(self.symbols)}")
+        cols = [self.symbols.index(s) for s in symbols]
+        return MarketData(self.values[:, cols, :], self.index, tuple(symbols))
+
+    def slice(self, start: object = None, end: object = None) -> "MarketData":
+        """Bars with ``start <= timestamp <= end`` (timestamps, strings or ``None``)."""
+        mask = np.ones(self.n_bars, dtype=bool)
+        if start is not None:
+            mask &= self.index >= _to_utc_index([start])[0]
+        if end is not None:
+            mask &= self.index <= _to_utc_index([end])[0]
+        if not mask.any():
+            raise DataValidationError("empty", f"no bars between {start} and {end}")
+        return MarketData(self.values[mask], self.index[mask], self.symbols)
+
+    def iloc(self, rows: slice) -> "MarketData":
+        """Bars by integer position."""
+        return MarketData(self.values[rows], self.index[rows], self.symbols)
+
+    # ------------------------------------------------------------------ pandas at the edges
+    def to_long(self) -> pd.DataFrame:
+        """Long frame: columns ``timestamp, symbol, open, high, low, close, volume``."""
+        t, s = self.n_bars, self.n_symbols
+        frame = pd.DataFrame(self.values.reshape(t * s, len(FIELDS)), columns=list(FIELDS))
+        frame.insert(0, "symbol", np.tile(np.array(self.symbols, dtype=object), t))
+        frame.insert(0, "timestamp", np.repeat(self.index.values, s))
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        return frame
+
+    def to_wide(self) -> pd.DataFrame:
+        """Wide frame indexed by timestamp with ``(field, symbol)`` MultiIndex columns."""
+        cols = pd.MultiIndex.from_product([FIELDS, self.symbols], names=["field", "symbol"])
+        data = self.values.transpose(0, 2, 1).reshape(self.n_bars, -1)
+        return pd.DataFrame(data, index=self.index.rename("timestamp"), columns=cols)
+
+    def to_frame(self, symbol: str) -> pd.DataFrame:
+        """One symbol's OHLCV as a frame with capitalised columns (backtesting.py style)."""
+        j = self.symbols.index(symbol)
+        return pd.DataFrame(
+            self.values[:, j, :], index=self.index, columns=[f.capitalize() for f in FIELDS]
+        )
+
+    @classmethod
+    def from_long(cls, frame: pd.DataFrame, *, fill_gaps: bool = False) -> "MarketData":
+        """Build from a long frame with ``timestamp, symbol`` and OHLCV columns (any case).
+
+        :param fill_gaps: forward-fill bars missing for some symbols (volume 0 on filled bars)
+            instead of raising. Leading gaps (before a symbol's first bar) are never filled.
+        """
+        frame = _lower_columns(frame)
+        for col in ("timestamp", "symbol", *FIELDS):
+            if col not in frame.columns:
+                raise DataValidationError("missing_column", f"long frame has no {col!r} column")
+        ts = _to_utc_index(pd.to_datetime(frame["timestamp"], utc=True))
+        frame = frame.assign(timestamp=ts)
+        dup = frame.duplicated(["timestamp", "symbol"])
+        if dup.any():
+            row = frame[dup].iloc[0]
+            raise DataValidationError(
+                "duplicate_timestamp",
+                "the same (timestamp, symbol) appears more than once",
+                symbol=str(row["symbol"]),
+                timestamp=row["timestamp"],
+            )
+        wide = frame.pivot(index="timestamp", columns="symbol", values=list(FIELDS))
+        symbols = list(dict.fromkeys(str(s) for s in frame["symbol"]))
+        return cls._from_pivot(wide, symbols, fill_gaps)
+
+    @classmethod
+    def from_wide(cls, frame: pd.DataFrame, *, fill_gaps: bool = False) -> "MarketData":
+        """Build from a wide frame with ``(field, symbol)`` MultiIndex columns and a time index."""
+        if not isinstance(frame.columns, pd.MultiIndex) or frame.columns.nlevels != 2:
+            raise DataValidationError(
+                "missing_column", "wide frame needs (field, symbol) MultiIndex columns"
+            )
+        frame = frame.copy()
+        frame.columns = pd.MultiIndex.from_tuples(
+            [(str(f).lower(), str(s)) for f, s in frame.columns]
+        )
+        _check_index(frame.index, None)
+        symbols = list(dict.fromkeys(s for _, s in frame.columns))
+        return cls._from_pivot(frame, symbols, fill_gaps)
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame, symbol: str = "ASSET", *, fill_gaps: bool = False
+    ) -> "MarketData":
+        """Build from one symbol's OHLCV frame (columns in any case, time index)."""
+        frame = _lower_columns(frame)
+        missing = [f for f in FIELDS if f not in frame.columns]
+        if missing == ["volume"]:
+            frame = frame.assign(volume=0.0)
+        elif missing:
+            raise DataValidationError(
+                "missing_column", f"frame has no {missing} column(s)", symbol=symbol
+            )
+        _check_index(frame.index, symbol)
+        wide = pd.concat({f: frame[[f]].rename(columns={f: symbol}) for f in FIELDS}, axis=1)
+        return cls._from_pivot(wide, [symbol], fill_gaps)
+
+    @classmethod
+    def from_frames(
+        cls, frames: dict[str, pd.DataFrame], *, fill_gaps: bool = False
+    ) -> "MarketData":
+        """Build from ``{symbol: OHLCV frame}``; the union of timestamps is the index."""
+        parts = []
+        for symbol, frame in frames.items():
+            lowered = _lower_columns(frame)
+            _check_index(lowered.index, symbol)
+            part = lowered.reset_index(names="timestamp")
+            if "volume" not in part.columns:
+                part["volume"] = 0.0
+            parts.append(part.assign(symbol=symbol))
+        return cls.from_long(pd.concat(parts, ignore_index=True), fill_gaps=fill_gaps)
+
+    @classmethod
+    def _from_pivot(
+        cls, wide: pd.DataFrame, symbols: list[str], fill_gaps: bool
+    ) -> "MarketData":
+        index = _to_utc_index(wide.index)
+        _check_index(index, None)
+        values = np.empty((len(index), len(symbols), len(FIELDS)))
+        for k, f in enumerate(FIELDS):
+            block = wide[f]
+            values[:, :, k] = block[symbols].to_numpy(dtype=np.float64, na_value=np.nan)
+        if fill_gaps:
+            values = forward_fill(values)
+        data = cls(values, index, tuple(symbols))
+        validate(data)
+        return data
+
+    # ------------------------------------------------------------------ misc
+    def __repr__(self) -> str:
+        if self.n_bars == 0:
+            return f"MarketData(0 bars, symbols={list(self.symbols)})"
+        return (
+            f"MarketData({self.n_bars} bars x {self.n_symbols} symbols {list(self.symbols)[:5]}"
+            f"{'...' if self.n_symbols > 5 else ''}, {self.index[0]} .. {self.index[-1]})"
+        )
+
+
+def _lower_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    renamed = frame.rename(columns={c: str(c).lower() for c in frame.columns})
+    if "date" in renamed.columns and "timestamp" not in renamed.columns:
+        renamed = renamed.rename(columns={"date": "timestamp"})
+    if "ticker" in renamed.columns and "symbol" not in renamed.columns:
+        renamed = renamed.rename(columns={"ticker": "symbol"})
+    return renamed
+
+
+def _check_index(index: pd.Index, symbol: str | None) -> None:
+    idx = _to_utc_index(index)
+    if len(idx) == 0:
+        raise DataValidationError("empty", "no bars", symbol=symbol)
+    if idx.hasnans:
+        raise DataValidationError("nan_timestamp", "index has missing timestamps", symbol=symbol)
+    dup = idx.duplicated()
+    if dup.any():
+        raise DataValidationError(
+            "duplicate_timestamp", "timestamp appears more than once", symbol, idx[dup][0]
+        )
+    diffs = np.diff(idx.asi8)
+    if (diffs < 0).any():
+        k = int(np.argmax(diffs < 0)) + 1
+        raise DataValidationError(
+            "unsorted_timestamp",
+            f"timestamps are not increasing (previous {idx[k - 1].isoformat()})",
+            symbol,
+            idx[k],
+        )
+
+
+def forward_fill(values: np.ndarray) -> np.ndarray:
+    """Forward-fill missing bars per symbol: open/high/low/close become the last close, volume 0.
+
+    Used only when a caller explicitly asks for ``fill_gaps=True``. Leading gaps stay NaN (and fail
+    validation) because there is no earlier bar to fill from.
+    """
+    out = values.copy()
+    t, s, _ = out.shape
+    missing = np.isnan(out[:, :, CLOSE])
+    if not missing.any():
+        return out
+    idx = np.where(~missing, np.arange(t)[:, None], 0)
+    np.maximum.accumulate(idx, axis=0, out=idx)
+    last_close = out[idx, np.arange(s)[None, :], CLOSE]
+    for k in (OPEN, HIGH, LOW, CLOSE):
+        out[:, :, k] = np.where(missing, last_close, out[:, :, k])
+    out[:, :, VOLUME] = np.where(missing, 0.0, np.nan_to_num(out[:, :, VOLUME], nan=0.0))
+    return out
+
+
+def validate(data: MarketData) -> MarketData:
+    """Check every rule and raise :class:`DataValidationError` on the first violation.
+
+    Rules: finite values, positive prices, ``high >= low``, open and close inside ``[low, high]``,
+    non-negative volume, sorted and unique timestamps. Returns ``data`` so calls can be chained.
+    """
+    _check_index(data.index, None)
+    v = data.values
+    prices = v[:, :, :VOLUME]
+    checks: list[tuple[str, str, np.ndarray]] = [
+        ("nan", "value is NaN or infinite (pass fill_gaps=True to forward-fill gaps)",
+         ~np.isfinite(v).all(axis=2)),
+        ("non_positive_price", "a price is zero or negative", (prices <= 0).any(axis=2)),
+        ("high_below_low", "high is below low", v[:, :, HIGH] < v[:, :, LOW]),
+        ("open_outside_range", "open is outside [low, high]",
+         (v[:, :, OPEN] < v[:, :, LOW]) | (v[:, :, OPEN] > v[:, :, HIGH])),
+        ("close_outside_range", "close is outside [low, high]",
+         (v[:, :, CLOSE] < v[:, :, LOW]) | (v[:, :, CLOSE] > v[:, :, HIGH])),
+        ("negative_volume", "volume is negative", v[:, :, VOLUME] < 0),
+    ]
+    for rule, message, bad in checks:
+        if bad.any():
+            t, s = np.argwhere(bad)[0]
+            row = dict(zip(FIELDS, v[t, s].tolist()))
+            raise DataValidationError(
+                rule, f"{message} (bar {t}: {row})", data.symbols[s], data.index[t]
+            )
+    return data
