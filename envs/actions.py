@@ -1,0 +1,104 @@
+"""Action modes: how an action in the env's space becomes target weights of equity per symbol.
+
+``discrete``: one choice per symbol, flat/long (or short/flat/long when shorting is allowed); chosen
+symbols share the equity equally. ``weights``: target weight per symbol in ``[-1, 1]`` (``[0, 1]`` long-only);
+if the gross weight exceeds the leverage limit every weight is scaled down by the same factor. This is the
+mode rule bots and the risk layer speak. ``continuous``: the multi-asset allocation form, weights for every
+symbol plus a cash weight (last), normalised by their absolute sum, which suits a policy network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+ACTION_MODES = ("discrete", "weights", "continuous")
+
+
+class InvalidActionError(ValueError):
+    """The action is outside the env's action space; the message says what was expected."""
+
+
+class ActionAdapter:
+    """Builds the action space and converts actions into target weights.
+
+    :param mode: one of :data:`ACTION_MODES`.
+    :param n_symbols: number of tradable symbols.
+    :param allow_short: whether negative weights are allowed.
+    :param max_leverage: cap on gross weight.
+    """
+
+    def __init__(self, mode: str, n_symbols: int, allow_short: bool, max_leverage: float = 1.0) -> None:
+        if mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {mode!r}")
+        self.mode = mode
+        self.n_symbols = n_symbols
+        self.allow_short = allow_short
+        self.max_leverage = max_leverage
+        low = -1.0 if allow_short else 0.0
+        if mode == "discrete":
+            self.n_choices = 3 if allow_short else 2
+            self.space: spaces.Space = (
+                spaces.Discrete(self.n_choices)
+                if n_symbols == 1
+                else spaces.MultiDiscrete([self.n_choices] * n_symbols)
+            )
+            # choice index -> signed weight before equal sharing (0 = short if allowed, else flat)
+            self._choice_weight = np.array([-1.0, 0.0, 1.0] if allow_short else [0.0, 1.0])
+        elif mode == "weights":
+            self.space = spaces.Box(low, 1.0, shape=(n_symbols,), dtype=np.float32)
+        else:
+            self.space = spaces.Box(low, 1.0, shape=(n_symbols + 1,), dtype=np.float32)
+        self._low = low
+
+    def describe(self) -> str:
+        """One line saying what a valid action is."""
+        if self.mode == "discrete":
+            names = "short/flat/long as 0/1/2" if self.allow_short else "flat/long as 0/1"
+            return f"{self.space} ({names})"
+        return f"{self.space}"
+
+    def _invalid(self, action: Any, why: str) -> InvalidActionError:
+        return InvalidActionError(f"invalid action {action!r}: {why}; expected {self.describe()}")
+
+    def to_weights(self, action: Any) -> np.ndarray:
+        """Target weights ``(S,)`` for ``action``; raises :class:`InvalidActionError` when outside the space."""
+        if self.mode == "discrete":
+            arr = np.asarray(action)
+            if arr.dtype.kind not in "iub" or arr.size != self.n_symbols:
+                raise self._invalid(action, f"need {self.n_symbols} integer choice(s)")
+            arr = arr.reshape(self.n_symbols)
+            if (arr < 0).any() or (arr >= self.n_choices).any():
+                raise self._invalid(action, f"choices must be in [0, {self.n_choices - 1}]")
+            weights = self._choice_weight[arr]
+            active = np.count_nonzero(weights)
+            return weights / active if active > 1 else weights
+        arr = np.asarray(action, dtype=np.float64)
+        expected = self.space.shape
+        if arr.shape != expected and arr.size == int(np.prod(expected)):
+            arr = arr.reshape(expected)
+        if arr.shape != expected:
+            raise self._invalid(action, f"shape {arr.shape} != {expected}")
+        if not np.isfinite(arr).all():
+            raise self._invalid(action, "contains NaN or inf")
+        tol = 1e-6
+        if (arr < self._low - tol).any() or (arr > 1.0 + tol).any():
+            raise self._invalid(action, f"values must be in [{self._low}, 1]")
+        arr = np.clip(arr, self._low, 1.0)
+        if self.mode == "continuous":
+            total = np.abs(arr).sum()
+            arr = arr[:-1] / total if total > 1e-12 else np.zeros(self.n_symbols)
+            return arr * self.max_leverage if self.max_leverage != 1.0 else arr
+        gross = np.abs(arr).sum()
+        return arr * (self.max_leverage / gross) if gross > self.max_leverage else arr
+
+    def from_weights(self, weights: np.ndarray) -> np.ndarray:
+        """An action of this mode that maps to ``weights`` (``weights`` and ``continuous`` modes)."""
+        w = np.asarray(weights, dtype=np.float32).reshape(self.n_symbols)
+        if self.mode == "weights":
+            return w
+        if self.mode == "continuous":
+            return np.append(w, max(0.0, 1.0 - float(np.abs(w).sum()))).astype(np.float32)
+        raise ValueError("discrete actions cannot express arbitrary weights; use action_mode='weights'")

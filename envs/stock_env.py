@@ -1,0 +1,257 @@
+"""``AlpacaGym/Stocks-v0``: trade one symbol."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from envs.actions import ActionAdapter, InvalidActionError
+from envs.execution import ExecutionConfig, rebalance_one, update_cost_basis_one
+from envs.features import FeatureConfig, Features
+from envs.market_data import CLOSE, HIGH, LOW, MarketData
+from envs.portfolio import Fill
+from envs.trading_env import DEFAULT_INITIAL_CASH, TradingEnvBase, resolve_data, safe_log_ratio
+
+
+class StocksEnv(TradingEnvBase):
+    """Trade one symbol with realistic fills and costs.
+
+    ## Description
+    Each step the agent sees the bar that just closed and chooses a target position. The order fills at
+    the next bar's open (``execution.fill_at``) with slippage, half the spread and commission, and the
+    account is marked at that bar's close. Holding the same target never trades, so a held position
+    drifts with its price like a real one.
+
+    ## Action Space
+    ``action_mode="discrete"`` (default): ``Discrete(2)``, 0 = flat, 1 = long; with
+    ``execution={"allow_short": True}``, ``Discrete(3)``: 0 = short, 1 = flat, 2 = long (all of equity).
+    ``"weights"`` or ``"continuous"``: ``Box([0 or -1], 1, (1,))``, the target weight of equity
+    (``continuous`` has a second, cash, component and is normalised by the absolute sum).
+    Anything outside the space raises :class:`~envs.actions.InvalidActionError`.
+
+    ## Observation Space
+    ``Box(-inf, inf, (window_size * n_features + 3,), float32)``: the last ``window_size`` rows of the
+    causal, causally normalised feature matrix (oldest first), then the position's weight, its unrealised
+    return against average cost, and the drawdown of equity from its peak.
+
+    ## Rewards
+    ``"log_return"`` (default): ``log(equity_t / equity_{t-1})`` after all costs, so an episode's rewards
+    sum to ``log(final / initial equity)``. ``"differential_sharpe"`` and ``"drawdown_penalty"``: see
+    :mod:`envs.rewards`.
+
+    ## Starting State
+    All cash (``initial_cash``, default 100,000) at the first bar where every feature is defined and the
+    window is full, or, with ``episode_length``, at a uniformly random bar leaving room for the episode.
+    ``reset(options={"start": t})`` starts at bar ``t``.
+
+    ## Episode End
+    Truncated at the last bar of the data or after ``episode_length`` steps; terminated if equity is
+    wiped out (reward ``-20`` then).
+
+    ## Info
+    ``equity``, ``cash``, ``positions`` (shares, shape ``(1,)``), ``weights``, ``timestamp``, ``t`` (bar
+    index), ``history`` (read-only :class:`~envs.history.History` of raw OHLCV up to now), ``fills`` (the
+    step's :class:`~envs.portfolio.Fill` records) and ``risk_events``.
+
+    ## Arguments
+    :param data: a :class:`MarketData`, a data spec string (``"synthetic"``, ``"csv:PATH"``, ...), or
+        ``None`` for the embedded synthetic market.
+    :param symbol: which symbol to trade (default: the first).
+    :param window_size: number of feature rows in the observation.
+    :param action_mode: ``"discrete"``, ``"weights"`` or ``"continuous"``.
+    :param reward: ``"log_return"``, ``"differential_sharpe"`` or ``"drawdown_penalty"``.
+    :param reward_eta: adaptation rate of the differential Sharpe reward.
+    :param drawdown_penalty: weight of drawdown increases in the ``drawdown_penalty`` reward.
+    :param episode_length: ``None`` for a full pass, or the length of randomly placed episodes.
+    :param initial_cash: starting cash.
+    :param execution: :class:`~envs.execution.ExecutionConfig` or a dict of its fields.
+    :param features: a :class:`~envs.features.FeatureConfig`, precomputed :class:`~envs.features.Features`,
+        or ``None`` for the default set.
+    :param risk: an ``envs.risk.RiskConfig`` to put the risk layer between actions and execution.
+    :param render_mode: ``"rgb_array"`` or ``"ansi"``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    def __init__(
+        self,
+        data: MarketData | str | None = None,
+        symbol: str | None = None,
+        window_size: int = 10,
+        action_mode: str = "discrete",
+        reward: str = "log_return",
+        reward_eta: float = 0.01,
+        drawdown_penalty: float = 1.0,
+        episode_length: int | None = None,
+        initial_cash: float = DEFAULT_INITIAL_CASH,
+        execution: ExecutionConfig | Mapping[str, Any] | None = None,
+        features: FeatureConfig | Features | None = None,
+        risk: Any = None,
+        render_mode: str | None = None,
+    ) -> None:
+        data = resolve_data(data)
+        if symbol is None:
+            symbol = data.symbols[0]
+        if symbol not in data.symbols:
+            raise ValueError(f"symbol {symbol!r} not in data; available: {list(data.symbols)}")
+        if data.n_symbols > 1:
+            data = data.select([symbol])
+        super().__init__(
+            data,
+            window_size=window_size,
+            features=features,
+            execution=execution,
+            reward=reward,
+            reward_eta=reward_eta,
+            drawdown_penalty=drawdown_penalty,
+            episode_length=episode_length,
+            initial_cash=initial_cash,
+            n_state=3,
+            render_mode=render_mode,
+        )
+        self.symbol = symbol
+        self.adapter = ActionAdapter(
+            action_mode, 1, self.execution.allow_short, self.execution.max_leverage
+        )
+        self.action_space = self.adapter.space
+        self._discrete = action_mode == "discrete"
+        self._choice_weight = tuple(float(w) for w in self.adapter._choice_weight) if self._discrete else ()
+        # Plain Python rows: indexing a list of floats is several times cheaper than numpy scalar access.
+        self._bars = self.data.values[:, 0, :].tolist()
+        self._closes = self.data.values[:, 0, CLOSE].tolist()
+        self.risk_config = risk
+        self._risk = None
+        if risk is not None:
+            from envs.risk import RiskManager
+
+            self._risk = RiskManager(risk, 1)
+        self._reset_account()
+
+    # ------------------------------------------------------------------ account
+    def _reset_account(self) -> None:
+        self._cash = self.initial_cash
+        self._shares = 0.0
+        self._avg_cost = math.nan
+        self._target = 0.0
+        self._equity = self.initial_cash
+        self._peak = self.initial_cash
+        self.realised_pnl = 0.0
+        self.commission_paid = 0.0
+        self.impact_paid = 0.0
+        self.borrow_paid = 0.0
+        self.trades: list[Fill] = []
+        self.equity_curve = [self.initial_cash]
+
+    def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
+        price = self._closes[self._t]
+        weight = self._shares * price / self._equity if self._equity > 0 else 0.0
+        return np.array([self._shares]), np.array([weight]), self._cash
+
+    def _state(self) -> tuple[float, float, float]:
+        price = self._closes[self._t]
+        if self._shares:
+            weight = self._shares * price / self._equity
+            unrealised = price / self._avg_cost - 1.0 if self._shares > 0 else 1.0 - price / self._avg_cost
+        else:
+            weight = unrealised = 0.0
+        return weight, unrealised, self._drawdown()
+
+    def trade_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.trades, columns=Fill._fields)
+
+    # ------------------------------------------------------------------ gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._choose_start(options)
+        self._reset_account()
+        if self._risk is not None:
+            self._risk.reset(self.initial_cash)
+        self.reward_fn.reset(self.initial_cash)
+        return self._observation(self._state()), self._info()
+
+    def _target_weight(self, action: Any) -> float:
+        if self._discrete:
+            try:
+                choice = action.__index__()
+            except (AttributeError, TypeError):
+                choice = None
+            if choice is None or not 0 <= choice < len(self._choice_weight):
+                raise InvalidActionError(
+                    f"invalid action {action!r}: expected {self.adapter.describe()}"
+                )
+            return self._choice_weight[choice]
+        return float(self.adapter.to_weights(action)[0])
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._t >= self._end_t:
+            raise RuntimeError("step() called after the episode ended; call reset()")
+        target = self._target_weight(action)
+        reason = "policy"
+        risk_events: tuple = ()
+        if self._risk is not None:
+            target, reason, risk_events = self._apply_risk(target)
+        t1 = self._t + 1
+        bar = self._bars[t1]
+        fills: tuple = ()
+        band = self.execution.min_weight_change
+        if target != self._target and (abs(target - self._target) > band or target == 0.0):
+            fills = self._trade(target, bar, t1, reason)
+        close = bar[CLOSE]
+        if self._shares < 0 and self.execution.borrow_rate:
+            fee = self.execution.borrow_per_bar * -self._shares * close
+            self._cash -= fee
+            self.borrow_paid += fee
+        prev = self._equity
+        self._equity = self._cash + self._shares * close
+        if self._equity > self._peak:
+            self._peak = self._equity
+        self._t = t1
+        self.equity_curve.append(self._equity)
+        terminated = self._equity <= 0.0
+        if self._log_reward or terminated:
+            reward = safe_log_ratio(self._equity, prev)
+        else:
+            reward = float(self.reward_fn(np.float64(prev), np.float64(self._equity)))
+        truncated = t1 >= self._end_t and not terminated
+        return self._observation(self._state()), reward, terminated, truncated, self._info(fills, risk_events)
+
+    def _trade(self, target: float, bar: list[float], t1: int, reason: str) -> tuple:
+        cash, shares, traded, price, commission, impact = rebalance_one(
+            self._cash, self._shares, target, bar[self._fill_field], bar[LOW], bar[HIGH], self.execution
+        )
+        self._target = target
+        if not traded:
+            return ()
+        self._avg_cost, realised = update_cost_basis_one(self._shares, self._avg_cost, traded, price)
+        self.realised_pnl += realised
+        self.commission_paid += commission
+        self.impact_paid += impact
+        self._cash, self._shares = cash, shares
+        fill = Fill(self.data.index[t1], self.symbol, traded, price, commission, impact, reason)
+        self.trades.append(fill)
+        return (fill,)
+
+    def _apply_risk(self, target: float) -> tuple[float, str, tuple]:
+        from envs.risk import RiskState
+
+        positions, weights, _ = self._account_state()
+        state = RiskState(
+            t=self._t,
+            timestamp=self.data.index[self._t],
+            equity=self._equity,
+            weights=weights,
+            positions=positions,
+            entry_prices=np.array([self._avg_cost]),
+            prices=np.array([self._closes[self._t]]),
+            history=self._info()["history"],
+        )
+        allowed, events = self._risk.apply(np.array([target]), state)
+        allowed_target = float(allowed[0])
+        reason = events[0].rule if events and allowed_target != target else "policy"
+        return allowed_target, reason, tuple(events)

@@ -1,0 +1,215 @@
+"""What the stock and portfolio envs share: data and features, episode bounds, observation windows,
+``info``, rendering and the run record (equity curve, trade log) a backtest reads afterwards."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+
+from envs.execution import ExecutionConfig
+from envs.features import FeatureConfig, Features, compute_features
+from envs.history import History
+from envs.market_data import CLOSE, MarketData
+from envs.rewards import Reward
+
+DEFAULT_INITIAL_CASH = 100_000.0
+
+
+def resolve_data(data: MarketData | str | None) -> MarketData:
+    """``None`` is the embedded synthetic market; a string is a data spec (``"csv:PATH"``, ...)."""
+    if isinstance(data, MarketData):
+        return data
+    from envs.sources import load_data
+
+    return load_data("synthetic" if data is None else data)
+
+
+def resolve_execution(execution: ExecutionConfig | Mapping[str, Any] | None) -> ExecutionConfig:
+    """An :class:`ExecutionConfig` from itself, a dict of its fields, or ``None`` (defaults)."""
+    if execution is None:
+        return ExecutionConfig()
+    if isinstance(execution, ExecutionConfig):
+        return execution
+    known = {f.name for f in dataclasses.fields(ExecutionConfig)}
+    unknown = sorted(set(execution) - known)
+    if unknown:
+        raise ValueError(f"unknown execution setting(s) {unknown}; known: {sorted(known)}")
+    return ExecutionConfig(**execution)
+
+
+class TradingEnvBase(gym.Env):
+    """Base of :class:`~envs.stock_env.StocksEnv` and :class:`~envs.portfolio_env.PortfolioEnv`.
+
+    Subclasses set the action space and implement ``_reset_account``, ``_step_account`` and
+    ``_account_state``.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 30}
+
+    def __init__(
+        self,
+        data: MarketData,
+        *,
+        window_size: int,
+        features: FeatureConfig | Features | None,
+        execution: ExecutionConfig | Mapping[str, Any] | None,
+        reward: str,
+        reward_eta: float,
+        drawdown_penalty: float,
+        episode_length: int | None,
+        initial_cash: float,
+        n_state: int,
+        render_mode: str | None,
+    ) -> None:
+        if not isinstance(window_size, (int, np.integer)) or window_size < 1:
+            raise ValueError(f"window_size must be a positive integer, got {window_size!r}")
+        if not np.isfinite(initial_cash) or initial_cash <= 0:
+            raise ValueError(f"initial_cash must be a positive number, got {initial_cash!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.data = data
+        self.execution = resolve_execution(execution)
+        self.window_size = int(window_size)
+        self.initial_cash = float(initial_cash)
+        self.render_mode = render_mode
+        self.features = features if isinstance(features, Features) else compute_features(data, features)
+        if self.features.values.shape[:2] != (data.n_bars, data.n_symbols):
+            raise ValueError(
+                f"features cover {self.features.values.shape[:2]} (bars, symbols) but data has "
+                f"{(data.n_bars, data.n_symbols)}"
+            )
+        self.first_t = max(self.features.warmup, self.window_size - 1)
+        self.last_t = data.n_bars - 1
+        if self.last_t - self.first_t < 1:
+            raise ValueError(
+                f"data has {data.n_bars} bars but the feature warm-up and window need {self.first_t + 2}"
+            )
+        if episode_length is not None and not 1 <= episode_length <= self.last_t - self.first_t:
+            raise ValueError(
+                f"episode_length must be in [1, {self.last_t - self.first_t}] for this data, got {episode_length!r}"
+            )
+        self.episode_length = episode_length
+        self.reward_fn = Reward(reward, eta=reward_eta, penalty=drawdown_penalty)
+        self._log_reward = reward == "log_return"
+        n_feat = self.features.values.shape[2] * data.n_symbols
+        self._feat = np.ascontiguousarray(self.features.values.reshape(data.n_bars, n_feat))
+        self._n_window = self.window_size * n_feat
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=(self._n_window + n_state,), dtype=np.float32
+        )
+        self._fill_field = self.execution.fill_field
+        self._t = self.first_t
+        self._end_t = self.last_t
+        self._start_t = self.first_t
+        self._equity = self.initial_cash
+        self._peak = self.initial_cash
+        self.equity_curve: list[float] = []
+
+    # ------------------------------------------------------------------ episode bounds
+    def _choose_start(self, options: dict[str, Any] | None) -> None:
+        options = options or {}
+        if "start" in options:
+            start = int(options["start"])
+            if not self.first_t <= start < self.last_t:
+                raise ValueError(f"options['start'] must be in [{self.first_t}, {self.last_t - 1}], got {start}")
+        elif self.episode_length is None:
+            start = self.first_t
+        else:
+            start = int(self.np_random.integers(self.first_t, self.last_t - self.episode_length + 1))
+        self._start_t = start
+        self._t = start
+        self._end_t = self.last_t if self.episode_length is None else start + self.episode_length
+
+    # ------------------------------------------------------------------ observation and info
+    def _observation(self, state: tuple[float, ...]) -> np.ndarray:
+        t = self._t
+        obs = np.empty(self.observation_space.shape[0], dtype=np.float32)
+        obs[: self._n_window] = self._feat[t - self.window_size + 1 : t + 1].reshape(-1)
+        obs[self._n_window :] = state
+        return obs
+
+    def _info(self, fills: tuple = (), risk_events: tuple = ()) -> dict[str, Any]:
+        positions, weights, cash = self._account_state()
+        return {
+            "equity": self._equity,
+            "cash": cash,
+            "positions": positions,
+            "weights": weights,
+            "timestamp": self.data.index[self._t],
+            "t": self._t,
+            "history": History(self.data, self._t),
+            "fills": fills,
+            "risk_events": risk_events,
+        }
+
+    def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ run record
+    def equity_series(self) -> pd.Series:
+        """Equity at every close of the episode so far, starting with the initial equity at the start bar."""
+        idx = self.data.index[self._start_t : self._start_t + len(self.equity_curve)]
+        return pd.Series(self.equity_curve, index=idx, name="equity")
+
+    def trade_frame(self) -> pd.DataFrame:
+        """The episode's fills (one row per fill)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ rendering
+    def render(self) -> np.ndarray | str | None:
+        """``rgb_array``: price and equity so far as an image; ``ansi``: a text summary."""
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'ansi'")
+            return None
+        if self.render_mode == "ansi":
+            return self.summary()
+        return self._render_rgb()
+
+    def summary(self) -> str:
+        """A few lines: date, equity, return, drawdown, positions, number of fills."""
+        positions, weights, cash = self._account_state()
+        ret = self._equity / self.initial_cash - 1.0
+        held = ", ".join(
+            f"{s}: {q:,.2f} ({w:+.1%})" for s, q, w in zip(self.data.symbols, positions, weights) if q
+        )
+        return (
+            f"{self.data.index[self._t]:%Y-%m-%d %H:%M}  bar {self._t - self._start_t}/"
+            f"{self._end_t - self._start_t}\n"
+            f"equity {self._equity:,.2f}  return {ret:+.2%}  drawdown {1 - self._equity / self._peak:.2%}  "
+            f"cash {cash:,.2f}\n"
+            f"positions: {held or 'none'}  fills: {len(self.trade_frame())}"
+        )
+
+    def _render_rgb(self) -> np.ndarray:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, (ax_price, ax_eq) = plt.subplots(2, 1, figsize=(8, 5), dpi=80, sharex=True)
+        idx = self.data.index[self._start_t : self._t + 1]
+        closes = self.data.values[self._start_t : self._t + 1, :, CLOSE]
+        for j, sym in enumerate(self.data.symbols[:8]):
+            ax_price.plot(idx, closes[:, j] / closes[0, j], label=sym, lw=1)
+        ax_price.set_ylabel("price (rebased)")
+        ax_price.legend(loc="upper left", fontsize=7)
+        ax_eq.plot(idx[: len(self.equity_curve)], self.equity_curve, color="tab:green", lw=1.2)
+        ax_eq.set_ylabel("equity")
+        fig.tight_layout()
+        fig.canvas.draw()
+        image = np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy()
+        plt.close(fig)
+        return image
+
+    def _drawdown(self) -> float:
+        return 0.0 if self._equity >= self._peak else 1.0 - self._equity / self._peak
+
+
+def safe_log_ratio(now: float, prev: float) -> float:
+    """``log(now / prev)``; a wiped-out account gets a large finite penalty instead of ``-inf``."""
+    return math.log(now / prev) if now > 0 and prev > 0 else -20.0
