@@ -34,6 +34,7 @@ class DataValidationError(ValueError):
         timestamp: pd.Timestamp | None = None,
     ) -> None:
         self.rule = rule
+        self.message = message
         self.symbol = symbol
         self.timestamp = timestamp
         where = []
