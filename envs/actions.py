@@ -65,34 +65,53 @@ class ActionAdapter:
 
     def to_weights(self, action: Any) -> np.ndarray:
         """Target weights ``(S,)`` for ``action``; raises :class:`InvalidActionError` when outside the space."""
+        return self.to_weights_batch(action, batch=False)[0]
+
+    def to_weights_batch(self, actions: Any, batch: bool = True) -> np.ndarray:
+        """Target weights ``(N, S)`` for a batch of actions (one per row), validated like :meth:`to_weights`.
+
+        :param actions: ``N`` actions stacked on the first axis.
+        :param batch: False when ``actions`` is a single action (errors then do not name an env index).
+        """
+        arr = np.asarray(actions)
+        shape = self.space.shape
+        if not batch:
+            if arr.size != max(1, int(np.prod(shape))):
+                raise self._invalid(actions, f"need {max(1, int(np.prod(shape)))} value(s)")
+            arr = arr.reshape((1, *shape))
+        elif arr.ndim == len(shape):
+            arr = arr.reshape(-1, *shape) if shape else arr.reshape(-1)
         if self.mode == "discrete":
-            arr = np.asarray(action)
-            if arr.dtype.kind not in "iub" or arr.size != self.n_symbols:
-                raise self._invalid(action, f"need {self.n_symbols} integer choice(s)")
-            arr = arr.reshape(self.n_symbols)
-            if (arr < 0).any() or (arr >= self.n_choices).any():
-                raise self._invalid(action, f"choices must be in [0, {self.n_choices - 1}]")
+            if arr.dtype.kind not in "iub":
+                raise self._invalid(actions, "choices must be integers")
+            arr = arr.reshape(arr.shape[0], self.n_symbols)
+            bad = (arr < 0) | (arr >= self.n_choices)
+            if bad.any():
+                raise self._batch_invalid(actions, bad, f"choices must be in [0, {self.n_choices - 1}]", batch)
             weights = self._choice_weight[arr]
-            active = np.count_nonzero(weights)
-            return weights / active if active > 1 else weights
-        arr = np.asarray(action, dtype=np.float64)
-        expected = self.space.shape
-        if arr.shape != expected and arr.size == int(np.prod(expected)):
-            arr = arr.reshape(expected)
-        if arr.shape != expected:
-            raise self._invalid(action, f"shape {arr.shape} != {expected}")
-        if not np.isfinite(arr).all():
-            raise self._invalid(action, "contains NaN or inf")
+            active = np.count_nonzero(weights, axis=1)[:, None]
+            return weights / np.maximum(active, 1)
+        arr = arr.astype(np.float64, copy=False)
+        if arr.shape[1:] != shape:
+            raise self._invalid(actions, f"shape {arr.shape[1:]} != {shape}")
         tol = 1e-6
-        if (arr < self._low - tol).any() or (arr > 1.0 + tol).any():
-            raise self._invalid(action, f"values must be in [{self._low}, 1]")
+        bad = ~np.isfinite(arr) | (arr < self._low - tol) | (arr > 1.0 + tol)
+        if bad.any():
+            raise self._batch_invalid(actions, bad, f"values must be finite and in [{self._low}, 1]", batch)
         arr = np.clip(arr, self._low, 1.0)
         if self.mode == "continuous":
-            total = np.abs(arr).sum()
-            arr = arr[:-1] / total if total > 1e-12 else np.zeros(self.n_symbols)
-            return arr * self.max_leverage if self.max_leverage != 1.0 else arr
-        gross = np.abs(arr).sum()
-        return arr * (self.max_leverage / gross) if gross > self.max_leverage else arr
+            total = np.abs(arr).sum(axis=1, keepdims=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                weights = np.where(total > 1e-12, arr[:, :-1] / total, 0.0)
+            return weights * self.max_leverage
+        gross = np.abs(arr).sum(axis=1, keepdims=True)
+        return np.where(gross > self.max_leverage, arr * (self.max_leverage / np.maximum(gross, 1e-12)), arr)
+
+    def _batch_invalid(self, actions: Any, bad: np.ndarray, why: str, batch: bool) -> InvalidActionError:
+        row = int(np.argwhere(bad)[0][0])
+        if not batch:
+            return self._invalid(actions, why)
+        return self._invalid(np.asarray(actions)[row], f"{why} (env {row})")
 
     def from_weights(self, weights: np.ndarray) -> np.ndarray:
         """An action of this mode that maps to ``weights`` (``weights`` and ``continuous`` modes)."""

@@ -62,6 +62,15 @@ class History:
     def timestamp(self) -> pd.Timestamp:
         return self._data.index[self.t]
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, History):
+            return NotImplemented
+        return self.t == other.t and (
+            self._data is other._data or np.array_equal(self.ohlcv, other.ohlcv)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __len__(self) -> int:
         return self.t + 1
 

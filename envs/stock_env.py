@@ -11,6 +11,7 @@ import pandas as pd
 from envs.actions import ActionAdapter, InvalidActionError
 from envs.execution import ExecutionConfig, rebalance_one, update_cost_basis_one
 from envs.features import FeatureConfig, Features
+from envs.history import History
 from envs.market_data import CLOSE, HIGH, LOW, MarketData
 from envs.portfolio import Fill
 from envs.trading_env import DEFAULT_INITIAL_CASH, TradingEnvBase, resolve_data, safe_log_ratio
@@ -33,7 +34,7 @@ class StocksEnv(TradingEnvBase):
     Anything outside the space raises :class:`~envs.actions.InvalidActionError`.
 
     ## Observation Space
-    ``Box(-inf, inf, (window_size * n_features + 3,), float32)``: the last ``window_size`` rows of the
+    ``Box(-10, 10, (window_size * n_features + 3,), float32)``: the last ``window_size`` rows of the
     causal, causally normalised feature matrix (oldest first), then the position's weight, its unrealised
     return against average cost, and the drawdown of equity from its peak.
 
@@ -249,7 +250,7 @@ class StocksEnv(TradingEnvBase):
             positions=positions,
             entry_prices=np.array([self._avg_cost]),
             prices=np.array([self._closes[self._t]]),
-            history=self._info()["history"],
+            history=History(self.data, self._t),
         )
         allowed, events = self._risk.apply(np.array([target]), state)
         allowed_target = float(allowed[0])

@@ -18,6 +18,7 @@ from envs.market_data import CLOSE, MarketData
 from envs.rewards import Reward
 
 DEFAULT_INITIAL_CASH = 100_000.0
+OBS_BOUND = 10.0
 
 
 def resolve_data(data: MarketData | str | None) -> MarketData:
@@ -83,7 +84,8 @@ class TradingEnvBase(gym.Env):
                 f"features cover {self.features.values.shape[:2]} (bars, symbols) but data has "
                 f"{(data.n_bars, data.n_symbols)}"
             )
-        self.first_t = max(self.features.warmup, self.window_size - 1)
+        # the whole window must lie after the warm-up, where every feature is defined
+        self.first_t = self.features.warmup + self.window_size - 1
         self.last_t = data.n_bars - 1
         if self.last_t - self.first_t < 1:
             raise ValueError(
@@ -99,8 +101,9 @@ class TradingEnvBase(gym.Env):
         n_feat = self.features.values.shape[2] * data.n_symbols
         self._feat = np.ascontiguousarray(self.features.values.reshape(data.n_bars, n_feat))
         self._n_window = self.window_size * n_feat
+        # Features are clipped by their normalisation; the account state is clipped to the same bound.
         self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=(self._n_window + n_state,), dtype=np.float32
+            -OBS_BOUND, OBS_BOUND, shape=(self._n_window + n_state,), dtype=np.float32
         )
         self._fill_field = self.execution.fill_field
         self._t = self.first_t
@@ -131,6 +134,7 @@ class TradingEnvBase(gym.Env):
         obs = np.empty(self.observation_space.shape[0], dtype=np.float32)
         obs[: self._n_window] = self._feat[t - self.window_size + 1 : t + 1].reshape(-1)
         obs[self._n_window :] = state
+        np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
         return obs
 
     def _info(self, fills: tuple = (), risk_events: tuple = ()) -> dict[str, Any]:
