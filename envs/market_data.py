@@ -92,6 +92,11 @@ class MarketData:
         object.__setattr__(self, "index", index)
         object.__setattr__(self, "symbols", symbols)
 
+    def __reduce__(self) -> tuple:
+        # Rebuild through __init__ so unpickled arrays are read-only again (pickle restores
+        # numpy arrays as writeable).
+        return (type(self), (self.values, self.index, self.symbols))
+
     # ------------------------------------------------------------------ shape and views
     @property
     def n_bars(self) -> int:
@@ -188,7 +193,7 @@ class MarketData:
             if col not in frame.columns:
                 raise DataValidationError("missing_column", f"long frame has no {col!r} column")
         ts = _to_utc_index(pd.to_datetime(frame["timestamp"], utc=True))
-        frame = frame.assign(timestamp=ts)
+        frame = frame.assign(timestamp=ts, symbol=frame["symbol"].astype(str))
         dup = frame.duplicated(["timestamp", "symbol"])
         if dup.any():
             row = frame[dup].iloc[0]
@@ -221,8 +226,9 @@ class MarketData:
     def from_frame(
         cls, frame: pd.DataFrame, symbol: str = "ASSET", *, fill_gaps: bool = False
     ) -> "MarketData":
-        """Build from one symbol's OHLCV frame (columns in any case, time index)."""
-        frame = _lower_columns(frame)
+        """Build from one symbol's OHLCV frame (columns in any case; a time index or a
+        ``timestamp``/``date`` column; missing volume reads as 0)."""
+        frame = _time_indexed(_lower_columns(frame), symbol)
         missing = [f for f in FIELDS if f not in frame.columns]
         if missing == ["volume"]:
             frame = frame.assign(volume=0.0)
@@ -241,7 +247,7 @@ class MarketData:
         """Build from ``{symbol: OHLCV frame}``; the union of timestamps is the index."""
         parts = []
         for symbol, frame in frames.items():
-            lowered = _lower_columns(frame)
+            lowered = _time_indexed(_lower_columns(frame), symbol)
             _check_index(lowered.index, symbol)
             part = lowered.reset_index(names="timestamp")
             if "volume" not in part.columns:
@@ -259,6 +265,7 @@ class MarketData:
         for k, f in enumerate(FIELDS):
             block = wide[f]
             values[:, :, k] = block[symbols].to_numpy(dtype=np.float64, na_value=np.nan)
+        _check_aligned(values, index, symbols, fill_gaps)
         if fill_gaps:
             values = forward_fill(values)
         data = cls(values, index, tuple(symbols))
@@ -282,6 +289,38 @@ def _lower_columns(frame: pd.DataFrame) -> pd.DataFrame:
     if "ticker" in renamed.columns and "symbol" not in renamed.columns:
         renamed = renamed.rename(columns={"ticker": "symbol"})
     return renamed
+
+
+def _time_indexed(frame: pd.DataFrame, symbol: str | None) -> pd.DataFrame:
+    """Use the ``timestamp`` column as the index; refuse a numeric index (not a time)."""
+    if "timestamp" in frame.columns:
+        return frame.set_index("timestamp")
+    if pd.api.types.is_numeric_dtype(frame.index.dtype):
+        raise DataValidationError(
+            "missing_column", "frame needs a time index or a timestamp/date column", symbol=symbol
+        )
+    return frame
+
+
+def _check_aligned(
+    values: np.ndarray, index: pd.DatetimeIndex, symbols: list[str], fill_gaps: bool
+) -> None:
+    """Every symbol needs a bar at every timestamp; ``fill_gaps`` fills all but leading gaps."""
+    absent = np.isnan(values).all(axis=2)
+    if len(symbols) < 2 or not absent.any():
+        return
+    if fill_gaps:
+        # Only a bar before a symbol's first bar stays unfilled.
+        absent &= np.logical_and.accumulate(absent, axis=0)
+        hint = "it starts after other symbols; slice the data to a common start"
+    else:
+        hint = "pass fill_gaps=True to forward-fill gaps"
+    absent &= ~absent.all(axis=1, keepdims=True)
+    if absent.any():
+        t, j = np.argwhere(absent)[0]
+        raise DataValidationError(
+            "misaligned", f"no bar where other symbols have one ({hint})", symbols[j], index[t]
+        )
 
 
 def _check_index(index: pd.Index, symbol: str | None) -> None:
