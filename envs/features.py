@@ -22,7 +22,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Literal
+from typing import Callable, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,21 +31,22 @@ from envs import indicators as ind
 from envs.market_data import MarketData
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 Normalization = Literal["zscore_expanding", "zscore_rolling", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("zscore_expanding", "zscore_rolling", "none")
 
 
-# ------------------------------------------------------------------------------ shared intermediates
+# ----------------------------------------------------------------------------- shared intermediates
 class _Bars:
-    """One data set's OHLCV as ``(T, S)`` arrays plus a memo of intermediates several features share."""
+    """One data set's OHLCV as ``(T, S)`` arrays plus a memo of intermediates features share."""
 
     def __init__(self, data: MarketData) -> None:
         self.open, self.high, self.low = data.open, data.high, data.low
         self.close, self.volume = data.close, data.volume
         self._memo: dict[tuple, object] = {}
 
-    def memo(self, key: tuple, make: Callable[[], object]) -> object:
+    def memo(self, key: tuple, make: Callable[[], _T]) -> _T:
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
@@ -154,7 +155,7 @@ def _trend(b: _Bars, n: int) -> tuple[np.ndarray, np.ndarray]:
     return b.memo(("trend", n), lambda: ind.trend_fit(b.log_close, n))
 
 
-@_family("trend_slope", ("n",), "slope of log price over n bars / per-bar realised vol", min_value=3)
+@_family("trend_slope", ("n",), "slope of log price over n bars / per-bar vol", min_value=3)
 def _trend_slope(b: _Bars, n: int) -> np.ndarray:
     return ind.ratio(_trend(b, n)[0], b.rvol(n), 0.0)
 
@@ -329,7 +330,7 @@ def _rel_strength(b: _Bars, n: int) -> np.ndarray:
     return ind.rolling_sum(b.returns - b.market_returns, n)
 
 
-@_family("var_ratio", ("q", "n"), "variance ratio of q-bar to 1-bar returns over n bars", increasing=True)
+@_family("var_ratio", ("q", "n"), "variance ratio, q-bar vs 1-bar returns", increasing=True)
 def _var_ratio(b: _Bars, q: int, n: int) -> np.ndarray:
     return ind.variance_ratio(b.close, q, n)
 
@@ -430,7 +431,8 @@ class FeatureSpec:
         family = "_".join(tokens[:k])
         if family not in _FAMILIES:
             raise ValueError(
-                f"unknown feature {name!r}: no family {family!r}; known families: {sorted(_FAMILIES)}"
+                f"unknown feature {name!r}: no family {family!r}; "
+                f"known families: {sorted(_FAMILIES)}"
             )
         return cls(family, tuple(int(t) for t in tokens[k:]))
 

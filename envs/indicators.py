@@ -1,8 +1,8 @@
 """Technical indicators as pure, causal, vectorised functions over ``(T, S)`` arrays.
 
 Time is axis 0 and symbols axis 1. Every function returns float64 arrays of the input shape whose
-row ``t`` depends only on input rows ``<= t``, with NaN during the warm-up rows where a window is not
-yet full. Rolling statistics use pandas' windowed kernels and recursive averages use
+row ``t`` depends only on input rows ``<= t``, with NaN during the warm-up rows where a window is
+not yet full. Rolling statistics use pandas' windowed kernels and recursive averages use
 :func:`scipy.signal.lfilter`, so nothing loops over rows in Python.
 
 Smoothing follows the TA-Lib conventions: an EMA (or Wilder's average) is seeded with the simple
@@ -23,9 +23,13 @@ _LN2 = np.log(2.0)
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _frame(x: np.ndarray) -> pd.DataFrame:
+def _check_2d(x: np.ndarray) -> None:
     if x.ndim != 2:
         raise ValueError(f"indicators expect (time, symbol) arrays, got shape {x.shape}")
+
+
+def _frame(x: np.ndarray) -> pd.DataFrame:
+    _check_2d(x)
     return pd.DataFrame(x, copy=False)
 
 
@@ -156,7 +160,7 @@ def _recursive_average(x: np.ndarray, alpha: float, n: int) -> np.ndarray:
     ``x`` may start with a block of NaN rows (another indicator's warm-up); after it every value
     must be finite, otherwise the recursion would carry NaN forever.
     """
-    _frame(x)
+    _check_2d(x)
     out = np.full(x.shape, np.nan)
     finite_rows = np.flatnonzero(np.isfinite(x).all(axis=1))
     if finite_rows.size == 0:
@@ -170,9 +174,9 @@ def _recursive_average(x: np.ndarray, alpha: float, n: int) -> np.ndarray:
     seed = x[start : seed_row + 1].mean(axis=0)
     out[seed_row] = seed
     if seed_row + 1 < x.shape[0]:
-        out[seed_row + 1 :], _ = lfilter(
-            [alpha], [1.0, alpha - 1.0], x[seed_row + 1 :], axis=0, zi=((1.0 - alpha) * seed)[None, :]
-        )
+        zi = ((1.0 - alpha) * seed)[None, :]
+        rest = x[seed_row + 1 :]
+        out[seed_row + 1 :], _ = lfilter([alpha], [1.0, alpha - 1.0], rest, axis=0, zi=zi)
     return out
 
 
@@ -439,7 +443,7 @@ def trend_fit(log_price: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     :param log_price: ``(T, S)`` log prices (finite everywhere).
     :param n: window length (at least 3).
     """
-    _frame(log_price)
+    _check_2d(log_price)
     x = np.arange(n) - (n - 1) / 2.0
     sxx = float(x @ x)
     # Centred weights make the FIR sum independent of the price level, so no precision is lost

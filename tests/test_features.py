@@ -62,7 +62,8 @@ def test_default_set_has_at_least_50_features_including_regime_and_volatility_st
 
 def test_every_family_is_documented_and_in_the_default_set() -> None:
     docs = feature_families()
-    assert {key.split("(")[0] for key in docs} == {FeatureSpec.parse(n).family for n in DEFAULT_FEATURES}
+    default_families = {FeatureSpec.parse(n).family for n in DEFAULT_FEATURES}
+    assert {key.split("(")[0] for key in docs} == default_families
     assert all(isinstance(text, str) and text for text in docs.values())
     assert "rsi(n)" in docs and "vol_regime(n, m)" in docs
 
@@ -127,7 +128,7 @@ def test_symbol_features_do_not_depend_on_other_symbols_except_market_ones(
     assert not together["beta_60"].equals(alone["beta_60"])
 
 
-# ---------------------------------------------------------------------------- pandas reference values
+# -------------------------------------------------------------------------- pandas reference values
 def _seeded_ewm(series: pd.Series, n: int, alpha: float) -> pd.Series:
     """EMA seeded with the SMA of the first ``n`` valid values (TA-Lib convention)."""
     valid = series.dropna()
@@ -215,7 +216,8 @@ def test_oscillators_match_pandas_reference(bars: pd.DataFrame) -> None:
     _assert_close(_col(k), k_ref)
     _assert_close(_col(d), k_ref.rolling(3).mean())
     _assert_close(
-        _col(ind.williams_r(a["high"], a["low"], a["close"], 14)), -100 * (hh - bars["close"]) / (hh - ll)
+        _col(ind.williams_r(a["high"], a["low"], a["close"], 14)),
+        -100 * (hh - bars["close"]) / (hh - ll),
     )
     tp = (bars["high"] + bars["low"] + bars["close"]) / 3
     mad = tp.rolling(20).apply(lambda w: np.abs(w - w.mean()).mean(), raw=True)
@@ -256,7 +258,8 @@ def test_volatility_estimators_match_pandas_reference(bars: pd.DataFrame) -> Non
         np.sqrt((hl**2).rolling(20).mean() / (4 * np.log(2))),
     )
     gk = (0.5 * hl**2 - (2 * np.log(2) - 1) * co**2).rolling(20).mean()
-    _assert_close(_col(ind.garman_klass_vol(a["open"], a["high"], a["low"], a["close"], 20)), np.sqrt(gk))
+    ours = ind.garman_klass_vol(a["open"], a["high"], a["low"], a["close"], 20)
+    _assert_close(_col(ours), np.sqrt(gk))
     skew, kurt = ind.rolling_moments(log_ret.to_numpy()[:, None], 30)
     _assert_close(_col(skew), log_ret.rolling(30).skew())
     _assert_close(_col(kurt), log_ret.rolling(30).kurt())
@@ -300,7 +303,7 @@ def test_normalisation_matches_pandas_expanding_and_rolling_zscores() -> None:
     assert normalize(x, FeatureConfig(normalize="none")) is x
 
 
-# ------------------------------------------------------------------------------ warm-up and finiteness
+# --------------------------------------------------------------------------- warm-up and finiteness
 @pytest.mark.parametrize(
     ("name", "first"),
     [
@@ -311,7 +314,9 @@ def test_normalisation_matches_pandas_expanding_and_rolling_zscores() -> None:
         ("obv_slope_20", 20), ("var_ratio_5_60", 64), ("skew_60", 60), ("gap", 1), ("clv", 0),
     ],
 )  # fmt: skip
-def test_warmup_is_the_first_bar_with_a_full_window(market: MarketData, name: str, first: int) -> None:
+def test_warmup_is_the_first_bar_with_a_full_window(
+    market: MarketData, name: str, first: int
+) -> None:
     raw = compute_features(market, FeatureConfig(features=(name,), normalize="none"))
     assert raw.warmup == first
     assert np.isnan(raw.values[:first]).all()
