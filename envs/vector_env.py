@@ -153,7 +153,10 @@ class TradingVectorEnv(VectorEnv):
         infos = self._infos()
         done = terminated | truncated
         if done.any():
-            infos["final_obs"] = np.array([obs[i] if d else None for i, d in enumerate(done)], dtype=object)
+            final_obs = np.empty(self.num_envs, dtype=object)
+            for i in np.flatnonzero(done):
+                final_obs[i] = obs[i].copy()
+            infos["final_obs"] = final_obs
             infos["_final_obs"] = done
             infos["final_info"] = {"equity": self._equity.copy(), "_equity": done}
             infos["_final_info"] = done
