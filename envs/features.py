@@ -559,12 +559,15 @@ def compute_features(data: MarketData, config: FeatureConfig | None = None) -> F
     started = time.perf_counter()
     bars = _Bars(data)
     values = np.empty((data.n_bars, data.n_symbols, len(config.specs)), dtype=np.float32)
+    warmup = 0
     for k, spec in enumerate(config.specs):
         raw = _FAMILIES[spec.family].compute(bars, *spec.params)
-        values[:, :, k] = normalize(raw, config)
+        column = normalize(raw, config).astype(np.float32)
+        not_finite = np.flatnonzero(~np.isfinite(column).all(axis=1))
+        if not_finite.size:
+            warmup = max(warmup, int(not_finite[-1]) + 1)
+        values[:, :, k] = column
     values.setflags(write=False)
-    not_finite = np.flatnonzero(~np.isfinite(values).all(axis=(1, 2)))
-    warmup = int(not_finite[-1]) + 1 if not_finite.size else 0
     if warmup >= data.n_bars:
         logger.warning(
             "features: %d bars are too few for the configured windows; no bar has every feature",
