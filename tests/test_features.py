@@ -19,6 +19,7 @@ from envs.features import (
     normalize,
 )
 from envs.market_data import MarketData
+from envs.synthetic import generate_market_with_state
 
 MODES = ("none", "zscore_expanding", "zscore_rolling")
 
@@ -350,6 +351,22 @@ def test_flat_prices_and_zero_volume_give_neutral_finite_values(mode: str) -> No
         assert last["vol_regime_20_252"] == 1.0 and last["volume_z_20"] == 0.0
     else:
         assert (after.to_numpy() == 0.0).all()
+
+
+def test_volatility_state_features_track_the_synthetic_regimes() -> None:
+    data, state = generate_market_with_state(
+        n_symbols=2, n_days=2520, seed=4, cointegrated_pair=False
+    )
+    names = ("vol_pctile_20_252", "vol_regime_20_252", "rvol_20")
+    features = compute_features(data, FeatureConfig(features=names, normalize="none"))
+    w = features.warmup
+    regimes = state.regimes[w:]
+    bull, bear = state.regime_names.index("bull"), state.regime_names.index("bear")
+    for k, name in enumerate(names):
+        values = features.values[w:, :, k]
+        assert values[regimes == bear].mean() > values[regimes == bull].mean(), name
+    true_vol = state.volatility[w:, 0]
+    assert np.corrcoef(features.values[w:, 0, 2], true_vol)[0, 1] > 0.5
 
 
 def test_one_symbol_market_features_are_exact() -> None:
