@@ -99,8 +99,15 @@ class TradingEnvBase(gym.Env):
         self.reward_fn = Reward(reward, eta=reward_eta, penalty=drawdown_penalty)
         self._log_reward = reward == "log_return"
         n_feat = self.features.values.shape[2] * data.n_symbols
-        self._feat = np.ascontiguousarray(self.features.values.reshape(data.n_bars, n_feat))
+        # Clipped once here so no step has to clip the window; rows before the warm-up are never read.
+        self._feat = np.clip(
+            np.nan_to_num(self.features.values.reshape(data.n_bars, n_feat)), -OBS_BOUND, OBS_BOUND
+        ).astype(np.float32)
+        self._feat_flat = self._feat.reshape(-1)
+        self._row = n_feat
         self._n_window = self.window_size * n_feat
+        # Timestamps as a list: pandas index lookups cost microseconds, a list lookup nanoseconds.
+        self._timestamps: list[pd.Timestamp] = data.index.tolist()
         # Features are clipped by their normalisation; the account state is clipped to the same bound.
         self.observation_space = gym.spaces.Box(
             -OBS_BOUND, OBS_BOUND, shape=(self._n_window + n_state,), dtype=np.float32
@@ -129,12 +136,11 @@ class TradingEnvBase(gym.Env):
         self._end_t = self.last_t if self.episode_length is None else start + self.episode_length
 
     # ------------------------------------------------------------------ observation and info
-    def _observation(self, state: tuple[float, ...]) -> np.ndarray:
-        t = self._t
+    def _observation(self, state: tuple[float, ...] | np.ndarray) -> np.ndarray:
+        end = (self._t + 1) * self._row
         obs = np.empty(self.observation_space.shape[0], dtype=np.float32)
-        obs[: self._n_window] = self._feat[t - self.window_size + 1 : t + 1].reshape(-1)
-        obs[self._n_window :] = state
-        np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
+        obs[: self._n_window] = self._feat_flat[end - self._n_window : end]
+        obs[self._n_window :] = np.clip(state, -OBS_BOUND, OBS_BOUND)
         return obs
 
     def _info(self, fills: tuple = (), risk_events: tuple = ()) -> dict[str, Any]:
@@ -144,7 +150,7 @@ class TradingEnvBase(gym.Env):
             "cash": cash,
             "positions": positions,
             "weights": weights,
-            "timestamp": self.data.index[self._t],
+            "timestamp": self._timestamps[self._t],
             "t": self._t,
             "history": History(self.data, self._t),
             "fills": fills,
