@@ -23,9 +23,6 @@ from envs.trading_env import (
 )
 
 
-WINDOW_TABLE_MAX_FLOATS = 64_000_000
-
-
 class StocksEnv(TradingEnvBase):
     """Trade one symbol with realistic fills and costs.
 
@@ -133,13 +130,6 @@ class StocksEnv(TradingEnvBase):
         # Plain Python rows: indexing a list of floats is several times cheaper than numpy scalar access.
         self._bars = self.data.values[:, 0, :].tolist()
         self._closes = self.data.values[:, 0, CLOSE].tolist()
-        # Every observation window laid out once, when it fits in memory: one row copy per step is about
-        # twice as fast as assembling the window, and the single env is stepped millions of times.
-        self._windows: np.ndarray | None = None
-        if self.data.n_bars * (self._n_window + 3) <= WINDOW_TABLE_MAX_FLOATS:
-            view = np.lib.stride_tricks.sliding_window_view(self._feat, self.window_size, axis=0)
-            self._windows = np.zeros((view.shape[0], self._n_window + 3), dtype=np.float32)
-            self._windows[:, : self._n_window] = view.transpose(0, 2, 1).reshape(view.shape[0], -1)
         self.risk_config = risk
         self._risk = None
         if risk is not None:
@@ -174,9 +164,7 @@ class StocksEnv(TradingEnvBase):
         if self._windows is not None:
             obs = self._windows[self._t - self.window_size + 1].copy()
         else:
-            end = (self._t + 1) * self._row
-            obs = np.empty(n + 3, dtype=np.float32)
-            obs[:n] = self._feat_flat[end - n : end]
+            obs = self._window_rows(self._t).copy()
         if self._shares:
             price = self._closes[self._t]
             weight = self._shares * price / self._equity

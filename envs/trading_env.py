@@ -19,6 +19,7 @@ from envs.rewards import Reward
 
 DEFAULT_INITIAL_CASH = 100_000.0
 OBS_BOUND = 10.0
+WINDOW_TABLE_MAX_FLOATS = 64_000_000
 
 
 def resolve_data(data: MarketData | str | None) -> MarketData:
@@ -103,9 +104,15 @@ class TradingEnvBase(gym.Env):
         self._feat = np.clip(
             np.nan_to_num(self.features.values.reshape(data.n_bars, n_feat)), -OBS_BOUND, OBS_BOUND
         ).astype(np.float32)
-        self._feat_flat = self._feat.reshape(-1)
-        self._row = n_feat
         self._n_window = self.window_size * n_feat
+        # Every observation window laid out once, when it fits in memory: one row copy per step is about
+        # twice as fast as assembling the window, and envs are stepped millions of times in training.
+        self._windows: np.ndarray | None = None
+        n_obs = self._n_window + n_state
+        if data.n_bars * n_obs <= WINDOW_TABLE_MAX_FLOATS:
+            view = np.lib.stride_tricks.sliding_window_view(self._feat, self.window_size, axis=0)
+            self._windows = np.zeros((view.shape[0], n_obs), dtype=np.float32)
+            self._windows[:, : self._n_window] = view.transpose(0, 2, 1).reshape(view.shape[0], -1)
         # Timestamps as a list: pandas index lookups cost microseconds, a list lookup nanoseconds.
         self._timestamps: list[pd.Timestamp] = data.index.tolist()
         # Features are clipped by their normalisation; the account state is clipped to the same bound.
@@ -136,10 +143,19 @@ class TradingEnvBase(gym.Env):
         self._end_t = self.last_t if self.episode_length is None else start + self.episode_length
 
     # ------------------------------------------------------------------ observation and info
+    def _window_rows(self, t: np.ndarray | int) -> np.ndarray:
+        """Fresh observation rows for bars ``t`` with the feature window filled in and the state zeroed."""
+        if self._windows is not None:
+            return self._windows[t - self.window_size + 1]
+        t = np.asarray(t)
+        rows = np.zeros((*t.shape, self.observation_space.shape[0]), dtype=np.float32)
+        rows[..., : self._n_window] = self._feat[t[..., None] + np.arange(1 - self.window_size, 1)].reshape(
+            *t.shape, -1
+        )
+        return rows
+
     def _observation(self, state: tuple[float, ...] | np.ndarray) -> np.ndarray:
-        end = (self._t + 1) * self._row
-        obs = np.empty(self.observation_space.shape[0], dtype=np.float32)
-        obs[: self._n_window] = self._feat_flat[end - self._n_window : end]
+        obs = self._window_rows(self._t).copy()
         obs[self._n_window :] = np.clip(state, -OBS_BOUND, OBS_BOUND)
         return obs
 

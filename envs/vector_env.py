@@ -61,8 +61,6 @@ class TradingVectorEnv(VectorEnv):
         self.execution = t.execution
         self.adapter = t.adapter
         self._values = t.data.values
-        self._feat = t._feat
-        self._offsets = np.arange(-t.window_size + 1, 1)
         self._n_window = t._n_window
         self._fill_field = t.execution.fill_field
         self._reward = t.reward_fn
@@ -167,9 +165,9 @@ class TradingVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ observation and info
     def _observations(self) -> np.ndarray:
-        n = self.num_envs
-        obs = np.empty((n, self.single_observation_space.shape[0]), dtype=np.float32)
-        obs[:, : self._n_window] = self._feat[self._t[:, None] + self._offsets].reshape(n, -1)
+        obs = self.template._window_rows(self._t)
+        if obs.base is not None:
+            obs = obs.copy()
         close = self._values[self._t, :, CLOSE]
         weights = self._shares * close / self._equity[:, None]
         drawdown = 1.0 - self._equity / self._peak
@@ -181,15 +179,10 @@ class TradingVectorEnv(VectorEnv):
                 unrealised = np.where(
                     shares > 0, price / avg - 1.0, np.where(shares < 0, 1.0 - price / avg, 0.0)
                 )
-            obs[:, self._n_window] = weights[:, 0]
-            obs[:, self._n_window + 1] = unrealised
-            obs[:, self._n_window + 2] = drawdown
+            state = (weights[:, 0], unrealised, drawdown)
         else:
-            s = self._shares.shape[1]
-            obs[:, self._n_window : self._n_window + s] = weights
-            obs[:, self._n_window + s] = 1.0 - weights.sum(axis=1)
-            obs[:, self._n_window + s + 1] = drawdown
-        np.clip(obs, -OBS_BOUND, OBS_BOUND, out=obs)
+            state = (*weights.T, 1.0 - weights.sum(axis=1), drawdown)
+        obs[:, self._n_window :] = np.clip(np.stack(state, axis=1), -OBS_BOUND, OBS_BOUND)
         return obs
 
     def _infos(self) -> dict[str, Any]:
