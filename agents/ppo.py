@@ -1,0 +1,192 @@
+"""A trained stable-baselines3 agent (PPO, and A2C or SAC through the same door) as a :class:`Policy`.
+
+A run folder written by ``python -m experiments.train ppo`` holds ``policy.yaml`` (kind ``ppo``, ``a2c``
+or ``sac``), the model zip and the ``VecNormalize`` statistics it was trained with. :func:`load_agent`
+is registered with :mod:`agents.registry` for those kinds, so ``load_policy("runs/ppo/<run>")`` and
+``python -m experiments.backtest runs/ppo/<run>`` give back an :class:`SB3Agent`.
+
+The agent speaks the backtest's language: ``act`` returns target weights, so it runs in an env with
+``action_mode="weights"`` like every rule bot, whatever action mode it was trained in (a discrete
+"long" becomes weight 1). Its observations must be built like the training env's: :attr:`SB3Agent.env_kwargs`
+lists the settings (window, features, symbol) and a mismatch raises an error that names them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import yaml
+from stable_baselines3 import A2C, PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import VecNormalize
+
+from agents.params import coerce
+from agents.registry import MANIFEST, RegistryError, register_loader
+from envs.actions import ActionAdapter
+from envs.features import FeatureConfig
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
+MODEL_FILE = "model.zip"
+VECNORMALIZE_FILE = "vecnormalize.pkl"
+
+
+class SB3Agent:
+    """Deterministic actions of a trained SB3 model, with the observation normalisation it learned with.
+
+    :param model: the trained algorithm.
+    :param env_kwargs: the single-env settings that shape observations (``window_size``, ``features`` as
+        a list of names or ``None`` for the default set, ``symbol`` or ``symbols``) plus the training
+        ``action_mode`` and ``allow_short``; plain values, as stored in ``policy.yaml``.
+    :param normalizer: the ``VecNormalize`` whose observation statistics the model was trained with, or
+        ``None`` if observations were not normalised.
+    :param name: display name.
+    :param deterministic: take the most likely action (True) or sample.
+    """
+
+    def __init__(
+        self,
+        model: BaseAlgorithm,
+        env_kwargs: Mapping[str, Any],
+        normalizer: VecNormalize | None = None,
+        name: str = "ppo",
+        deterministic: bool = True,
+    ) -> None:
+        self.model = model
+        self.env_kwargs = dict(env_kwargs)
+        self.normalizer = normalizer if normalizer is not None and normalizer.norm_obs else None
+        self.name = name
+        self.deterministic = deterministic
+        self.n_symbols = self._n_symbols(model)
+        self.adapter = ActionAdapter(
+            self.env_kwargs.get("action_mode", "discrete"), self.n_symbols, bool(self.env_kwargs.get("allow_short"))
+        )
+        if self.adapter.space != model.action_space:
+            raise ValueError(
+                f"{name}: action_mode {self.adapter.mode!r} gives {self.adapter.space}, but the model acts in "
+                f"{model.action_space}"
+            )
+        self._obs_shape = model.observation_space.shape
+
+    def _n_symbols(self, model: BaseAlgorithm) -> int:
+        space = model.action_space
+        if self.env_kwargs.get("action_mode") == "continuous":
+            return int(space.shape[0]) - 1
+        return int(np.prod(space.shape)) if space.shape else 1
+
+    def backtest_env_kwargs(self) -> dict[str, Any]:
+        """Single-env arguments under which this agent's observations match training, in ``weights`` mode."""
+        kwargs = {k: self.env_kwargs[k] for k in ("window_size", "symbol", "symbols") if k in self.env_kwargs}
+        if self.env_kwargs.get("features"):
+            kwargs["features"] = FeatureConfig(features=tuple(self.env_kwargs["features"]))
+        return {**kwargs, "action_mode": "weights"}
+
+    def reset(self, seed: int | None = None) -> None:
+        """Seed the sampling of non-deterministic actions (the network keeps no episode state)."""
+        if seed is not None:
+            torch.manual_seed(seed)
+
+    def act(self, obs: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Target weights ``(S,)`` for the bar that just closed.
+
+        :param obs: the env observation.
+        :param info: the env info (unused: everything the network reads is in ``obs``).
+        """
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.shape != self._obs_shape:
+            raise ValueError(
+                f"{self.name} was trained on observations of shape {self._obs_shape}, got {obs.shape}; "
+                f"build the env with {self.backtest_env_kwargs()}"
+            )
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        return self.adapter.to_weights(action).astype(np.float32)
+
+
+def write_manifest(
+    folder: str | Path,
+    algo: str,
+    model_path: str,
+    env_kwargs: Mapping[str, Any],
+    vecnormalize_path: str | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write ``policy.yaml`` so the registry can load the folder as an :class:`SB3Agent`.
+
+    :param folder: the run folder.
+    :param algo: ``ppo``, ``a2c`` or ``sac`` (also the manifest's kind).
+    :param model_path: model zip, relative to ``folder``.
+    :param env_kwargs: see :class:`SB3Agent`.
+    :param vecnormalize_path: VecNormalize pickle relative to ``folder``, if observations were normalised.
+    :param name: display name (default: ``<algo>:<folder name>``).
+    """
+    folder = Path(folder)
+    manifest = {
+        "kind": algo,
+        "class": f"{SB3Agent.__module__}:{SB3Agent.__qualname__}",
+        "name": name or f"{algo}:{folder.name}",
+        "params": {"deterministic": True},
+        "model": model_path,
+        "vecnormalize": vecnormalize_path,
+        "env_kwargs": dict(env_kwargs),
+    }
+    path = folder / MANIFEST
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return path
+
+
+def load_normalizer(path: str | Path) -> VecNormalize:
+    """Read VecNormalize statistics saved by ``VecNormalize.save`` (no env needed to normalise).
+
+    :param path: the pickle file.
+    """
+    with open(path, "rb") as handle:
+        normalizer = pickle.load(handle)
+    if not isinstance(normalizer, VecNormalize):
+        raise RegistryError(f"{path}: expected saved VecNormalize statistics, got {type(normalizer).__name__}")
+    normalizer.training = False
+    return normalizer
+
+
+def load_agent(folder: str | Path, manifest: Mapping[str, Any] | None = None) -> SB3Agent:
+    """Load a saved run as an :class:`SB3Agent` (the registry's loader for kinds ppo, a2c and sac).
+
+    :param folder: the run folder.
+    :param manifest: its parsed ``policy.yaml`` (read from the folder when ``None``).
+    """
+    folder = Path(folder)
+    if manifest is None:
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            raise RegistryError(f"{folder} is not a saved agent: no {MANIFEST} in it")
+        manifest = yaml.safe_load(manifest_path.read_text())
+    algo = manifest.get("kind")
+    if algo not in ALGORITHMS:
+        raise RegistryError(f"{folder}: kind {algo!r} is not an SB3 algorithm; known: {sorted(ALGORITHMS)}")
+    for key in ("model", "env_kwargs"):
+        if not manifest.get(key):
+            raise RegistryError(f"{folder / MANIFEST}: missing field {key!r}")
+    model_path = folder / manifest["model"]
+    if not model_path.is_file():
+        raise RegistryError(f"{folder}: model file {manifest['model']!r} does not exist")
+    model = ALGORITHMS[algo].load(model_path, device="cpu")
+    normalizer = load_normalizer(folder / manifest["vecnormalize"]) if manifest.get("vecnormalize") else None
+    params = manifest.get("params") or {}
+    unknown = sorted(set(params) - {"deterministic"})
+    if unknown:
+        raise RegistryError(f"unknown parameter(s) {unknown} for {algo} agent; known: ['deterministic']")
+    try:
+        deterministic = coerce(algo, "deterministic", bool, params.get("deterministic", True))
+    except TypeError as err:
+        raise RegistryError(str(err)) from None
+    return SB3Agent(
+        model, manifest["env_kwargs"], normalizer, name=manifest.get("name") or algo, deterministic=deterministic
+    )
+
+
+for _kind in ALGORITHMS:
+    register_loader(_kind, load_agent)

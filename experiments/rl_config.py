@@ -1,0 +1,270 @@
+"""The typed configuration of ``python -m experiments.train {ppo,a2c,sac}``: one dataclass, from YAML and flags.
+
+Precedence: the dataclass defaults, then a YAML file (``--config``; ``experiments/configs/<algo>.yaml`` when
+it exists and none is given), then command-line flags. Every field is a flag (``n_steps`` is ``--n-steps``),
+its help text is the field's ``:param:`` line below, and a bad value raises :class:`ConfigError` naming the
+field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import types
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from envs.execution import ConfigError
+from envs.rewards import REWARDS
+
+Algo = Literal["ppo", "a2c", "sac"]
+ALGOS: tuple[str, ...] = get_args(Algo)
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """Everything one training run needs; the run folder keeps a copy as ``config.yaml``.
+
+    :param algo: the stable-baselines3 algorithm: ppo, a2c or sac (sac needs a continuous action mode).
+    :param env: the environment: Stocks-v0 (one symbol) or Portfolio-v0 (every symbol of the data).
+    :param data: data spec for envs.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
+    :param symbol: symbol traded by Stocks-v0 (default: the first one of the data).
+    :param train_fraction: share of the bars, from the start, in the train period.
+    :param val_fraction: share of the bars after train in the validation period (model selection); the
+        rest is the test period, touched only by the final out-of-sample evaluation.
+    :param window_size: feature rows in each observation.
+    :param features: feature names (see envs.features); empty means the env's default set.
+    :param action_mode: discrete (flat/long, or short/flat/long), weights or continuous.
+    :param reward: log_return, differential_sharpe or drawdown_penalty.
+    :param reward_eta: adaptation rate of the differential Sharpe reward.
+    :param drawdown_penalty: weight of drawdown increases in the drawdown_penalty reward.
+    :param episode_length: bars per training episode, each starting at a random bar of the train period.
+    :param commission: commission as a fraction of traded notional.
+    :param slippage_bps: slippage per leg in basis points.
+    :param allow_short: allow short positions.
+    :param num_envs: parallel episodes in the batched vector env.
+    :param total_timesteps: environment steps to train for.
+    :param learning_rate: optimiser learning rate.
+    :param gamma: discount factor.
+    :param ent_coef: entropy bonus (ppo, a2c); sac tunes its own.
+    :param net_arch: hidden layer sizes of the policy and value networks.
+    :param n_steps: steps per env per rollout (ppo, a2c).
+    :param batch_size: minibatch size (ppo, sac).
+    :param n_epochs: optimisation epochs per rollout (ppo).
+    :param gae_lambda: GAE lambda (ppo, a2c).
+    :param clip_range: policy clip range (ppo).
+    :param buffer_size: replay buffer size (sac).
+    :param learning_starts: steps collected before sac starts learning.
+    :param norm_obs: normalise observations with running statistics (VecNormalize, saved with the model).
+    :param norm_reward: scale rewards by the running std of the discounted return (VecNormalize).
+    :param eval_freq: evaluate on the validation period every this many steps.
+    :param checkpoint_freq: save a checkpoint every this many steps.
+    :param seed: seed of the policy, the env and the episode starts.
+    :param runs_dir: runs are written to runs_dir/algo/run_name.
+    :param run_name: name of the run folder (default: date, time and seed).
+    :param torch_threads: torch intra-op threads; 1 keeps several runs from fighting over the cores.
+    :param progress: show a progress bar.
+    :param baselines: registered policies scored on the same periods for comparison (agents.registry names).
+    """
+
+    algo: Algo = "ppo"
+    env: Literal["Stocks-v0", "Portfolio-v0"] = "Stocks-v0"
+    data: str = "synthetic"
+    symbol: str | None = None
+    train_fraction: float = 0.6
+    val_fraction: float = 0.2
+    window_size: int = 10
+    features: tuple[str, ...] = ()
+    action_mode: Literal["discrete", "weights", "continuous"] = "discrete"
+    reward: Literal["log_return", "differential_sharpe", "drawdown_penalty"] = "log_return"
+    reward_eta: float = 0.01
+    drawdown_penalty: float = 1.0
+    episode_length: int = 252
+    commission: float = 0.001
+    slippage_bps: float = 0.0
+    allow_short: bool = False
+    num_envs: int = 16
+    total_timesteps: int = 200_000
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    ent_coef: float = 0.0
+    net_arch: tuple[int, ...] = (64, 64)
+    n_steps: int = 256
+    batch_size: int = 256
+    n_epochs: int = 10
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    buffer_size: int = 100_000
+    learning_starts: int = 1_000
+    norm_obs: bool = True
+    norm_reward: bool = True
+    eval_freq: int = 10_000
+    checkpoint_freq: int = 50_000
+    seed: int = 0
+    runs_dir: str = "runs"
+    run_name: str | None = None
+    torch_threads: int = 1
+    progress: bool = True
+    baselines: tuple[str, ...] = (
+        "buy_and_hold", "sma_crossover", "rsi_reversion", "bollinger_reversion", "macd_momentum", "breakout",
+        "consensus",
+    )
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, _HINTS[f.name], getattr(self, f.name)))
+        positive = ("window_size", "episode_length", "num_envs", "total_timesteps", "n_steps", "batch_size",
+                    "n_epochs", "buffer_size", "eval_freq", "checkpoint_freq", "torch_threads")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RLConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "clip_range", "reward_eta"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"RLConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"RLConfig.{name} must be in (0, 1], got {getattr(self, name)}")
+        for name in ("ent_coef", "commission", "slippage_bps", "drawdown_penalty", "learning_starts"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"RLConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not (0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
+                and self.train_fraction + self.val_fraction < 1):
+            raise ConfigError(
+                "RLConfig.train_fraction and val_fraction must be in (0, 1) and leave a test period, got "
+                f"{self.train_fraction} and {self.val_fraction}"
+            )
+        if not self.net_arch or min(self.net_arch) < 1:
+            raise ConfigError(f"RLConfig.net_arch must list positive layer sizes, got {self.net_arch}")
+        if self.algo == "sac" and self.action_mode == "discrete":
+            raise ConfigError("RLConfig.action_mode: sac needs 'weights' or 'continuous', got 'discrete'")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"RLConfig.reward must be one of {REWARDS}, got {self.reward!r}")
+
+    @property
+    def env_id(self) -> str:
+        """The Gymnasium id, ``AlpacaGym/<env>``."""
+        return f"AlpacaGym/{self.env}"
+
+    def replace(self, **changes: Any) -> "RLConfig":
+        """A copy with ``changes`` applied (validated like the constructor).
+
+        :param changes: field values.
+        """
+        unknown = sorted(set(changes) - set(_HINTS))
+        if unknown:
+            raise ConfigError(f"unknown RLConfig field(s) {unknown}; known: {sorted(_HINTS)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def to_yaml(self) -> str:
+        """The config as YAML, loadable by :func:`load_config`."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_HINTS = get_type_hints(RLConfig)
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """``value`` (from Python, YAML or a flag's string) as the field's type, or a ConfigError naming it."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        return _coerce(name, next(a for a in args if a is not type(None)), value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"RLConfig.{name} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"RLConfig.{name} must be a list, got {value!r}")
+        return tuple(_coerce(name, args[0], item) for item in items)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in _TRUE | _FALSE:
+                raise ValueError
+            return text in _TRUE
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value).strip()
+    except (TypeError, ValueError):
+        raise ConfigError(f"RLConfig.{name} must be {hint.__name__}, got {value!r}") from None
+
+
+def field_help() -> dict[str, str]:
+    """Each field's ``:param:`` text from the :class:`RLConfig` docstring."""
+    doc = re.sub(r"\s+", " ", RLConfig.__doc__ or "")
+    return dict(re.findall(r":param (\w+): (.*?)(?= :param |$)", doc))
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, algo: str | None = None
+) -> RLConfig:
+    """Build a config from a YAML file and overrides.
+
+    :param path: YAML file of field values; ``None`` uses ``experiments/configs/<algo>.yaml`` if it exists.
+    :param overrides: field values applied last (strings are parsed like command-line flags).
+    :param algo: the algorithm, which also picks the default YAML file.
+    """
+    values: dict[str, Any] = {}
+    if path is None and algo is not None and (CONFIG_DIR / f"{algo}.yaml").is_file():
+        path = CONFIG_DIR / f"{algo}.yaml"
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of RLConfig fields, got {type(loaded).__name__}")
+        values.update(loaded)
+    if algo is not None:
+        values["algo"] = algo
+    values.update(overrides or {})
+    unknown = sorted(set(values) - set(_HINTS))
+    if unknown:
+        raise ConfigError(f"unknown RLConfig field(s) {unknown}; known: {sorted(_HINTS)}")
+    return RLConfig(**values)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ("algo",)) -> None:
+    """Add ``--config`` and one flag per field (default ``None``: not given, so the YAML value stands).
+
+    :param parser: the parser to extend.
+    :param skip: fields that get no flag.
+    """
+    helps = field_help()
+    parser.add_argument("--config", type=Path, help="YAML file of config fields (flags override it)")
+    for f in fields(RLConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        names = (flag, "--timesteps") if f.name == "total_timesteps" else (flag,)
+        default = f.default if not isinstance(f.default, tuple) else ",".join(map(str, f.default))
+        parser.add_argument(
+            *names, dest=f.name, default=None, metavar=f.name.upper(),
+            help=f"{helps.get(f.name, '')} (default: {default})",
+        )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The field values given on the command line.
+
+    :param args: parsed arguments of a parser extended by :func:`add_config_arguments`.
+    """
+    return {f.name: getattr(args, f.name) for f in fields(RLConfig) if getattr(args, f.name, None) is not None}

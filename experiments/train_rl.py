@@ -1,0 +1,353 @@
+"""Train a stable-baselines3 agent (PPO, A2C or SAC) on a trading env and write a run folder.
+
+``python -m experiments.train ppo [--config FILE] [--timesteps N] [--learning-rate X] ...`` (every
+:class:`~experiments.rl_config.RLConfig` field is a flag). The data is split in time order into train,
+validation and test periods. Training runs on the train period through the batched vector env
+(:class:`~envs.vector_env.TradingVectorEnv` behind SB3's ``VecNormalize``), episodes of
+``episode_length`` bars starting at random train bars. Every ``eval_freq`` steps the policy trades the
+validation period and the model with the best validation Sharpe is kept. At the end that model alone
+trades the test period, next to buy-and-hold and the rule bots on the same bars.
+
+A run is the folder ``runs/<algo>/<run_name>/``::
+
+    config.yaml        the full config (reload with --config)
+    policy.yaml        manifest: agents.registry.load_policy(folder) gives the best model as a Policy
+    best/              model.zip and vecnormalize.pkl of the best validation Sharpe
+    final/             the same at the end of training
+    checkpoints/       every checkpoint_freq steps
+    tb/                TensorBoard: SB3's curves, validation/* metrics and equity curves, time/sps_recent
+    metrics.json       periods, validation history, best and final evaluation, baselines, speed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from agents.ppo import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE, load_agent, write_manifest
+from agents.registry import make_policy
+from agents.rl_callbacks import EvaluationHook, StepsPerSecondCallback, TradingEvalCallback
+from agents.rl_eval import EnvFactory, Evaluation, Period, evaluate, split_periods
+from envs.features import FeatureConfig
+from envs.market_data import MarketData
+from envs.portfolio_env import PortfolioEnv
+from envs.sources import load_data
+from envs.stock_env import StocksEnv
+from envs.trading_env import TradingEnvBase
+from envs.vector_env import SB3VecEnv, TradingVectorEnv
+from experiments.rl_config import ALGOS, RLConfig, add_config_arguments, load_config, overrides_from_args
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    :param run_dir: the run folder.
+    :param metrics: the content of ``metrics.json``.
+    """
+
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------- environments
+def load_market(config: RLConfig) -> MarketData:
+    """The config's data, cut to the traded symbol for Stocks-v0.
+
+    :param config: the run config.
+    """
+    data = load_data(config.data)
+    if config.env == "Stocks-v0":
+        symbol = config.symbol or data.symbols[0]
+        if symbol not in data.symbols:
+            raise ValueError(f"RLConfig.symbol {symbol!r} is not in the data; available: {list(data.symbols)}")
+        data = data.select([symbol])
+    return data
+
+
+def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
+    """Plain (YAML-ready) settings that shape the agent's observations and actions.
+
+    :param config: the run config.
+    :param data: the loaded data (for the symbol names).
+    """
+    kwargs: dict[str, Any] = {
+        "window_size": config.window_size,
+        "features": list(config.features) or None,
+        "action_mode": config.action_mode,
+        "allow_short": config.allow_short,
+    }
+    if config.env == "Stocks-v0":
+        kwargs["symbol"] = data.symbols[0]
+    else:
+        kwargs["symbols"] = list(data.symbols)
+    return kwargs
+
+
+def _single_env_kwargs(config: RLConfig) -> dict[str, Any]:
+    return {
+        "window_size": config.window_size,
+        "features": FeatureConfig(features=config.features) if config.features else None,
+        "reward": config.reward,
+        "reward_eta": config.reward_eta,
+        "drawdown_penalty": config.drawdown_penalty,
+        "execution": {
+            "commission": config.commission,
+            "slippage_bps": config.slippage_bps,
+            "allow_short": config.allow_short,
+        },
+    }
+
+
+def eval_env_factory(config: RLConfig) -> EnvFactory:
+    """Builds the single env policies are scored in: the training costs, ``weights`` action mode.
+
+    :param config: the run config.
+    """
+    env_cls: type[TradingEnvBase] = StocksEnv if config.env == "Stocks-v0" else PortfolioEnv
+    kwargs = _single_env_kwargs(config)
+
+    def make(data: MarketData) -> TradingEnvBase:
+        return env_cls(data, action_mode="weights", **kwargs)
+
+    return make
+
+
+def make_train_env(config: RLConfig, data: MarketData, train: Period) -> VecEnv:
+    """The batched training env on the train period, behind ``VecNormalize``.
+
+    :param config: the run config.
+    :param data: the full data set (cut here to the train period).
+    :param train: the train period.
+    """
+    vector = TradingVectorEnv(
+        config.num_envs,
+        kind="stocks" if config.env == "Stocks-v0" else "portfolio",
+        data=data.iloc(slice(train.start, train.stop)),
+        action_mode=config.action_mode,
+        episode_length=_episode_length(config, data, train),
+        **_single_env_kwargs(config),
+    )
+    return VecNormalize(
+        SB3VecEnv(vector), norm_obs=config.norm_obs, norm_reward=config.norm_reward, gamma=config.gamma, clip_obs=10.0
+    )
+
+
+def _episode_length(config: RLConfig, data: MarketData, train: Period) -> int:
+    probe = eval_env_factory(config)(data.iloc(slice(train.start, train.stop)))
+    room = probe.last_t - probe.first_t
+    if room < 2:
+        raise ValueError(
+            f"the train period has {train.stop - train.start} bars, too few after the features' warm-up "
+            f"({probe.first_t} bars); use more data or a larger train_fraction"
+        )
+    if config.episode_length > room:
+        logger.warning("episode_length %d exceeds the %d train bars after warm-up; using %d",
+                       config.episode_length, room, room)
+    return min(config.episode_length, room)
+
+
+def build_model(config: RLConfig, venv: VecEnv) -> BaseAlgorithm:
+    """The SB3 algorithm with the config's hyper-parameters.
+
+    :param config: the run config.
+    :param venv: the training env.
+    """
+    common: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "gamma": config.gamma,
+        "seed": config.seed,
+        "device": "cpu",
+        "verbose": 0,
+        "policy_kwargs": {"net_arch": list(config.net_arch)},
+    }
+    if config.algo == "ppo":
+        specific = {
+            "n_steps": config.n_steps, "batch_size": config.batch_size, "n_epochs": config.n_epochs,
+            "gae_lambda": config.gae_lambda, "clip_range": config.clip_range, "ent_coef": config.ent_coef,
+        }
+    elif config.algo == "a2c":
+        specific = {"n_steps": config.n_steps, "gae_lambda": config.gae_lambda, "ent_coef": config.ent_coef}
+    else:
+        specific = {
+            "batch_size": config.batch_size, "buffer_size": config.buffer_size,
+            "learning_starts": config.learning_starts,
+        }
+    return ALGORITHMS[config.algo]("MlpPolicy", venv, **common, **specific)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def run_folder(config: RLConfig) -> Path:
+    """``runs_dir/algo/run_name``, the name defaulting to the date, time and seed.
+
+    :param config: the run config.
+    """
+    name = config.run_name or f"{time.strftime('%Y%m%d-%H%M%S')}-seed{config.seed}"
+    return Path(config.runs_dir) / config.algo / name
+
+
+def train(
+    config: RLConfig,
+    run_dir: str | Path | None = None,
+    on_evaluation: EvaluationHook | None = None,
+    extra_callbacks: Sequence[BaseCallback] = (),
+) -> TrainResult:
+    """Train, select the best model on validation, score it on test, and write the run folder.
+
+    :param config: the run config.
+    :param run_dir: the run folder (default: :func:`run_folder`).
+    :param on_evaluation: called after each validation evaluation with ``(timesteps, evaluation)``.
+    :param extra_callbacks: more SB3 callbacks.
+    """
+    torch.set_num_threads(config.torch_threads)
+    run_dir = Path(run_dir) if run_dir is not None else run_folder(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+
+    data = load_market(config)
+    train_period, val_period, test_period = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
+    kwargs = env_kwargs(config, data)
+    make_env = eval_env_factory(config)
+    venv = make_train_env(config, data, train_period)
+    model = build_model(config, venv)
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+
+    evaluator = TradingEvalCallback(
+        data, val_period, make_env, kwargs, config.eval_freq, best_dir=run_dir / "best", on_evaluation=on_evaluation,
+        verbose=1,
+    )
+    checkpoints = CheckpointCallback(
+        max(config.checkpoint_freq // config.num_envs, 1), str(run_dir / "checkpoints"), name_prefix=config.algo,
+        save_vecnormalize=config.norm_obs or config.norm_reward,
+    )
+    started = time.perf_counter()
+    model.learn(
+        config.total_timesteps,
+        callback=[evaluator, checkpoints, StepsPerSecondCallback(), *extra_callbacks],
+        progress_bar=config.progress,
+    )
+    seconds = time.perf_counter() - started
+    _save_model(model, run_dir / "final")
+    vecnormalize = f"best/{VECNORMALIZE_FILE}" if (run_dir / "best" / VECNORMALIZE_FILE).exists() else None
+    write_manifest(run_dir, config.algo, f"best/{MODEL_FILE}", kwargs, vecnormalize)
+
+    # The saved agent, reloaded through the registry's loader, is what gets the out-of-sample score.
+    agent = load_agent(run_dir)
+    metrics: dict[str, Any] = {
+        "algo": config.algo,
+        "env": config.env_id,
+        "data": config.data,
+        "periods": {p.name: dict(zip(("start", "end"), p.dates(data))) for p in (train_period, val_period, test_period)},
+        "timesteps": int(model.num_timesteps),
+        "train_seconds": seconds,
+        "steps_per_second": model.num_timesteps / seconds,
+        "best_timesteps": evaluator.best_timesteps,
+        "validation_history": [{"timesteps": t, **s} for t, s in evaluator.history],
+        "best": {p.name: evaluate(agent, data, p, make_env).scalars() for p in (val_period, test_period)},
+        "baselines": compare_baselines(config.baselines, data, (val_period, test_period), make_env),
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    logger.info("run written to %s", run_dir)
+    return TrainResult(run_dir, metrics)
+
+
+def _save_model(model: BaseAlgorithm, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE)
+    normalizer = model.get_vec_normalize_env()
+    if normalizer is not None:
+        normalizer.save(str(folder / VECNORMALIZE_FILE))
+
+
+def compare_baselines(
+    names: Sequence[str], data: MarketData, periods: Sequence[Period], make_env: EnvFactory
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Score registered rule bots on the same periods and env as the agent.
+
+    :param names: registered policy names (``buy_and_hold``, ``sma_crossover``, ...).
+    :param data: the full data set.
+    :param periods: the periods to score.
+    :param make_env: the evaluation env factory.
+    """
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name in names:
+        policy = make_policy(name)
+        results[name] = {p.name: evaluate(policy, data, p, make_env).scalars() for p in periods}
+    return results
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as ``None`` so metrics.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def summary_table(metrics: dict[str, Any]) -> str:
+    """Sharpe, return and max drawdown of the agent and the baselines on validation and test, as text.
+
+    :param metrics: the content of ``metrics.json``.
+    """
+    rows = [("agent (best validation)", metrics["best"])] + list(metrics["baselines"].items())
+    lines = [f"{'policy':<26}{'val sharpe':>11}{'test sharpe':>12}{'test return':>12}{'test maxdd':>11}"]
+    for name, scores in rows:
+        val, test = scores["validation"], scores["test"]
+        lines.append(
+            f"{name:<26}{_fmt(val['sharpe']):>11}{_fmt(test['sharpe']):>12}"
+            f"{_fmt(test['total_return'], pct=True):>12}{_fmt(test['max_drawdown'], pct=True):>11}"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None, pct: bool = False) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f}%" if pct else f"{value:.2f}"
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def add_subcommands(subparsers: Any) -> None:
+    """Add ``ppo``, ``a2c`` and ``sac`` to a subparsers action (used by ``experiments.train``).
+
+    :param subparsers: the result of ``ArgumentParser.add_subparsers``.
+    """
+    for algo in ALGOS:
+        sub = subparsers.add_parser(
+            algo, help=f"train stable-baselines3 {algo.upper()} on a trading env",
+            description=f"Train {algo.upper()}; every config field is a flag (precedence: defaults < "
+            f"--config YAML (default experiments/configs/{algo}.yaml if present) < flags).",
+        )
+        add_config_arguments(sub)
+        sub.set_defaults(handler=run_command, algo=algo)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Handle a parsed ``ppo``/``a2c``/``sac`` command: train and print the comparison table.
+
+    :param args: the parsed arguments.
+    """
+    config = load_config(args.config, overrides_from_args(args), algo=args.algo)
+    result = train(config)
+    print(summary_table(result.metrics))
+    print(f"\nrun folder: {result.run_dir}\ntensorboard --logdir {result.run_dir.parent}")
+    return 0
+
