@@ -1,0 +1,226 @@
+"""PPO training: config loading, period split, a tiny end-to-end run, the saved agent as a Policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from agents.ppo import SB3Agent, load_agent
+from agents.registry import RegistryError, load_policy
+from agents.rl_eval import Period, evaluate, split_periods
+from envs.execution import ConfigError
+from envs.market_data import MarketData
+from envs.sources import load_data
+from experiments import train as train_cli
+from experiments.rl_config import RLConfig, field_help, load_config, overrides_from_args
+from experiments.train_rl import eval_env_factory, load_market, train
+
+TINY = {
+    "data": "synthetic:n_days=360,n_symbols=1,seed=3",
+    "features": ("ret_1", "ret_5", "rvol_20", "sma_ratio_20"),
+    "window_size": 2,
+    "episode_length": 40,
+    "num_envs": 4,
+    "n_steps": 32,
+    "batch_size": 64,
+    "n_epochs": 2,
+    "net_arch": (16,),
+    "total_timesteps": 512,
+    "eval_freq": 256,
+    "checkpoint_freq": 256,
+    "progress": False,
+    "baselines": ("buy_and_hold",),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RLConfig, Path, dict]:
+    runs = tmp_path_factory.mktemp("runs")
+    config = RLConfig(**TINY, runs_dir=str(runs), run_name="tiny")
+    result = train(config)
+    return config, result.run_dir, result.metrics
+
+
+# ---------------------------------------------------------------------------------------------- config
+def test_every_field_has_help() -> None:
+    assert set(field_help()) == set(RLConfig.__dataclass_fields__)
+
+
+def test_yaml_then_overrides_precedence(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"learning_rate": 1e-4, "n_steps": 64, "net_arch": [32, 32]}))
+    config = load_config(path, {"n_steps": "128"}, algo="a2c")
+    assert (config.algo, config.learning_rate, config.n_steps, config.net_arch) == ("a2c", 1e-4, 128, (32, 32))
+
+
+def test_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    config = RLConfig(features=("ret_1", "rvol_20"), net_arch=(8, 8), symbol="SYN1")
+    path = tmp_path / "config.yaml"
+    path.write_text(config.to_yaml())
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"gamma": 1.5}, "gamma"),
+        ({"num_envs": 0}, "num_envs"),
+        ({"n_steps": "many"}, "n_steps"),
+        ({"reward": "profit"}, "reward"),
+        ({"net_arch": ()}, "net_arch"),
+        ({"train_fraction": 0.7, "val_fraction": 0.3}, "train_fraction"),
+        ({"algo": "sac", "action_mode": "discrete"}, "action_mode"),
+    ],
+)
+def test_bad_values_name_the_field(changes: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        RLConfig(**changes)
+
+
+def test_unknown_field_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rte: 0.001\n")
+    with pytest.raises(ConfigError, match="learning_rte"):
+        load_config(path)
+
+
+def test_command_line_flags_reach_the_config() -> None:
+    args = train_cli.build_parser().parse_args(
+        ["ppo", "--timesteps", "2048", "--net-arch", "32,16", "--norm-obs", "false"]
+    )
+    config = load_config(args.config, overrides_from_args(args), algo=args.algo)
+    assert (config.algo, config.total_timesteps, config.net_arch, config.norm_obs) == ("ppo", 2048, (32, 16), False)
+
+
+def test_help_lists_the_fields(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        train_cli.main(["ppo", "--help"])
+    out = capsys.readouterr().out
+    assert "--learning-rate" in out and "--timesteps" in out and "--episode-length" in out
+
+
+# ---------------------------------------------------------------------------------------------- periods
+def test_periods_are_in_time_order_and_tile_the_data() -> None:
+    train, val, test = split_periods(1000, 0.6, 0.2)
+    assert (train.start, train.stop, val.start, val.stop, test.start, test.stop) == (0, 600, 600, 800, 800, 1000)
+
+
+def test_evaluation_never_sees_bars_after_the_period() -> None:
+    config = RLConfig(**TINY)
+    data = load_market(config)
+    period = Period("test", 200, 300)
+    changed = data.values.copy()
+    changed[300:] *= 3.0
+    future_changed = MarketData(changed, data.index, data.symbols)
+    policy = _AlwaysLong()
+    a = evaluate(policy, data, period, eval_env_factory(config))
+    b = evaluate(policy, future_changed, period, eval_env_factory(config))
+    assert a.equity.equals(b.equity)
+    assert a.stats.sharpe == b.stats.sharpe
+
+
+class _AlwaysLong:
+    name = "always_long"
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, obs: np.ndarray, info: dict) -> np.ndarray:
+        return np.ones(1, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- a tiny run
+def test_run_folder_has_everything(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    _, run_dir, metrics = tiny_run
+    for name in ("config.yaml", "policy.yaml", "metrics.json", "best/model.zip", "best/vecnormalize.pkl",
+                 "final/model.zip", "final/vecnormalize.pkl"):
+        assert (run_dir / name).is_file(), name
+    assert list((run_dir / "checkpoints").glob("ppo_*_steps.zip"))
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["timesteps"] == 512
+    assert [h["timesteps"] for h in saved["validation_history"]] == [256, 512]
+    assert set(saved["best"]) == {"validation", "test"}
+    assert set(saved["baselines"]) == {"buy_and_hold"}
+    periods = saved["periods"]
+    assert periods["train"]["end"] < periods["validation"]["start"] < periods["test"]["start"]
+
+
+def test_saved_config_reloads(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    config, run_dir, _ = tiny_run
+    assert load_config(run_dir / "config.yaml") == config
+
+
+def test_tensorboard_has_trading_metrics(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run_dir, _ = tiny_run
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0}).Reload()
+    scalars = set(events.Tags()["scalars"])
+    for key in ("sharpe", "total_return", "max_drawdown", "turnover", "best_sharpe"):
+        assert f"validation/{key}" in scalars
+    assert "time/sps_recent" in scalars and "train/value_loss" in scalars
+    assert "validation/equity_curve" in events.Tags()["images"]
+
+
+def test_saved_agent_loads_as_policy_and_reproduces_validation(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    config, run_dir, metrics = tiny_run
+    agent = load_policy(run_dir)
+    assert isinstance(agent, SB3Agent) and agent.name == "ppo:tiny"
+    data = load_market(config)
+    _, val, _ = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
+    again = evaluate(agent, data, val, eval_env_factory(config)).scalars()
+    best = max(metrics["validation_history"], key=lambda h: h["sharpe"] if h["sharpe"] is not None else -1e9)
+    # The reloaded best model (with its VecNormalize statistics) trades exactly as it did when selected.
+    assert again["sharpe"] == pytest.approx(best["sharpe"], rel=1e-9)
+    assert again["total_return"] == pytest.approx(metrics["best"]["validation"]["total_return"], rel=1e-12)
+
+
+def test_agent_acts_in_weights_and_rejects_other_observations(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    _, run_dir, _ = tiny_run
+    agent = load_agent(run_dir)
+    obs = np.zeros(agent.model.observation_space.shape, dtype=np.float32)
+    action = agent.act(obs, {})
+    assert action.shape == (1,) and action[0] in (0.0, 1.0)
+    kwargs = agent.backtest_env_kwargs()
+    assert kwargs["action_mode"] == "weights" and kwargs["window_size"] == 2
+    assert kwargs["features"].features == TINY["features"]
+    with pytest.raises(ValueError, match="window_size"):
+        agent.act(np.zeros(7, dtype=np.float32), {})
+
+
+def test_bad_saved_agent_errors(tiny_run: tuple[RLConfig, Path, dict], tmp_path: Path) -> None:
+    _, run_dir, _ = tiny_run
+    manifest = yaml.safe_load((run_dir / "policy.yaml").read_text())
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump({**manifest, "model": "missing.zip"}))
+    with pytest.raises(RegistryError, match="missing.zip"):
+        load_policy(tmp_path)
+    with pytest.raises(RegistryError, match="deterministic"):
+        load_policy(run_dir, {"deterministic": "maybe"})
+
+
+def test_same_seed_same_run(tiny_run: tuple[RLConfig, Path, dict], tmp_path: Path) -> None:
+    config, _, metrics = tiny_run
+    again = train(config.replace(runs_dir=str(tmp_path), run_name="again")).metrics
+    assert again["validation_history"] == metrics["validation_history"]
+
+
+def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
+    config = RLConfig(**{**TINY, "data": "synthetic:n_days=60,n_symbols=1"}, runs_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="warm-up"):
+        train(config)
+
+
+def test_portfolio_env_trains(tmp_path: Path) -> None:
+    config = RLConfig(
+        **{**TINY, "data": "synthetic:n_days=360,n_symbols=2,seed=3", "total_timesteps": 256},
+        env="Portfolio-v0", action_mode="continuous", runs_dir=str(tmp_path), run_name="pf",
+    )
+    result = train(config)
+    agent = load_agent(result.run_dir)
+    assert agent.backtest_env_kwargs()["symbols"] == list(load_data(config.data).symbols)
+    assert np.isfinite(result.metrics["best"]["test"]["total_return"])
