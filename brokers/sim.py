@@ -35,7 +35,6 @@ from brokers.base import (
     OrderStatus,
     OrderType,
     Position,
-    Side,
     TradingDay,
     WashTradeRejected,
     utc,

@@ -84,18 +84,22 @@ class AlpacaSource:
 
         amount, unit = parse_timeframe(timeframe)
         lo, hi = time_range(start, end)
+        daily = is_daily_or_longer(timeframe)
+        # Alpaca stamps a daily bar at midnight New York, hours after midnight UTC: ask a day further and
+        # cut at ``hi`` once the bars carry their session date.
         request = StockBarsRequest(
             symbol_or_symbols=list(symbols),
             timeframe=TimeFrame(amount, TimeFrameUnit(unit)),
             start=lo.to_pydatetime(),
-            end=hi.to_pydatetime(),
+            end=(hi + pd.Timedelta(days=1) if daily else hi).to_pydatetime(),
             adjustment=Adjustment(self.adjustment),
             feed=DataFeed(self.feed),
         )
         raw = self._client.get_stock_bars(request).data
-        return bars_to_market_data(
+        data = bars_to_market_data(
             {s: [bar.model_dump() for bar in raw.get(s, [])] for s in symbols}, timeframe, self.fill_gaps
         )
+        return data.slice(lo, hi) if daily else data
 
 
 def bars_to_market_data(bars: dict[str, list[dict[str, Any]]], timeframe: str, fill_gaps: bool = False) -> MarketData:

@@ -554,6 +554,16 @@ class FakeAlpaca:
         return None
 
 
+def alpaca_daily(long: pd.DataFrame) -> pd.DataFrame:
+    """Restamp long-format daily bars (midnight UTC of the session date) the way Alpaca stamps them:
+    midnight New York, expressed in UTC.
+
+    :param long: frame with a UTC ``timestamp`` column.
+    """
+    local = long["timestamp"].dt.tz_localize(None).dt.tz_localize(MARKET_TZ)
+    return long.assign(timestamp=local.dt.tz_convert("UTC"))
+
+
 def _iso(ts: pd.Timestamp | None, tz: str = "UTC") -> str | None:
     if ts is None:
         return None
