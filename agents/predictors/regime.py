@@ -124,9 +124,9 @@ class RegimeDetector:
 
             model = GaussianHMM(
                 self.config.n_states, covariance_type="diag", n_iter=self.config.n_iter,
-                random_state=self.seed, init_params="stc",
+                random_state=self.seed, init_params="",
             )
-            model.means_ = self._initial_means(x)
+            self._initialise(model, x)
             model.fit(x, lengths=[len(s) for s in sequences])
             means, covars = model.means_, model.covars_
             start, transition = model.startprob_, model.transmat_
@@ -146,14 +146,21 @@ class RegimeDetector:
         logger.debug("regime detector: fitted %d states on %d bars", self.config.n_states, len(x))
         return self
 
-    def _initial_means(self, x: np.ndarray) -> np.ndarray:
-        """Means of ``n_states`` equal-count volatility bands: a deterministic EM start.
+    def _initialise(self, model: object, x: np.ndarray) -> None:
+        """Start EM from ``n_states`` equal-count volatility bands, persistent states and a uniform start.
 
-        hmmlearn would start from k-means, which costs more than the EM itself on two shared cores and
-        adds nothing on two inputs whose main axis (volatility) is known.
+        hmmlearn's default start (k-means means, the pooled covariance for every state, random
+        transitions) gives every state the same broad emission, and on these smooth, autocorrelated
+        inputs EM then collapses all states onto one Gaussian (a worse fit than a plain mixture). Band
+        means and variances keep the states apart from the first step, and this start is deterministic.
         """
-        bands = np.array_split(np.argsort(x[:, 1], kind="stable"), self.config.n_states)
-        return np.stack([x[band].mean(axis=0) for band in bands])
+        k = self.config.n_states
+        bands = np.array_split(np.argsort(x[:, 1], kind="stable"), k)
+        stay = 0.95
+        model.startprob_ = np.full(k, 1.0 / k)
+        model.transmat_ = np.full((k, k), (1.0 - stay) / (k - 1)) + np.eye(k) * (stay - (1.0 - stay) / (k - 1))
+        model.means_ = np.stack([x[band].mean(axis=0) for band in bands])
+        model.covars_ = np.stack([x[band].var(axis=0) + 1e-3 for band in bands])
 
     def _standardise(self, x: np.ndarray) -> np.ndarray:
         return (x - self._center) / self._scale
