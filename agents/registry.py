@@ -1,0 +1,229 @@
+"""Name a policy on the command line, give it parameters, save it to a folder and load it back.
+
+- Names: ``make_policy("sma_crossover", {"fast": 5})``. Built-in names map to ``"module:Class"`` strings and
+  are imported on first use (so naming a rule bot never imports torch); other families add theirs with
+  :func:`register_policy`.
+- Parameters come from Python, a YAML file (:func:`load_param_file`) or ``--param key=value`` strings
+  (:func:`parse_overrides`); values are coerced to the type of the class's annotated attribute, and
+  unknown names fail with the list of known ones.
+- A saved policy is a folder with ``policy.yaml``: ``kind``, ``class`` (``"module:Class"``), ``name`` and
+  ``params``, plus whatever artefacts the policy writes there. :func:`load_policy` dispatches on ``kind``
+  to a loader (:func:`register_loader`); the default ``"params"`` loader rebuilds the class from its
+  parameters, then calls the class's ``load_artifacts(folder)`` if it has one. A learned policy (PPO
+  weights, a fitted model) either implements ``save_artifacts``/``load_artifacts`` or registers its own
+  kind and loader.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import yaml
+
+from agents.params import coerce, declared_params
+from agents.policy import Policy
+
+MANIFEST = "policy.yaml"
+
+BUILTIN_POLICIES: dict[str, str] = {
+    "buy_and_hold": "baselines.buy_and_hold:BuyAndHold",
+    "sma_crossover": "baselines.sma_crossover:SmaCrossover",
+    "rsi_reversion": "baselines.rsi_reversion:RsiReversion",
+    "bollinger_reversion": "baselines.bollinger_reversion:BollingerReversion",
+    "macd_momentum": "baselines.macd_momentum:MacdMomentum",
+    "breakout": "baselines.breakout:Breakout",
+    "consensus": "baselines.consensus:Consensus",
+    "pairs_trading": "baselines.pairs_trading:PairsTrading",
+}
+
+Loader = Callable[[Path, dict[str, Any]], Policy]
+
+_policies: dict[str, str | type] = dict(BUILTIN_POLICIES)
+_loaders: dict[str, Loader] = {}
+
+
+class RegistryError(ValueError):
+    """An unknown policy name, parameter, loader kind, or a malformed saved policy."""
+
+
+def register_policy(name: str, target: str | type) -> None:
+    """Make ``name`` resolve to a policy class.
+
+    :param name: the command-line name.
+    :param target: the class, or ``"module:Class"`` to import lazily.
+    """
+    _policies[name] = target
+
+
+def register_loader(kind: str, loader: Loader) -> None:
+    """Make saved policies whose manifest says ``kind`` load with ``loader(folder, manifest)``.
+
+    :param kind: the manifest's ``kind`` value.
+    :param loader: function returning the policy.
+    """
+    _loaders[kind] = loader
+
+
+def policy_names() -> list[str]:
+    """Every registered policy name, sorted."""
+    return sorted(_policies)
+
+
+def _import(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    if not attr:
+        raise RegistryError(f"expected 'module:Class', got {target!r}")
+    return getattr(importlib.import_module(module), attr)
+
+
+def policy_class(name: str) -> type:
+    """The class registered under ``name``.
+
+    :param name: a registered policy name.
+    """
+    if name not in _policies:
+        close = difflib.get_close_matches(name, _policies, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise RegistryError(f"unknown policy {name!r}{hint}; known: {policy_names()}")
+    target = _policies[name]
+    if isinstance(target, str):
+        target = _policies[name] = _import(target)
+    return target
+
+
+def check_params(cls: type, params: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """``params`` coerced to the types of ``cls``'s annotated attributes; unknown names raise.
+
+    :param cls: the policy class.
+    :param params: raw values (strings from the command line are fine).
+    :param owner: name used in error messages.
+    """
+    declared = declared_params(cls)
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise RegistryError(f"unknown parameter(s) {unknown} for {owner}; known: {sorted(declared)}")
+    try:
+        return {k: coerce(owner, k, declared[k], v) for k, v in params.items()}
+    except TypeError as err:
+        raise RegistryError(str(err)) from None
+
+
+def make_policy(name: str, params: Mapping[str, Any] | None = None) -> Policy:
+    """A policy from a registered name or from the folder of a saved one.
+
+    :param name: a registered name, or a path to a folder holding ``policy.yaml``.
+    :param params: parameter values overriding the defaults (or the saved values).
+    """
+    params = dict(params or {})
+    if name not in _policies and Path(name).is_dir():
+        return load_policy(name, params)
+    cls = policy_class(name)
+    try:
+        return cls(**check_params(cls, params, name))
+    except (TypeError, ValueError) as err:
+        raise RegistryError(f"cannot build {name}: {err}") from None
+
+
+def parse_overrides(items: Sequence[str]) -> list[tuple[str | None, str, str]]:
+    """Parse ``key=value`` (every policy declaring ``key``) and ``policy.key=value`` (one policy).
+
+    :param items: the strings given to ``--param``.
+    :returns: ``(policy or None, key, value)`` triples.
+    """
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RegistryError(f"--param expects key=value or policy.key=value, got {item!r}")
+        policy, dot, param = key.rpartition(".")
+        out.append((policy if dot else None, param.strip(), value.strip()))
+    return out
+
+
+def params_for(
+    policy: str, cls: type, overrides: Sequence[tuple[str | None, str, str]]
+) -> dict[str, str]:
+    """The overrides that apply to ``policy``: its own, and untargeted ones for keys it declares.
+
+    :param policy: the policy's command-line name.
+    :param cls: its class.
+    :param overrides: output of :func:`parse_overrides`.
+    """
+    declared = declared_params(cls)
+    return {
+        key: value
+        for target, key, value in overrides
+        if target == policy or (target is None and key in declared)
+    }
+
+
+def load_param_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read ``{policy name: {param: value}}`` from a YAML file.
+
+    :param path: the YAML file.
+    """
+    text = Path(path).read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise RegistryError(f"{path}: expected a mapping of policy name -> mapping of parameters")
+    return data
+
+
+def save_policy(policy: Policy, path: str | Path, kind: str = "params") -> Path:
+    """Write ``policy`` to the folder ``path`` (created if needed) and return it.
+
+    :param policy: the policy; its ``params`` (if any) go into the manifest, and its
+        ``save_artifacts(folder)`` (if any) writes model files next to it.
+    :param path: the folder.
+    :param kind: loader kind recorded in the manifest.
+    """
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    cls = type(policy)
+    manifest = {
+        "kind": kind,
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "name": getattr(policy, "name", cls.__name__),
+        "params": dict(getattr(policy, "params", {}) or {}),
+    }
+    if hasattr(policy, "save_artifacts"):
+        policy.save_artifacts(folder)
+    (folder / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return folder
+
+
+def load_policy(path: str | Path, params: Mapping[str, Any] | None = None) -> Policy:
+    """Load a policy saved with :func:`save_policy`.
+
+    :param path: the folder.
+    :param params: parameter values overriding the saved ones.
+    """
+    folder = Path(path)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise RegistryError(f"{folder} is not a saved policy: no {MANIFEST} in it")
+    manifest = yaml.safe_load(manifest_path.read_text()) or {}
+    missing = [k for k in ("kind", "class") if k not in manifest]
+    if missing:
+        raise RegistryError(f"{manifest_path}: missing field(s) {missing}")
+    manifest["params"] = {**(manifest.get("params") or {}), **dict(params or {})}
+    kind = manifest["kind"]
+    loader = _loaders.get(kind)
+    if loader is None:
+        raise RegistryError(f"{manifest_path}: unknown kind {kind!r}; known: {sorted(_loaders)}")
+    return loader(folder, manifest)
+
+
+def _load_from_params(folder: Path, manifest: dict[str, Any]) -> Policy:
+    cls = _import(manifest["class"])
+    owner = manifest.get("name") or cls.__name__
+    policy = cls(**check_params(cls, manifest["params"], owner))
+    if hasattr(policy, "load_artifacts"):
+        policy.load_artifacts(folder)
+    return policy
+
+
+register_loader("params", _load_from_params)

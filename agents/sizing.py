@@ -1,0 +1,124 @@
+"""Position sizing: turn a bot's signal (direction and conviction in ``[-1, 1]``) into target weights.
+
+Every sizer is a causal, vectorised function of the signal and the closes up to each bar, so it serves a
+bot's ``act`` (last row of the history) and ``act_batch`` (all rows) alike.
+
+- :class:`FixedFraction`: ``weight = signal * fraction`` (the seed's position size, 0.1).
+- :class:`VolatilityTarget`: scales each position so its own annualised volatility, measured over a
+  trailing window, would be ``target_vol``; capped at ``max_weight``.
+- :class:`CappedKelly`: a fraction of the Kelly bet ``mu / sigma^2`` of the returns the signal itself
+  earned over a trailing window (yesterday's signal times today's return), capped at ``max_weight``.
+  No edge measured, no position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from envs.indicators import log_returns, rolling_mean, rolling_std
+
+
+class Sizer(Protocol):
+    """Maps a signal ``(T, S)`` and closes ``(T, S)`` to target weights ``(T, S)``."""
+
+    def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
+        """Target weights for every bar, using rows ``<= t`` only for row ``t``."""
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class FixedFraction:
+    """Each position is ``signal * fraction`` of equity.
+
+    :param fraction: weight of a full-conviction position.
+    """
+
+    fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_positive("fraction", self.fraction)
+
+    def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
+        return signal * self.fraction
+
+
+@dataclass(frozen=True)
+class VolatilityTarget:
+    """Weight ``signal * min(max_weight, target_vol / realised_vol)``; flat until volatility is known.
+
+    :param target_vol: annualised volatility each position should contribute.
+    :param lookback: bars of log returns in the volatility estimate.
+    :param max_weight: cap on the absolute weight.
+    :param periods_per_year: bars per year, to annualise.
+    """
+
+    target_vol: float = 0.15
+    lookback: int = 20
+    max_weight: float = 1.0
+    periods_per_year: int = 252
+
+    def __post_init__(self) -> None:
+        _check_positive("target_vol", self.target_vol)
+        _check_positive("max_weight", self.max_weight)
+        if self.lookback < 2:
+            raise ValueError(f"lookback must be at least 2, got {self.lookback}")
+
+    def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
+        vol = rolling_std(log_returns(close), self.lookback) * np.sqrt(self.periods_per_year)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.minimum(self.target_vol / vol, self.max_weight)
+        return signal * np.nan_to_num(scale, nan=0.0, posinf=self.max_weight)
+
+
+@dataclass(frozen=True)
+class CappedKelly:
+    """Weight ``signal * clip(scale * mu / sigma^2, 0, max_weight)`` from the signal's own track record.
+
+    :param scale: fraction of full Kelly (0.5 is "half Kelly", which halves the growth-rate variance).
+    :param lookback: bars of the signal's past returns used for ``mu`` and ``sigma``.
+    :param max_weight: cap on the absolute weight.
+    """
+
+    scale: float = 0.5
+    lookback: int = 60
+    max_weight: float = 0.25
+
+    def __post_init__(self) -> None:
+        _check_positive("scale", self.scale)
+        _check_positive("max_weight", self.max_weight)
+        if self.lookback < 2:
+            raise ValueError(f"lookback must be at least 2, got {self.lookback}")
+
+    def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
+        # The return the unit-sized signal earned at bar t was decided at bar t-1.
+        earned = np.sign(signal[:-1]) * (close[1:] / close[:-1] - 1.0)
+        earned = np.vstack([np.full((1, close.shape[1]), np.nan), earned])
+        mu = rolling_mean(earned, self.lookback)
+        var = rolling_std(earned, self.lookback) ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kelly = self.scale * mu / var
+        return signal * np.clip(np.nan_to_num(kelly, nan=0.0, posinf=0.0), 0.0, self.max_weight)
+
+
+SIZERS = {"fixed": FixedFraction, "volatility": VolatilityTarget, "kelly": CappedKelly}
+
+
+def make_sizer(method: str, fraction: float, **options: float) -> Sizer:
+    """Build a sizer by name; ``fraction`` is the fixed weight, or the weight cap of the others.
+
+    :param method: ``"fixed"``, ``"volatility"`` or ``"kelly"``.
+    :param fraction: fixed fraction, or ``max_weight`` for the volatility and Kelly sizers.
+    :param options: other fields of the chosen sizer (``target_vol``, ``lookback``, ``scale``).
+    """
+    if method not in SIZERS:
+        raise ValueError(f"unknown sizing {method!r}; choose one of {sorted(SIZERS)}")
+    if method == "fixed":
+        return FixedFraction(fraction)
+    return SIZERS[method](max_weight=fraction, **options)

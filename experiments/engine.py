@@ -1,0 +1,214 @@
+"""The backtest engine: run one policy through the trading env and collect what a report needs.
+
+Every policy runs in the same env (``Stocks-v0`` for one symbol, ``Portfolio-v0`` for several, in the
+``"weights"`` action mode unless the policy asks otherwise) with the same costs, risk layer and start
+bar, so their results compare. Two ways through it, with identical fills:
+
+- **step**: ``env.reset`` then ``env.step`` bar by bar, the policy's ``act`` called on each ``info``
+  (or its ``act_batch`` actions looked up per bar). Needed whenever the risk layer is on, because risk
+  decisions depend on the account at each bar.
+- **replay**: with the risk layer off and a policy offering ``act_batch``, the whole action series is
+  replayed with the env's fill model in one vectorised pass (:mod:`experiments.replay`).
+
+Policy hook: a policy may carry ``env_options``, a dict of env arguments (``window_size``,
+``features``, ``action_mode``) it was built for, e.g. a PPO agent trained on a feature window. Rule
+bots read only the raw history, so by default the env computes a single cheap feature.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from envs.execution import ExecutionConfig
+from envs.features import FeatureConfig, compute_features
+from envs.market_data import MarketData
+from envs.metrics import Stats, compute_stats, round_trips
+from envs.portfolio_env import PortfolioEnv
+from envs.risk import RiskConfig, RiskEvent
+from envs.stock_env import StocksEnv
+from envs.trading_env import TradingEnvBase
+from experiments.replay import replay_weights
+
+logger = logging.getLogger(__name__)
+
+# Rule bots ignore the observation; one feature keeps the env's warm-up at a single bar.
+MINIMAL_FEATURES = FeatureConfig(features=("ret_1",), normalize="none")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Everything a backtest run shares across policies.
+
+    :param initial_cash: starting cash (the seed's 100,000).
+    :param execution: costs and fill conventions.
+    :param risk: risk limits, or ``None`` to trade the policy's targets unchanged.
+    :param start: first decision bar; default the first bar every policy's env can start at.
+    :param periods_per_year: bars per year for the annualised metrics.
+    :param seed: seed passed to ``env.reset`` and ``policy.reset``.
+    """
+
+    initial_cash: float = 100_000.0
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    risk: RiskConfig | None = field(default_factory=RiskConfig)
+    start: int | None = None
+    periods_per_year: int = 252
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """One policy's run.
+
+    :param name: the policy's name.
+    :param equity: equity at each close from the start bar (first value: initial cash).
+    :param fills: the env's trade log (one row per fill, with its reason).
+    :param trades: closed round trips (:func:`envs.metrics.round_trips`).
+    :param positions: shares held after each bar, ``(len(equity), S)``.
+    :param risk_events: every risk-layer intervention (fields of :class:`envs.risk.RiskEvent`).
+    :param benchmark: equal-weight buy-and-hold of the same symbols, rebased to the initial cash.
+    :param stats: the headline metrics.
+    :param mode: ``"step"`` or ``"replay"``.
+    """
+
+    name: str
+    equity: pd.Series
+    fills: pd.DataFrame
+    trades: pd.DataFrame
+    positions: np.ndarray
+    risk_events: pd.DataFrame
+    benchmark: pd.Series
+    stats: Stats
+    mode: Literal["step", "replay"]
+
+
+def make_env(policy: Any, data: MarketData, config: BacktestConfig) -> TradingEnvBase:
+    """The env a policy is backtested in.
+
+    :param policy: the policy (its optional ``env_options`` dict overrides the defaults).
+    :param data: the bars.
+    :param config: the backtest settings.
+    """
+    options: dict[str, Any] = {"window_size": 1, "features": MINIMAL_FEATURES, "action_mode": "weights"}
+    options.update(getattr(policy, "env_options", None) or {})
+    env_cls = StocksEnv if data.n_symbols == 1 else PortfolioEnv
+    return env_cls(
+        data, initial_cash=config.initial_cash, execution=config.execution, risk=config.risk, **options
+    )
+
+
+def start_bar(policies: list[Any], data: MarketData, config: BacktestConfig) -> int:
+    """The first bar every policy's env can start at (or ``config.start`` if later).
+
+    :param policies: the policies to compare.
+    :param data: the bars.
+    :param config: the backtest settings.
+    """
+    first = max(_first_bar(p, data, config) for p in policies)
+    if config.start is not None:
+        if config.start < first:
+            raise ValueError(f"start bar {config.start} is before the envs' warm-up ends (bar {first})")
+        return config.start
+    return first
+
+
+def _first_bar(policy: Any, data: MarketData, config: BacktestConfig) -> int:
+    if getattr(policy, "env_options", None):
+        return make_env(policy, data, config).first_t
+    # Features are causal, so the warm-up seen on a short prefix is the whole series' warm-up; this
+    # avoids building an env (and its features) over a long series just to learn the start bar.
+    return compute_features(data.iloc(slice(0, 64)), MINIMAL_FEATURES).warmup
+
+
+def _can_replay(policy: Any, config: BacktestConfig) -> bool:
+    mode = (getattr(policy, "env_options", None) or {}).get("action_mode", "weights")
+    return config.risk is None and hasattr(policy, "act_batch") and mode == "weights"
+
+
+def run_backtest(
+    policy: Any,
+    data: MarketData,
+    config: BacktestConfig | None = None,
+    start: int | None = None,
+    progress: bool = False,
+) -> BacktestResult:
+    """Run ``policy`` over ``data`` and return its record and metrics.
+
+    :param policy: any :class:`agents.policy.Policy`.
+    :param data: the bars.
+    :param config: the backtest settings (defaults: the seed's trading config).
+    :param start: first decision bar (default: :func:`start_bar` for this policy alone).
+    :param progress: show a progress bar while stepping.
+    """
+    config = config or BacktestConfig()
+    name = getattr(policy, "name", "") or type(policy).__name__
+    if getattr(policy, "allow_short", False) and not config.execution.allow_short:
+        raise ValueError(
+            f"{name} goes short (allow_short=True) but the env is long-only: "
+            "set ExecutionConfig(allow_short=True) (--allow-short on the command line)"
+        )
+    start = start_bar([policy], data, config) if start is None else start
+    policy.reset(config.seed)
+    if _can_replay(policy, config):
+        weights = np.asarray(policy.act_batch(data), dtype=np.float64)
+        run = replay_weights(data, weights, config.execution, config.initial_cash, start)
+        equity, positions, fills, events = run.equity, run.positions, run.fills, []
+        mode: Literal["step", "replay"] = "replay"
+    else:
+        equity, positions, fills, events = _step(policy, data, config, start, progress)
+        mode = "step"
+    close = data.close[start : start + len(equity)]
+    borrow = config.execution.borrow_per_bar * float((np.maximum(-positions[1:], 0.0) * close[1:]).sum())
+    benchmark = pd.Series(
+        config.initial_cash * (close / close[0]).mean(axis=1), index=equity.index, name="benchmark"
+    )
+    trades = round_trips(fills)
+    stats = compute_stats(
+        equity,
+        trades,
+        positions=positions,
+        traded_value=_traded_value(fills, equity.index),
+        benchmark=benchmark,
+        costs=float(fills["commission"].sum() + fills["impact_cost"].sum()) + borrow,
+        periods_per_year=config.periods_per_year,
+    )
+    risk_events = pd.DataFrame(events, columns=[f.name for f in fields(RiskEvent)])
+    logger.info("%s (%s): final equity %.2f, %d fills", name, mode, stats.final_equity, len(fills))
+    return BacktestResult(name, equity, fills, trades, positions, risk_events, benchmark, stats, mode)
+
+
+def _step(
+    policy: Any, data: MarketData, config: BacktestConfig, start: int, progress: bool
+) -> tuple[pd.Series, np.ndarray, pd.DataFrame, list[RiskEvent]]:
+    env = make_env(policy, data, config)
+    obs, info = env.reset(seed=config.seed, options={"start": start})
+    actions = policy.act_batch(data) if hasattr(policy, "act_batch") else None
+    positions = [info["positions"]]
+    events: list[RiskEvent] = []
+    bar = tqdm(total=data.n_bars - 1 - start, desc=getattr(policy, "name", "policy"),
+               unit="bar", disable=not progress, leave=False)
+    done = False
+    while not done:
+        action = actions[info["t"]] if actions is not None else policy.act(obs, info)
+        obs, _, terminated, truncated, info = env.step(action)
+        positions.append(info["positions"])
+        events.extend(info["risk_events"])
+        done = terminated or truncated
+        bar.update()
+    bar.close()
+    return env.equity_series(), np.array(positions, dtype=np.float64), env.trade_frame(), events
+
+
+def _traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
+    """Gross cash traded at each bar of ``index``."""
+    traded = np.zeros(len(index))
+    if len(fills):
+        value = (fills["quantity"].abs() * fills["price"]).to_numpy(float)
+        np.add.at(traded, index.get_indexer(pd.DatetimeIndex(fills["timestamp"])), value)
+    return traded
+
