@@ -20,7 +20,8 @@ import email.utils
 import json
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 import requests
@@ -28,7 +29,12 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import QueryOrderStatus
 from alpaca.trading.models import Order as AlpacaOrder
-from alpaca.trading.requests import GetCalendarRequest, GetOrdersRequest, LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.requests import (
+    GetCalendarRequest,
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+)
 
 from brokers.base import (
     Account,
@@ -83,7 +89,7 @@ class AlpacaBroker:
         log.info("Alpaca broker on %s (%s)", config.base_url, "paper" if config.paper else "LIVE")
 
     @classmethod
-    def from_env(cls, live: bool = False, **kwargs: Any) -> "AlpacaBroker":
+    def from_env(cls, live: bool = False, **kwargs: Any) -> AlpacaBroker:
         """Build from Alpaca's environment variables.
 
         :param live: the ``--live`` flag (also needs ``ALPACA_GYM_LIVE_CONFIRM=yes``).
@@ -195,9 +201,7 @@ class AlpacaBroker:
             if found is None:
                 raise OrderNotFound(f"no order with client_order_id {client_order_id!r}")
             return found
-        return _to_order(
-            self._call(f"get order {order_id}", lambda: self._client.get_order_by_id(order_id))
-        )
+        return _to_order(self._call(f"get order {order_id}", lambda: self._client.get_order_by_id(order_id)))
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders that can still fill."""
@@ -290,7 +294,7 @@ def _retry_after(err: APIError) -> float | None:
         return max(float(value), 0.0)
     except ValueError:
         when = email.utils.parsedate_to_datetime(value)
-        return max((when - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0.0)
+        return max((when - dt.datetime.now(dt.UTC)).total_seconds(), 0.0)
 
 
 def _translate(err: APIError, client_order_id: str | None = None) -> BrokerError:

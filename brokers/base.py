@@ -30,7 +30,7 @@ class Side(str, Enum):
         return 1 if self is Side.BUY else -1
 
     @property
-    def opposite(self) -> "Side":
+    def opposite(self) -> Side:
         """The other side."""
         return Side.SELL if self is Side.BUY else Side.BUY
 
@@ -82,8 +82,14 @@ class OrderStatus(str, Enum):
 
 
 _TERMINAL = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REPLACED,
-     OrderStatus.REJECTED, OrderStatus.DONE_FOR_DAY}
+    {
+        OrderStatus.FILLED,
+        OrderStatus.CANCELED,
+        OrderStatus.EXPIRED,
+        OrderStatus.REPLACED,
+        OrderStatus.REJECTED,
+        OrderStatus.DONE_FOR_DAY,
+    }
 )
 
 

@@ -9,8 +9,8 @@ and ``ALPACA_GYM_LIVE_CONFIRM=yes`` in the environment.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import urlparse
 
 PAPER_URL = "https://paper-api.alpaca.markets"
@@ -77,7 +77,9 @@ class AlpacaConfig:
                 f"and {LIVE_CONFIRM_ENV}=yes"
             )
         if host == _PAPER_HOST and self.live:
-            raise ValueError(f"live trading was requested but the trading endpoint is paper ({self.base_url})")
+            raise ValueError(
+                f"live trading was requested but the trading endpoint is paper ({self.base_url})"
+            )
 
     @property
     def paper(self) -> bool:
@@ -85,7 +87,7 @@ class AlpacaConfig:
         return not self.live
 
     @classmethod
-    def from_env(cls, live: bool = False, environ: Mapping[str, str] | None = None) -> "AlpacaConfig":
+    def from_env(cls, live: bool = False, environ: Mapping[str, str] | None = None) -> AlpacaConfig:
         """Read the configuration from Alpaca's environment variables.
 
         :param live: the ``--live`` flag; live trading also needs ``ALPACA_GYM_LIVE_CONFIRM=yes``.

@@ -14,8 +14,8 @@ Orders that reduce a position come first, so their proceeds are cash before the 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -97,7 +97,8 @@ def plan_orders(
     for symbol in sorted(target):
         held = float(positions.get(symbol, 0.0))
         want = target[symbol]
-        delta = round(want - held, QTY_DECIMALS)
+        # Closing sells or covers exactly what is held (a position may carry more decimals than an order).
+        delta = -held if want == 0 else round(want - held, QTY_DECIMALS)
         if delta == 0 or abs(delta) * prices[symbol] < min_trade_value:
             continue
         side = Side.BUY if delta > 0 else Side.SELL

@@ -62,7 +62,14 @@ def reconcile(broker: Broker, journal: Journal, run_id: str) -> Reconciliation:
         fill = journal.update_from_broker(order)
         if fill is not None:
             fills.append(fill)
-            log.info("fill %s: %s %g %s @ %.4f", fill.client_order_id, fill.side.value, fill.qty, fill.symbol, fill.price)
+            log.info(
+                "fill %s: %s %g %s @ %.4f",
+                fill.client_order_id,
+                fill.side.value,
+                fill.qty,
+                fill.symbol,
+                fill.price,
+            )
         if order.is_open:
             still_open.append(order.client_order_id)
         elif order.status.value != jo.status:

@@ -12,9 +12,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-from brokers.base import Broker, BrokerUnavailable, Order, OrderNotFound, OrderRejected, WashTradeRejected, utc
+from brokers.base import (
+    Broker,
+    BrokerUnavailable,
+    Order,
+    OrderNotFound,
+    OrderRejected,
+    WashTradeRejected,
+    utc,
+)
 from brokers.journal import DRY_RUN, PLANNED, UNSENT, Journal, JournalOrder
 from brokers.planning import PlannedOrder
 
@@ -69,8 +77,12 @@ class OrderRouter:
             if self.journal.plan_order(self.run_id, bar_ts, req, planned.depends_on, status):
                 self._fresh.add(req.client_order_id)
                 log.info(
-                    "%s order %s: %s %g %s", "dry-run" if self.dry_run else "planned", req.client_order_id,
-                    req.side.value, req.qty, req.symbol,
+                    "%s order %s: %s %g %s",
+                    "dry-run" if self.dry_run else "planned",
+                    req.client_order_id,
+                    req.side.value,
+                    req.qty,
+                    req.symbol,
                 )
         return self.send_pending(bar_ts)
 
@@ -92,8 +104,12 @@ class OrderRouter:
                 self.journal.update_from_broker(found)
                 out.append(found)
             elif jo.bar_ts < now:
-                self.journal.mark(jo.client_order_id, UNSENT, f"bar {jo.bar_ts.isoformat()} passed before sending")
-                log.warning("order %s from bar %s was never sent; marked unsent", jo.client_order_id, jo.bar_ts)
+                self.journal.mark(
+                    jo.client_order_id, UNSENT, f"bar {jo.bar_ts.isoformat()} passed before sending"
+                )
+                log.warning(
+                    "order %s from bar %s was never sent; marked unsent", jo.client_order_id, jo.bar_ts
+                )
             elif self._ready(jo):
                 sent = self._send(jo)
                 if sent is not None:
@@ -135,22 +151,39 @@ class OrderRouter:
         req = jo.request
         self._fresh.discard(req.client_order_id)
         if not self._clear_opposite(jo):
-            log.info("order %s waits: opposite-side orders for %s are still open", req.client_order_id, req.symbol)
+            log.info(
+                "order %s waits: opposite-side orders for %s are still open", req.client_order_id, req.symbol
+            )
             return None
         try:
             order = self.broker.submit(req)
         except WashTradeRejected as err:
-            log.warning("order %s refused as a wash trade (%s); will retry after cancels", req.client_order_id, err.reason)
+            log.warning(
+                "order %s refused as a wash trade (%s); will retry after cancels",
+                req.client_order_id,
+                err.reason,
+            )
             return None
         except OrderRejected as err:
             self.journal.mark(req.client_order_id, "rejected", err.reason)
             log.error("order %s rejected: %s", req.client_order_id, err.reason)
             return None
         except BrokerUnavailable as err:
-            log.error("order %s not confirmed (%s); it stays planned and is looked up next time", req.client_order_id, err)
+            log.error(
+                "order %s not confirmed (%s); it stays planned and is looked up next time",
+                req.client_order_id,
+                err,
+            )
             return None
         self.journal.update_from_broker(order)
-        log.info("sent %s: %s %g %s -> %s", req.client_order_id, req.side.value, req.qty, req.symbol, order.status.value)
+        log.info(
+            "sent %s: %s %g %s -> %s",
+            req.client_order_id,
+            req.side.value,
+            req.qty,
+            req.symbol,
+            order.status.value,
+        )
         return order
 
     def _clear_opposite(self, jo: JournalOrder) -> bool:
@@ -162,7 +195,9 @@ class OrderRouter:
 
         waiting = still_open()
         for o in waiting:
-            log.info("cancelling %s (%s %s) before %s", o.client_order_id, o.side.value, symbol, jo.client_order_id)
+            log.info(
+                "cancelling %s (%s %s) before %s", o.client_order_id, o.side.value, symbol, jo.client_order_id
+            )
             self.broker.cancel(o.id)
         polls = max(1, math.ceil(self.cancel_timeout / self.poll_interval))
         while waiting and polls > 0:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -110,7 +110,9 @@ class SimBroker:
         """Open positions marked at the last close."""
         prices = self.prices if self._bar is not None else np.full(len(self.symbols), np.nan)
         return {
-            s: Position(s, float(q), float(self.portfolio.avg_cost[j]), float(q * prices[j]), float(prices[j]))
+            s: Position(
+                s, float(q), float(self.portfolio.avg_cost[j]), float(q * prices[j]), float(prices[j])
+            )
             for j, (s, q) in enumerate(zip(self.symbols, self.portfolio.shares))
             if q != 0
         }
@@ -145,22 +147,38 @@ class SimBroker:
             raise OrderRejected("SimBroker fills market orders only", 422, cid)
         if order.is_fractional and not self.execution.fractional:
             raise OrderRejected("fractional shares are switched off (ExecutionConfig.fractional)", 422, cid)
-        if any(o.is_open and o.symbol == order.symbol and o.side is order.side.opposite for o in self._orders.values()):
+        if any(
+            o.is_open and o.symbol == order.symbol and o.side is order.side.opposite
+            for o in self._orders.values()
+        ):
             raise WashTradeRejected("potential wash trade detected. use complex orders", 422, cid)
         held = float(self.portfolio.shares[self._col[order.symbol]])
-        pending = sum(o.remaining_qty * o.side.sign for o in self._orders.values() if o.is_open and o.symbol == order.symbol)
+        pending = sum(
+            o.remaining_qty * o.side.sign
+            for o in self._orders.values()
+            if o.is_open and o.symbol == order.symbol
+        )
         after = held + pending + order.signed_qty
         if held * order.side.sign < 0 and after * held < 0:
             raise OrderRejected(
-                f"insufficient qty available for order (requested: {order.qty:g}, available: {abs(held + pending):g})",
-                403, cid,
+                f"insufficient qty available for order (requested: {order.qty:g}, "
+                f"available: {abs(held + pending):g})",
+                403,
+                cid,
             )
         if after < 0 and not self.execution.allow_short:
             raise OrderRejected("short selling is switched off (ExecutionConfig.allow_short)", 403, cid)
         placed = Order(
-            id=str(uuid.UUID(int=len(self._orders) + 1)), client_order_id=cid, symbol=order.symbol,
-            side=order.side, qty=float(order.qty), filled_qty=0.0, filled_avg_price=None,
-            status=OrderStatus.ACCEPTED, type=order.type, time_in_force=order.time_in_force,
+            id=str(uuid.UUID(int=len(self._orders) + 1)),
+            client_order_id=cid,
+            symbol=order.symbol,
+            side=order.side,
+            qty=float(order.qty),
+            filled_qty=0.0,
+            filled_avg_price=None,
+            status=OrderStatus.ACCEPTED,
+            type=order.type,
+            time_in_force=order.time_in_force,
             submitted_at=self._now,
         )
         self._orders[placed.id] = placed
@@ -224,13 +242,23 @@ class SimBroker:
         fill_price = np.where(traded > 0, buy_price, np.where(traded < 0, sell_price, price))
         commission = np.abs(traded) * (fill_price * c + per_share)
         impact = np.abs(traded) * np.abs(fill_price - price)
-        pf.apply(Rebalance(np.float64(new_cash), pf.shares + traded, traded, fill_price, commission, impact), ts)
+        pf.apply(
+            Rebalance(np.float64(new_cash), pf.shares + traded, traded, fill_price, commission, impact), ts
+        )
         fills = []
         for order, qty, j in zip(waiting, np.abs(filled), cols):
             done = order.filled_qty + qty
             avg = fill_price[j] if qty > 0 else order.filled_avg_price
-            status = OrderStatus.FILLED if math.isclose(done, order.qty, abs_tol=1e-9) else OrderStatus.CANCELED
-            self._orders[order.id] = replace(order, filled_qty=float(done), filled_avg_price=avg, status=status)
+            status = (
+                OrderStatus.FILLED if math.isclose(done, order.qty, abs_tol=1e-9) else OrderStatus.CANCELED
+            )
+            self._orders[order.id] = replace(
+                order, filled_qty=float(done), filled_avg_price=avg, status=status
+            )
             if qty > 0:
-                fills.append(Fill(order.client_order_id, order.symbol, order.side, float(qty), float(fill_price[j]), ts))
+                fills.append(
+                    Fill(
+                        order.client_order_id, order.symbol, order.side, float(qty), float(fill_price[j]), ts
+                    )
+                )
         return fills

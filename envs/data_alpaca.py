@@ -9,7 +9,8 @@ shows the endpoint and feed, never a key.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -102,7 +103,9 @@ class AlpacaSource:
         return data.slice(lo, hi) if daily else data
 
 
-def bars_to_market_data(bars: dict[str, list[dict[str, Any]]], timeframe: str, fill_gaps: bool = False) -> MarketData:
+def bars_to_market_data(
+    bars: dict[str, list[dict[str, Any]]], timeframe: str, fill_gaps: bool = False
+) -> MarketData:
     """Turn ``{symbol: [bar dicts with timestamp/open/high/low/close/volume]}`` into MarketData.
 
     :param bars: bars per symbol as alpaca-py's ``Bar`` models dump them.
@@ -127,9 +130,13 @@ def _from_spec(main: str, options: dict[str, str]) -> tuple[AlpacaSource, list[s
     keys = {"feed", "adjustment", "url"}
     unknown = sorted(set(options) - keys - {"fill_gaps"})
     if unknown:
-        raise ValueError(f"unknown alpaca option(s) {unknown}; known: start, end, timeframe, {sorted(keys)}, fill_gaps")
+        raise ValueError(
+            f"unknown alpaca option(s) {unknown}; known: start, end, timeframe, {sorted(keys)}, fill_gaps"
+        )
     fill = options.get("fill_gaps", "false").lower() in ("1", "true", "yes")
-    return AlpacaSource(fill_gaps=fill, **{k: v for k, v in options.items() if k in keys}), split_symbols(main)
+    return AlpacaSource(fill_gaps=fill, **{k: v for k, v in options.items() if k in keys}), split_symbols(
+        main
+    )
 
 
 register_source("alpaca", spec_loader(_from_spec), replace=True)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
 
@@ -82,6 +83,7 @@ def time_range(start: object, end: object) -> tuple[pd.Timestamp, pd.Timestamp]:
     :param start: first timestamp or date.
     :param end: last timestamp or date (inclusive), or None for now.
     """
+
     def as_utc(value: object) -> pd.Timestamp:
         ts = pd.Timestamp(value)
         return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
@@ -132,7 +134,9 @@ class FallbackSource:
         raise DataSourceError(f"no source could serve {list(symbols)}: " + "; ".join(errors))
 
 
-def spec_loader(make: Callable[[str, dict[str, str]], tuple[BarSource, list[str]]]) -> Callable[..., MarketData]:
+def spec_loader(
+    make: Callable[[str, dict[str, str]], tuple[BarSource, list[str]]],
+) -> Callable[..., MarketData]:
     """A ``load_data`` loader for a remote source.
 
     :param make: builds the source and the symbol list from the spec's main part and its options.

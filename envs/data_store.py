@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def client_from_env(region: str | None = None) -> "Minio":
+def client_from_env(region: str | None = None) -> Minio:
     """A ``minio.Minio`` client from the standard S3 environment variables.
 
     :param region: bucket region (default ``$AWS_REGION`` or ``us-east-1``); given explicitly it saves a
@@ -55,7 +56,10 @@ def client_from_env(region: str | None = None) -> "Minio":
     if not key or not secret:
         raise ValueError("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the MinIO/S3 store")
     return Minio(
-        parsed.netloc, access_key=key, secret_key=secret, secure=parsed.scheme == "https",
+        parsed.netloc,
+        access_key=key,
+        secret_key=secret,
+        secure=parsed.scheme == "https",
         region=region or os.environ.get("AWS_REGION") or "us-east-1",
     )
 
@@ -80,7 +84,7 @@ class ParquetStore:
 
     name = "minio"
 
-    def __init__(self, url: str, client: "Minio | None" = None, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, url: str, client: Minio | None = None, cache_dir: str | Path | None = None) -> None:
         parsed = urlparse(url)
         if parsed.scheme not in ("minio", "s3") or not parsed.netloc:
             raise ValueError(f"store URL must look like minio://bucket/prefix, got {url!r}")
@@ -130,7 +134,9 @@ class ParquetStore:
                 part.to_parquet(buf)
                 size = buf.tell()
                 buf.seek(0)
-                self.client.put_object(self.bucket, name, buf, size, content_type="application/vnd.apache.parquet")
+                self.client.put_object(
+                    self.bucket, name, buf, size, content_type="application/vnd.apache.parquet"
+                )
                 written.append(name)
         log.info("wrote %d objects to %s", len(written), self.url)
         return written
@@ -202,10 +208,14 @@ class ParquetStore:
 def _from_spec(main: str, options: dict[str, Any]) -> tuple[ParquetStore, list[str]]:
     unknown = sorted(set(options) - {"symbols", "cache_dir"})
     if unknown:
-        raise ValueError(f"unknown minio option(s) {unknown}; known: symbols, start, end, timeframe, cache_dir")
+        raise ValueError(
+            f"unknown minio option(s) {unknown}; known: symbols, start, end, timeframe, cache_dir"
+        )
     if "symbols" not in options:
         raise ValueError("a minio spec needs ';symbols=SPY,AAPL'")
-    return ParquetStore(f"minio://{main}", cache_dir=options.get("cache_dir")), split_symbols(options["symbols"])
+    return ParquetStore(f"minio://{main}", cache_dir=options.get("cache_dir")), split_symbols(
+        options["symbols"]
+    )
 
 
 register_source("minio", spec_loader(_from_spec), replace=True)

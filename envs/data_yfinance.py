@@ -9,8 +9,9 @@ so it can be tested on a recorded frame without the internet.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -41,7 +42,9 @@ def yf_interval(timeframe: str) -> str:
     return f"{amount}{_INTERVALS[unit]}"
 
 
-def parse_download(frame: pd.DataFrame, symbols: Sequence[str], daily: bool = True) -> dict[str, pd.DataFrame]:
+def parse_download(
+    frame: pd.DataFrame, symbols: Sequence[str], daily: bool = True
+) -> dict[str, pd.DataFrame]:
     """Split what ``yfinance.download`` returned into one OHLCV frame per symbol.
 
     Accepts both column layouts (``group_by="ticker"``: (Ticker, Price); ``"column"``: (Price, Ticker))
@@ -143,9 +146,15 @@ class YFinanceSource:
             log.info("downloading %s from yfinance (%s, %s .. %s)", todo, interval, lo.date(), hi.date())
             # yfinance's end is exclusive; ask for a day more and cut at ``hi`` below.
             raw = self._downloader()(
-                todo, start=lo.strftime("%Y-%m-%d"), end=(hi + pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
-                interval=interval, auto_adjust=self.auto_adjust, group_by="ticker", progress=False,
-                threads=False, multi_level_index=True,
+                todo,
+                start=lo.strftime("%Y-%m-%d"),
+                end=(hi + pd.Timedelta(days=1)).strftime("%Y-%m-%d"),
+                interval=interval,
+                auto_adjust=self.auto_adjust,
+                group_by="ticker",
+                progress=False,
+                threads=False,
+                multi_level_index=True,
             )
             for symbol, frame in parse_download(raw, todo, is_daily_or_longer(timeframe)).items():
                 path = self._cache_path(symbol, interval, lo, hi)
@@ -176,8 +185,15 @@ class YFinanceSource:
 def _from_spec(main: str, options: dict[str, Any]) -> tuple[YFinanceSource, list[str]]:
     unknown = sorted(set(options) - {"cache_dir", "auto_adjust", "fill_gaps"})
     if unknown:
-        raise ValueError(f"unknown yfinance option(s) {unknown}; known: start, end, timeframe, cache_dir, auto_adjust, fill_gaps")
-    flag = {k: str(options[k]).lower() in ("1", "true", "yes") for k in ("auto_adjust", "fill_gaps") if k in options}
+        raise ValueError(
+            f"unknown yfinance option(s) {unknown}; "
+            "known: start, end, timeframe, cache_dir, auto_adjust, fill_gaps"
+        )
+    flag = {
+        k: str(options[k]).lower() in ("1", "true", "yes")
+        for k in ("auto_adjust", "fill_gaps")
+        if k in options
+    }
     return YFinanceSource(cache_dir=options.get("cache_dir"), **flag), split_symbols(main)
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tqdm import tqdm
 
@@ -79,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
         p.add_argument("--end", default=None, help="last date (inclusive), YYYY-MM-DD; default now")
         p.add_argument("--timeframe", default="1Day", help="bar size: 1Day, 1Hour, 15Min, ... (default 1Day)")
-        p.add_argument("--cache-dir", default=None, help="cache folder (default $ALPACA_GYM_CACHE or ~/.cache/alpaca-gym)")
+        p.add_argument(
+            "--cache-dir",
+            default=None,
+            help="cache folder (default $ALPACA_GYM_CACHE or ~/.cache/alpaca-gym)",
+        )
         p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
     s = sub.add_parser("sync", help="download from a source and upload to the MinIO/S3 store")
@@ -87,7 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--store", required=True, help="store URL, minio://bucket/prefix")
     common(s)
     ld = sub.add_parser("load", help="load through sources in order with fallback; report which served")
-    ld.add_argument("--sources", default="yfinance", help="comma-separated, in order: minio://bucket/prefix,yfinance,alpaca")
+    ld.add_argument(
+        "--sources",
+        default="yfinance",
+        help="comma-separated, in order: minio://bucket/prefix,yfinance,alpaca",
+    )
     ld.add_argument("--out", default=None, help="write the bars to this Parquet file (long format)")
     common(ld)
     return parser
@@ -96,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         symbols = split_symbols(args.symbols)
         parse_timeframe(args.timeframe)
@@ -104,7 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             store = build_source(args.store, args.cache_dir)
             if not isinstance(store, ParquetStore):
                 raise ValueError(f"--store must be minio://bucket/prefix, got {args.store!r}")
-            done = sync(build_source(args.source, args.cache_dir), store, symbols, args.start, args.end, args.timeframe)
+            done = sync(
+                build_source(args.source, args.cache_dir),
+                store,
+                symbols,
+                args.start,
+                args.end,
+                args.timeframe,
+            )
             print(f"{'symbol':<8} {'bars':>6}  first       last")
             for symbol, data in done.items():
                 print(f"{symbol:<8} {data.n_bars:>6}  {data.index[0]:%Y-%m-%d}  {data.index[-1]:%Y-%m-%d}")

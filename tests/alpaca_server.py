@@ -26,9 +26,10 @@ import re
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
@@ -188,7 +189,7 @@ class FakeAlpaca:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FakeAlpaca":
+    def start(self) -> FakeAlpaca:
         """Serve on 127.0.0.1 at a free port, in a daemon thread."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -203,7 +204,7 @@ class FakeAlpaca:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeAlpaca":
+    def __enter__(self) -> FakeAlpaca:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -309,9 +310,13 @@ class FakeAlpaca:
     def _create_order(self, body: dict[str, Any], fill: Fault | None) -> _Order:
         symbol = str(body.get("symbol", ""))
         if symbol not in self.prices:
-            raise ApiError(422, f"asset \"{symbol}\" not found")
+            raise ApiError(422, f'asset "{symbol}" not found')
         side, kind, tif = body.get("side"), body.get("type", "market"), body.get("time_in_force")
-        if side not in ("buy", "sell") or kind not in ("market", "limit") or tif not in ("day", "gtc", "ioc", "fok", "opg", "cls"):
+        if (
+            side not in ("buy", "sell")
+            or kind not in ("market", "limit")
+            or tif not in ("day", "gtc", "ioc", "fok", "opg", "cls")
+        ):
             raise ApiError(422, f"invalid side/type/time_in_force: {side}/{kind}/{tif}")
         try:
             qty = float(body["qty"])
@@ -330,19 +335,31 @@ class FakeAlpaca:
         if any(o.is_open and o.symbol == symbol and o.sign == -sign for o in self.orders.values()):
             raise ApiError(422, "potential wash trade detected. use complex orders")
         held = self.positions.get(symbol, _Position()).qty
-        pending = sum(o.sign * (o.qty - o.filled_qty) for o in self.orders.values() if o.is_open and o.symbol == symbol)
+        pending = sum(
+            o.sign * (o.qty - o.filled_qty) for o in self.orders.values() if o.is_open and o.symbol == symbol
+        )
         if held * sign < 0 and qty > abs(held + pending):
-            raise ApiError(403, f"insufficient qty available for order (requested: {qty:g}, available: {abs(held + pending):g})")
+            raise ApiError(
+                403,
+                f"insufficient qty available for order (requested: {qty:g}, "
+                f"available: {abs(held + pending):g})",
+            )
         if held * sign >= 0 and sign < 0 and qty != math.floor(qty):
             raise ApiError(403, "fractional orders cannot be sold short")
         price = float(body.get("limit_price") or self.prices[symbol])
         if sign > 0 and held >= 0 and qty * price > self.cash:
             raise ApiError(403, "insufficient buying power")
         order = _Order(
-            id=str(uuid.UUID(int=len(self.orders) + 1)), client_order_id=cid, symbol=symbol, side=side,
-            qty=qty, type=kind, time_in_force=tif,
+            id=str(uuid.UUID(int=len(self.orders) + 1)),
+            client_order_id=cid,
+            symbol=symbol,
+            side=side,
+            qty=qty,
+            type=kind,
+            time_in_force=tif,
             limit_price=None if body.get("limit_price") is None else float(body["limit_price"]),
-            created_at=self.now, status="new" if kind == "limit" else "accepted",
+            created_at=self.now,
+            status="new" if kind == "limit" else "accepted",
         )
         self.orders[order.id] = order
         self._by_client[cid] = order.id
@@ -372,28 +389,61 @@ class FakeAlpaca:
     def _order_json(self, o: _Order) -> dict[str, Any]:
         ts = _iso(o.created_at)
         return {
-            "id": o.id, "client_order_id": o.client_order_id, "created_at": ts, "updated_at": _iso(self.now),
-            "submitted_at": ts, "filled_at": _iso(o.filled_at), "expired_at": None,
-            "canceled_at": _iso(o.canceled_at), "failed_at": None, "replaced_at": None, "replaced_by": None,
-            "replaces": None, "asset_id": _asset_id(o.symbol), "symbol": o.symbol, "asset_class": "us_equity",
-            "notional": None, "qty": f"{o.qty:g}", "filled_qty": f"{o.filled_qty:g}",
+            "id": o.id,
+            "client_order_id": o.client_order_id,
+            "created_at": ts,
+            "updated_at": _iso(self.now),
+            "submitted_at": ts,
+            "filled_at": _iso(o.filled_at),
+            "expired_at": None,
+            "canceled_at": _iso(o.canceled_at),
+            "failed_at": None,
+            "replaced_at": None,
+            "replaced_by": None,
+            "replaces": None,
+            "asset_id": _asset_id(o.symbol),
+            "symbol": o.symbol,
+            "asset_class": "us_equity",
+            "notional": None,
+            "qty": f"{o.qty:g}",
+            "filled_qty": f"{o.filled_qty:g}",
             "filled_avg_price": f"{o.filled_value / o.filled_qty:.6f}" if o.filled_qty else None,
-            "order_class": "simple", "order_type": o.type, "type": o.type, "side": o.side,
-            "time_in_force": o.time_in_force, "limit_price": None if o.limit_price is None else f"{o.limit_price:g}",
-            "stop_price": None, "status": o.status, "extended_hours": False, "legs": None,
-            "trail_percent": None, "trail_price": None, "hwm": None,
+            "order_class": "simple",
+            "order_type": o.type,
+            "type": o.type,
+            "side": o.side,
+            "time_in_force": o.time_in_force,
+            "limit_price": None if o.limit_price is None else f"{o.limit_price:g}",
+            "stop_price": None,
+            "status": o.status,
+            "extended_hours": False,
+            "legs": None,
+            "trail_percent": None,
+            "trail_price": None,
+            "hwm": None,
         }
 
     def _position_json(self, symbol: str, p: _Position) -> dict[str, Any]:
         price = self.prices[symbol]
         value, cost = p.qty * price, p.qty * p.avg_entry_price
         return {
-            "asset_id": _asset_id(symbol), "symbol": symbol, "exchange": "NASDAQ", "asset_class": "us_equity",
-            "asset_marginable": True, "avg_entry_price": f"{p.avg_entry_price:.6f}", "qty": f"{abs(p.qty):g}",
-            "qty_available": f"{abs(p.qty):g}", "side": "long" if p.qty > 0 else "short",
-            "market_value": f"{value:.6f}", "cost_basis": f"{cost:.6f}",
-            "unrealized_pl": f"{value - cost:.6f}", "unrealized_plpc": "0", "unrealized_intraday_pl": "0",
-            "unrealized_intraday_plpc": "0", "current_price": f"{price:.6f}", "lastday_price": f"{price:.6f}",
+            "asset_id": _asset_id(symbol),
+            "symbol": symbol,
+            "exchange": "NASDAQ",
+            "asset_class": "us_equity",
+            "asset_marginable": True,
+            "avg_entry_price": f"{p.avg_entry_price:.6f}",
+            "qty": f"{abs(p.qty):g}",
+            "qty_available": f"{abs(p.qty):g}",
+            "side": "long" if p.qty > 0 else "short",
+            "market_value": f"{value:.6f}",
+            "cost_basis": f"{cost:.6f}",
+            "unrealized_pl": f"{value - cost:.6f}",
+            "unrealized_plpc": "0",
+            "unrealized_intraday_pl": "0",
+            "unrealized_intraday_plpc": "0",
+            "current_price": f"{price:.6f}",
+            "lastday_price": f"{price:.6f}",
             "change_today": "0",
         }
 
@@ -401,24 +451,51 @@ class FakeAlpaca:
         equity = self._equity()
         long_value = sum(p.qty * self.prices[s] for s, p in self.positions.items() if p.qty > 0)
         return {
-            "id": str(uuid.UUID(int=0)), "account_number": "PA0000000", "status": "ACTIVE",
-            "crypto_status": "ACTIVE", "currency": "USD", "buying_power": f"{max(self.cash, 0):.2f}",
-            "regt_buying_power": f"{max(self.cash, 0):.2f}", "daytrading_buying_power": "0",
-            "non_marginable_buying_power": f"{max(self.cash, 0):.2f}", "cash": f"{self.cash:.2f}",
-            "accrued_fees": "0", "portfolio_value": f"{equity:.2f}", "pattern_day_trader": False,
-            "trading_blocked": False, "transfers_blocked": False, "account_blocked": False,
-            "created_at": "2024-01-01T00:00:00Z", "trade_suspended_by_user": False, "multiplier": "1",
-            "shorting_enabled": True, "equity": f"{equity:.2f}", "last_equity": f"{equity:.2f}",
-            "long_market_value": f"{long_value:.2f}", "short_market_value": f"{equity - self.cash - long_value:.2f}",
-            "initial_margin": "0", "maintenance_margin": "0", "last_maintenance_margin": "0", "sma": "0",
+            "id": str(uuid.UUID(int=0)),
+            "account_number": "PA0000000",
+            "status": "ACTIVE",
+            "crypto_status": "ACTIVE",
+            "currency": "USD",
+            "buying_power": f"{max(self.cash, 0):.2f}",
+            "regt_buying_power": f"{max(self.cash, 0):.2f}",
+            "daytrading_buying_power": "0",
+            "non_marginable_buying_power": f"{max(self.cash, 0):.2f}",
+            "cash": f"{self.cash:.2f}",
+            "accrued_fees": "0",
+            "portfolio_value": f"{equity:.2f}",
+            "pattern_day_trader": False,
+            "trading_blocked": False,
+            "transfers_blocked": False,
+            "account_blocked": False,
+            "created_at": "2024-01-01T00:00:00Z",
+            "trade_suspended_by_user": False,
+            "multiplier": "1",
+            "shorting_enabled": True,
+            "equity": f"{equity:.2f}",
+            "last_equity": f"{equity:.2f}",
+            "long_market_value": f"{long_value:.2f}",
+            "short_market_value": f"{equity - self.cash - long_value:.2f}",
+            "initial_margin": "0",
+            "maintenance_margin": "0",
+            "last_maintenance_margin": "0",
+            "sma": "0",
             "daytrade_count": 0,
         }
 
     def _asset_json(self, symbol: str) -> dict[str, Any]:
         return {
-            "id": _asset_id(symbol), "class": "us_equity", "exchange": "NASDAQ", "symbol": symbol,
-            "name": symbol, "status": "active", "tradable": True, "marginable": True, "shortable": True,
-            "easy_to_borrow": True, "fractionable": True, "attributes": [],
+            "id": _asset_id(symbol),
+            "class": "us_equity",
+            "exchange": "NASDAQ",
+            "symbol": symbol,
+            "name": symbol,
+            "status": "active",
+            "tradable": True,
+            "marginable": True,
+            "shortable": True,
+            "easy_to_borrow": True,
+            "fractionable": True,
+            "attributes": [],
         }
 
     # ------------------------------------------------------------------ routes
@@ -444,7 +521,11 @@ class FakeAlpaca:
             (r"/v2/orders:by_client_order_id", "GET", self._get_by_client_id),
             (r"/v2/orders/([^/]+)", "GET", lambda q, b, oid: (200, self._order_json(self._order_by_id(oid)))),
             (r"/v2/orders/([^/]+)", "DELETE", lambda q, b, oid: (204, self._cancel(self._order_by_id(oid)))),
-            (r"/v2/positions", "GET", lambda q, b: (200, [self._position_json(s, p) for s, p in sorted(self.positions.items())])),
+            (
+                r"/v2/positions",
+                "GET",
+                lambda q, b: (200, [self._position_json(s, p) for s, p in sorted(self.positions.items())]),
+            ),
             (r"/v2/positions", "DELETE", self._close_all),
             (r"/v2/positions/([^/]+)", "GET", self._get_position),
             (r"/v2/positions/([^/]+)", "DELETE", lambda q, b, s: (200, self._order_json(self._close(s)))),
@@ -455,8 +536,10 @@ class FakeAlpaca:
         (open1, close1), (open2, _) = self._next_sessions()
         is_open = open1 <= self.now < close1
         return 200, {
-            "timestamp": _iso(self.now, MARKET_TZ), "is_open": is_open,
-            "next_open": _iso(open2 if is_open else open1, MARKET_TZ), "next_close": _iso(close1, MARKET_TZ),
+            "timestamp": _iso(self.now, MARKET_TZ),
+            "is_open": is_open,
+            "next_open": _iso(open2 if is_open else open1, MARKET_TZ),
+            "next_close": _iso(close1, MARKET_TZ),
         }
 
     def _get_calendar(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -468,8 +551,16 @@ class FakeAlpaca:
             s = self.session(day)
             if s is not None:
                 o, c = (t.tz_convert(MARKET_TZ) for t in s)
-                days.append({"date": day.isoformat(), "open": o.strftime("%H:%M"), "close": c.strftime("%H:%M"),
-                             "session_open": "0400", "session_close": "2000", "settlement_date": day.isoformat()})
+                days.append(
+                    {
+                        "date": day.isoformat(),
+                        "open": o.strftime("%H:%M"),
+                        "close": c.strftime("%H:%M"),
+                        "session_open": "0400",
+                        "session_close": "2000",
+                        "settlement_date": day.isoformat(),
+                    }
+                )
         return 200, days
 
     def _get_asset(self, query: dict[str, str], body: Any, symbol: str) -> tuple[int, Any]:
@@ -481,10 +572,15 @@ class FakeAlpaca:
         status = query.get("status", "open")
         symbols = set(query["symbols"].split(",")) if query.get("symbols") else None
         chosen = [
-            o for o in self.orders.values()
-            if (status == "all" or o.is_open == (status == "open")) and (symbols is None or o.symbol in symbols)
+            o
+            for o in self.orders.values()
+            if (status == "all" or o.is_open == (status == "open"))
+            and (symbols is None or o.symbol in symbols)
         ]
-        chosen.sort(key=lambda o: (o.created_at, int(uuid.UUID(o.id))), reverse=query.get("direction", "desc") == "desc")
+        chosen.sort(
+            key=lambda o: (o.created_at, int(uuid.UUID(o.id))),
+            reverse=query.get("direction", "desc") == "desc",
+        )
         return 200, [self._order_json(o) for o in chosen[: int(query.get("limit", 50))]]
 
     def _cancel_all(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -511,12 +607,15 @@ class FakeAlpaca:
             raise ApiError(404, "position does not exist")
         qty = self.positions[symbol].qty
         side = "sell" if qty > 0 else "buy"
-        return self._create_order({"symbol": symbol, "qty": abs(qty), "side": side, "type": "market",
-                                   "time_in_force": "day"}, None)
+        return self._create_order(
+            {"symbol": symbol, "qty": abs(qty), "side": side, "type": "market", "time_in_force": "day"}, None
+        )
 
     def _close_all(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
-        return 207, [{"symbol": s, "status": 200, "body": self._order_json(self._close(s))}
-                     for s in sorted(self.positions)]
+        return 207, [
+            {"symbol": s, "status": 200, "body": self._order_json(self._close(s))}
+            for s in sorted(self.positions)
+        ]
 
     def _get_bars(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         timeframe = query.get("timeframe", "")
@@ -532,12 +631,20 @@ class FakeAlpaca:
         rows = frame[mask]
         offset = int(base64.b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
         limit = min(int(query.get("limit") or self.max_page_size), self.max_page_size)
-        page = rows.iloc[offset: offset + limit]
+        page = rows.iloc[offset : offset + limit]
         bars: dict[str, list[dict[str, Any]]] = {}
         for r in page.itertuples(index=False):
             bars.setdefault(r.symbol, []).append(
-                {"t": _iso(r.timestamp), "o": r.open, "h": r.high, "l": r.low, "c": r.close, "v": r.volume,
-                 "n": 1, "vw": (r.high + r.low + r.close) / 3}
+                {
+                    "t": _iso(r.timestamp),
+                    "o": r.open,
+                    "h": r.high,
+                    "l": r.low,
+                    "c": r.close,
+                    "v": r.volume,
+                    "n": 1,
+                    "vw": (r.high + r.low + r.close) / 3,
+                }
             )
         more = offset + limit < len(rows)
         token = base64.b64encode(str(offset + limit).encode()).decode() if more else None
@@ -603,7 +710,8 @@ def _handler_for(state: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             if (self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY")) != (
-                state.api_key, state.secret_key
+                state.api_key,
+                state.secret_key,
             ):
                 self._reply(401, {"code": 40110000, "message": "request is not authorized"})
                 return
@@ -620,7 +728,10 @@ def _handler_for(state: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
                 else:
                     status, payload = state.route(method, url.path, query, body)
             except ApiError as err:
-                status, payload = err.status, {"code": _CODES.get(err.status, 40010000), "message": err.message}
+                status, payload = (
+                    err.status,
+                    {"code": _CODES.get(err.status, 40010000), "message": err.message},
+                )
             if isinstance(fault, (HttpError, DropConnection)):
                 self._fault(fault)
                 return

@@ -6,10 +6,9 @@ Both servers listen on 127.0.0.1 at a free port; no test touches the internet.
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 from alpaca_server import FakeAlpaca
 
 S3_KEY = "testing-access-key"

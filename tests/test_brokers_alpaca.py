@@ -10,8 +10,17 @@ import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.requests import MarketOrderRequest
+from alpaca_server import (
+    DropConnection,
+    FakeAlpaca,
+    HttpError,
+    LateFill,
+    PartialFill,
+    rate_limited,
+    rejected,
+    server_error,
+)
 
-from alpaca_server import DropConnection, FakeAlpaca, HttpError, LateFill, PartialFill, rate_limited, rejected, server_error
 from brokers.alpaca import AlpacaBroker
 from brokers.base import (
     Broker,
@@ -52,7 +61,9 @@ def sell(qty: float, cid: str, symbol: str = "SPY") -> OrderRequest:
 
 
 def positions_match(broker: AlpacaBroker, server: FakeAlpaca) -> bool:
-    return {s: p.qty for s, p in broker.positions().items()} == {s: p.qty for s, p in server.positions.items()}
+    return {s: p.qty for s, p in broker.positions().items()} == {
+        s: p.qty for s, p in server.positions.items()
+    }
 
 
 # ---------------------------------------------------------------------- protocol
@@ -88,7 +99,9 @@ def test_cancel_and_open_orders(broker: AlpacaBroker, alpaca_env: FakeAlpaca) ->
     assert broker.open_orders() == []
 
 
-def test_clock_and_calendar_skip_holidays_and_show_early_close(alpaca_env: FakeAlpaca, broker: AlpacaBroker) -> None:
+def test_clock_and_calendar_skip_holidays_and_show_early_close(
+    alpaca_env: FakeAlpaca, broker: AlpacaBroker
+) -> None:
     alpaca_env.holidays = {dt.date(2024, 7, 4)}
     alpaca_env.early_closes = {dt.date(2024, 7, 3): dt.time(13, 0)}
     alpaca_env.set_time("2024-07-03 18:30")  # 14:30 New York, after the early close
@@ -108,7 +121,9 @@ def test_orders_wait_while_market_is_closed(alpaca_env: FakeAlpaca, broker: Alpa
 
 # ---------------------------------------------------------------------- credentials and live gating
 def test_config_from_env_defaults_to_paper() -> None:
-    cfg = AlpacaConfig.from_env(environ={"APCA_API_KEY_ID": "AKTESTKEY123", "APCA_API_SECRET_KEY": "s3cr3t-value"})
+    cfg = AlpacaConfig.from_env(
+        environ={"APCA_API_KEY_ID": "AKTESTKEY123", "APCA_API_SECRET_KEY": "s3cr3t-value"}
+    )
     assert cfg.base_url == PAPER_URL and cfg.paper
     text = repr(cfg)
     assert "s3cr3t-value" not in text and "AKTESTKEY123" not in text and "AKTE****" in text
@@ -153,7 +168,9 @@ def test_secret_never_reaches_the_logs(alpaca_env: FakeAlpaca, caplog: pytest.Lo
 
 
 # ---------------------------------------------------------------------- faults
-def test_server_errors_are_retried_with_backoff(broker: AlpacaBroker, alpaca_env: FakeAlpaca, sleeps: Sleeps) -> None:
+def test_server_errors_are_retried_with_backoff(
+    broker: AlpacaBroker, alpaca_env: FakeAlpaca, sleeps: Sleeps
+) -> None:
     alpaca_env.inject(server_error(500), times=2)
     order = broker.submit(buy(1, "retry-500"))
     assert order.status is OrderStatus.FILLED
@@ -167,7 +184,9 @@ def test_rate_limit_honours_retry_after(broker: AlpacaBroker, alpaca_env: FakeAl
     assert sleeps == [2.5]
 
 
-def test_rejects_are_not_retried_and_carry_the_reason(broker: AlpacaBroker, alpaca_env: FakeAlpaca, sleeps: Sleeps) -> None:
+def test_rejects_are_not_retried_and_carry_the_reason(
+    broker: AlpacaBroker, alpaca_env: FakeAlpaca, sleeps: Sleeps
+) -> None:
     alpaca_env.inject(rejected("account is restricted to liquidation only", status=403))
     with pytest.raises(OrderRejected, match="liquidation only") as info:
         broker.submit(buy(1, "reject-1"))
@@ -204,17 +223,22 @@ def test_gateway_timeout_after_the_order_is_made(broker: AlpacaBroker, alpaca_en
 
 
 def test_alpaca_py_builtin_post_retry_is_the_trap(alpaca_env: FakeAlpaca) -> None:
-    """Why the adapter owns retries: alpaca-py re-POSTs on 504 and then reports a failure for an order that exists."""
+    """Why the adapter owns retries: alpaca-py re-POSTs on 504, then reports a failure for an order that
+    exists."""
     client = TradingClient(alpaca_env.api_key, alpaca_env.secret_key, url_override=alpaca_env.url)
     client._retry_wait = 0
     alpaca_env.inject(HttpError(504, "gateway timeout", after_processing=True))
-    request = MarketOrderRequest(symbol="SPY", qty=1, side="buy", time_in_force="day", client_order_id="trap-1")
+    request = MarketOrderRequest(
+        symbol="SPY", qty=1, side="buy", time_in_force="day", client_order_id="trap-1"
+    )
     with pytest.raises(APIError, match="client_order_id must be unique"):
         client.submit_order(request)
     assert len(alpaca_env.orders) == 1
 
 
-def test_duplicate_client_order_id_returns_the_first_order(broker: AlpacaBroker, alpaca_env: FakeAlpaca) -> None:
+def test_duplicate_client_order_id_returns_the_first_order(
+    broker: AlpacaBroker, alpaca_env: FakeAlpaca
+) -> None:
     first = broker.submit(buy(1, "dup-1"))
     again = broker.submit(buy(1, "dup-1"))
     assert again.id == first.id and len(alpaca_env.orders) == 1
@@ -250,7 +274,9 @@ def test_persistent_outage_gives_up(broker: AlpacaBroker, alpaca_env: FakeAlpaca
 def test_fractional_orders_are_market_day(broker: AlpacaBroker, alpaca_env: FakeAlpaca) -> None:
     order = broker.submit(buy(0.25, "frac-1"))
     assert order.filled_qty == 0.25 and broker.positions()["SPY"].qty == 0.25
-    with pytest.raises(ValueError, match="fractional quantities must be market orders with time_in_force=day"):
+    with pytest.raises(
+        ValueError, match="fractional quantities must be market orders with time_in_force=day"
+    ):
         OrderRequest("SPY", "buy", 0.5, "frac-2", time_in_force="gtc")
     with pytest.raises(ValueError, match="fractional"):
         OrderRequest("SPY", "buy", 0.5, "frac-3", type="limit", limit_price=400.0)

@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from alpaca_server import (
+    DropConnection,
+    FakeAlpaca,
+    Fault,
+    HttpError,
+    LateFill,
+    PartialFill,
+    rate_limited,
+    rejected,
+    server_error,
+)
 
-from alpaca_server import DropConnection, Fault, FakeAlpaca, HttpError, LateFill, PartialFill, rate_limited, rejected, server_error
 from brokers.alpaca import AlpacaBroker
 from brokers.journal import Journal
 from brokers.planning import plan_orders
@@ -32,7 +42,9 @@ FAULTS: dict[str, Fault] = {
 }
 
 
-def cycle(broker: AlpacaBroker, journal: Journal, router: OrderRouter, bar: pd.Timestamp, weights: dict[str, float]) -> Reconciliation:
+def cycle(
+    broker: AlpacaBroker, journal: Journal, router: OrderRouter, bar: pd.Timestamp, weights: dict[str, float]
+) -> Reconciliation:
     """One decision as the live runner makes it."""
     router.cancel_stale(bar)
     rec = reconcile(broker, journal, RUN)

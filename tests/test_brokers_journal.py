@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from alpaca_server import FakeAlpaca, LateFill, PartialFill
+
 from brokers.alpaca import AlpacaBroker
 from brokers.base import Order, OrderRequest, OrderStatus
 from brokers.journal import DRY_RUN, PLANNED, UNSENT, Journal
@@ -51,7 +51,9 @@ def new_broker() -> AlpacaBroker:
 
 def target_plan(broker: AlpacaBroker, weights: dict[str, float], bar: pd.Timestamp) -> list[PlannedOrder]:
     held = {s: p.qty for s, p in broker.positions().items()}
-    return plan_orders(weights, held, {"SPY": 500.0, "AAPL": 200.0}, broker.account().equity, RUN, bar, fractional=False)
+    return plan_orders(
+        weights, held, {"SPY": 500.0, "AAPL": 200.0}, broker.account().equity, RUN, bar, fractional=False
+    )
 
 
 # ---------------------------------------------------------------------- journal
@@ -89,12 +91,25 @@ def test_journal_turns_filled_quantity_into_fills(tmp_path: Path) -> None:
 def test_update_of_unknown_order_is_an_error() -> None:
     journal = Journal(":memory:")
     with pytest.raises(KeyError, match="not in the journal"):
-        journal.update_from_broker(Order("id", "ag-missing", "SPY", OrderRequest("SPY", "buy", 1, "x").side, 1, 0, None, OrderStatus.NEW))
+        journal.update_from_broker(
+            Order(
+                "id",
+                "ag-missing",
+                "SPY",
+                OrderRequest("SPY", "buy", 1, "x").side,
+                1,
+                0,
+                None,
+                OrderStatus.NEW,
+            )
+        )
 
 
 # ---------------------------------------------------------------------- crash and restart
 @pytest.mark.parametrize("after_send", [False, True], ids=["crash-before-send", "crash-after-send"])
-def test_restart_neither_duplicates_nor_loses_orders(alpaca_env: FakeAlpaca, tmp_path: Path, after_send: bool) -> None:
+def test_restart_neither_duplicates_nor_loses_orders(
+    alpaca_env: FakeAlpaca, tmp_path: Path, after_send: bool
+) -> None:
     path = tmp_path / "journal.sqlite"
     broker = new_broker()
     journal = Journal(path)
@@ -192,7 +207,8 @@ def test_flip_cancels_the_opposite_order_and_waits_for_the_closing_leg(alpaca_en
 
     flip = target_plan(broker, {"SPY": -0.05}, NEXT_BAR)
     assert [(p.request.side.value, p.request.qty, p.depends_on is not None) for p in flip] == [
-        ("sell", 20.0, False), ("sell", 10.0, True)
+        ("sell", 20.0, False),
+        ("sell", 10.0, True),
     ]
     router.place(NEXT_BAR, flip)
     assert broker.get_order(client_order_id="stray-buy").status is OrderStatus.CANCELED

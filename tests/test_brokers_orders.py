@@ -6,8 +6,8 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-
 from alpaca_server import FakeAlpaca
+
 from brokers.alpaca import AlpacaBroker
 from brokers.base import MAX_CLIENT_ORDER_ID, BrokerUnavailable, Clock, OrderRequest, Side
 from brokers.market_hours import is_trading_day, sessions, trading_window
@@ -45,7 +45,9 @@ def test_order_request_validation_names_the_order() -> None:
 
 # ---------------------------------------------------------------------- planning
 def test_target_shares_truncate_towards_zero_and_shorts_are_whole() -> None:
-    shares = target_shares({"A": 0.5, "B": -0.3, "C": 0.0}, {"A": 30.0, "B": 7.0, "C": 1.0}, 1_000.0, fractional=True)
+    shares = target_shares(
+        {"A": 0.5, "B": -0.3, "C": 0.0}, {"A": 30.0, "B": 7.0, "C": 1.0}, 1_000.0, fractional=True
+    )
     assert shares == {"A": pytest.approx(16.666666), "B": -42.0, "C": 0.0}
     assert target_shares({"A": 0.5}, {"A": 30.0}, 1_000.0, fractional=False) == {"A": 16.0}
 
@@ -61,11 +63,18 @@ def test_target_shares_reject_bad_input(weights: dict, prices: dict, equity: flo
 
 def test_plan_sells_first_and_skips_tiny_trades() -> None:
     plan = plan_orders(
-        {"A": 0.0, "B": 0.5, "C": 0.1001}, {"A": 10.0, "C": 1000.0}, {"A": 10.0, "B": 50.0, "C": 10.0},
-        100_000.0, "r", BAR, fractional=False, min_trade_value=50.0,
+        {"A": 0.0, "B": 0.5, "C": 0.1001},
+        {"A": 10.0, "C": 1000.0},
+        {"A": 10.0, "B": 50.0, "C": 10.0},
+        100_000.0,
+        "r",
+        BAR,
+        fractional=False,
+        min_trade_value=50.0,
     )
     assert [(p.request.symbol, p.request.side, p.request.qty) for p in plan] == [
-        ("A", Side.SELL, 10.0), ("B", Side.BUY, 1000.0)
+        ("A", Side.SELL, 10.0),
+        ("B", Side.BUY, 1000.0),
     ]
     assert plan[0].request.client_order_id == client_order_id("r", BAR, "A")
 
@@ -111,14 +120,24 @@ def test_call_with_retry_passes_rejects_through() -> None:
     assert call_with_retry(flaky, RetryPolicy(base_delay=0.5), "op", waits.append) == "ok"
     assert calls == [0, 1, 2] and waits == [0.5, 1.0]
     with pytest.raises(BrokerUnavailable, match="op: gave up after 2 attempts"):
-        call_with_retry(lambda n: (_ for _ in ()).throw(TransientError("down")), RetryPolicy(max_attempts=2, base_delay=0), "op", waits.append)
+        call_with_retry(
+            lambda n: (_ for _ in ()).throw(TransientError("down")),
+            RetryPolicy(max_attempts=2, base_delay=0),
+            "op",
+            waits.append,
+        )
     with pytest.raises(KeyError):
         call_with_retry(lambda n: {}["x"], RetryPolicy(), "op", waits.append)
 
 
 # ---------------------------------------------------------------------- market hours
 def clock(now: str, is_open: bool, next_open: str, next_close: str) -> Clock:
-    return Clock(*(pd.Timestamp(t, tz="UTC") for t in (now,)), is_open, pd.Timestamp(next_open, tz="UTC"), pd.Timestamp(next_close, tz="UTC"))
+    return Clock(
+        *(pd.Timestamp(t, tz="UTC") for t in (now,)),
+        is_open,
+        pd.Timestamp(next_open, tz="UTC"),
+        pd.Timestamp(next_close, tz="UTC"),
+    )
 
 
 def test_trading_window_open_closed_and_near_the_close() -> None:

@@ -60,7 +60,13 @@ def test_fills_equal_the_backtest_rebalance(config: ExecutionConfig) -> None:
     # reference sizes fractionally (the budget does not bind, so every other step is the same).
     ref_config = dataclasses.replace(config, fractional=True)
     ref = rebalance(
-        np.array([50_000.0]), np.zeros((1, 2)), weights[None], price[None], nxt[None, :, LOW], nxt[None, :, HIGH], ref_config
+        np.array([50_000.0]),
+        np.zeros((1, 2)),
+        weights[None],
+        price[None],
+        nxt[None, :, LOW],
+        nxt[None, :, HIGH],
+        ref_config,
     )
     assert sim.portfolio.shares == pytest.approx(ref.shares[0])
     assert sim.portfolio.cash == pytest.approx(float(ref.cash[0]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from alpaca_server import FakeAlpaca, alpaca_daily
+
 from envs.data_alpaca import AlpacaSource
 from envs.market_data import MarketData
 from envs.sources import load_data
@@ -24,7 +24,9 @@ def source(alpaca_env: FakeAlpaca, market: MarketData) -> AlpacaSource:
     return AlpacaSource()
 
 
-def test_daily_bars_round_trip_across_pages(source: AlpacaSource, alpaca_env: FakeAlpaca, market: MarketData) -> None:
+def test_daily_bars_round_trip_across_pages(
+    source: AlpacaSource, alpaca_env: FakeAlpaca, market: MarketData
+) -> None:
     alpaca_env.max_page_size = 9
     got = source.fetch(["SPY", "AAPL"], "2024-01-01", "2024-12-31")
     assert got.symbols == ("SPY", "AAPL")
@@ -50,7 +52,9 @@ def test_symbol_without_bars_is_named(source: AlpacaSource) -> None:
         source.fetch(["SPY", "MSFT"], "2024-01-01", "2024-12-31")
 
 
-def test_credentials_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, source: AlpacaSource, alpaca_env: FakeAlpaca) -> None:
+def test_credentials_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, source: AlpacaSource, alpaca_env: FakeAlpaca
+) -> None:
     assert alpaca_env.secret_key not in repr(source) and alpaca_env.api_key not in repr(source)
     monkeypatch.delenv("APCA_API_SECRET_KEY")
     with pytest.raises(ValueError, match="APCA_API_SECRET_KEY"):

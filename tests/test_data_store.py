@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
-
 from alpaca_server import FakeAlpaca, alpaca_daily
+
 from envs.data_fallback import DataSourceError, FallbackSource
 from envs.data_store import ParquetStore
 from envs.market_data import MarketData
@@ -34,7 +35,9 @@ class Broken:
 
     name = "broken"
 
-    def fetch(self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1Day") -> MarketData:
+    def fetch(
+        self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1Day"
+    ) -> MarketData:
         raise ConnectionError("network unreachable")
 
 
@@ -70,7 +73,9 @@ def test_overlapping_writes_merge_and_new_bars_win(store: ParquetStore, market: 
     got = store.fetch(["SPY", "AAPL"], "2023-09-01", "2024-12-31")
     assert got.index.equals(market.index)
     np.testing.assert_allclose(got.slice("2024-01-15", None).values, bumped.values)
-    np.testing.assert_array_equal(got.slice(None, "2024-01-12").values, market.slice(None, "2024-01-12").values)
+    np.testing.assert_array_equal(
+        got.slice(None, "2024-01-12").values, market.slice(None, "2024-01-12").values
+    )
 
 
 def test_disk_cache_skips_unchanged_objects(store: ParquetStore, market: MarketData) -> None:
@@ -102,7 +107,9 @@ def test_store_urls_are_checked(s3_env: str) -> None:
 
 def test_registered_as_a_data_spec(store: ParquetStore, market: MarketData, tmp_path: Path) -> None:
     store.write(market)
-    got = load_data(f"minio:{store.bucket}/daily;symbols=SPY;start=2024-01-01;end=2024-03-31;cache_dir={tmp_path}")
+    got = load_data(
+        f"minio:{store.bucket}/daily;symbols=SPY;start=2024-01-01;end=2024-03-31;cache_dir={tmp_path}"
+    )
     assert got.symbols == ("SPY",) and got.index.equals(market.slice("2024-01-01", "2024-03-31").index)
 
 
@@ -132,11 +139,24 @@ def test_fallback_reports_every_failure() -> None:
 
 # ---------------------------------------------------------------------- command line
 def test_cli_sync_then_load(
-    alpaca_env: FakeAlpaca, s3_env: str, market: MarketData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    alpaca_env: FakeAlpaca,
+    s3_env: str,
+    market: MarketData,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     alpaca_env.set_bars(alpaca_daily(market.to_long()))
     url = f"minio://{s3_env}/bars"
-    common = ["--symbols", "SPY,AAPL", "--start", "2023-09-01", "--end", "2024-06-28", "--cache-dir", str(tmp_path)]
+    common = [
+        "--symbols",
+        "SPY,AAPL",
+        "--start",
+        "2023-09-01",
+        "--end",
+        "2024-06-28",
+        "--cache-dir",
+        str(tmp_path),
+    ]
     assert data_cli.main(["sync", "--source", "alpaca", "--store", url, *common]) == 0
     assert "synced 2 symbol(s) from alpaca" in capsys.readouterr().out
     out_file = tmp_path / "bars.parquet"

@@ -52,7 +52,10 @@ def offline(*args: Any, **kwargs: Any) -> pd.DataFrame:
 @pytest.mark.parametrize("group_by", ["ticker", "column"])
 def test_parse_both_layouts_with_session_dates(group_by: str) -> None:
     # MSFT lacks the first day: yfinance aligns tickers on one index and leaves NaN rows.
-    frame = yahoo_frame({"SPY": ohlcv([470.0, 468.0, 467.0, 468.5]), "MSFT": ohlcv([370.0, 368.0, 367.0], DATES[1:])}, group_by)
+    frame = yahoo_frame(
+        {"SPY": ohlcv([470.0, 468.0, 467.0, 468.5]), "MSFT": ohlcv([370.0, 368.0, 367.0], DATES[1:])},
+        group_by,
+    )
     parsed = parse_download(frame, ["SPY", "MSFT"])
     assert list(parsed["SPY"].columns) == ["open", "high", "low", "close", "volume"]
     assert parsed["SPY"].index[0] == pd.Timestamp("2024-01-02", tz="UTC")
@@ -60,7 +63,9 @@ def test_parse_both_layouts_with_session_dates(group_by: str) -> None:
 
 
 def test_parse_intraday_converts_exchange_time_to_utc() -> None:
-    index = pd.DatetimeIndex(["2024-01-02 09:30", "2024-01-02 10:30"], name="Datetime").tz_localize("America/New_York")
+    index = pd.DatetimeIndex(["2024-01-02 09:30", "2024-01-02 10:30"], name="Datetime").tz_localize(
+        "America/New_York"
+    )
     parsed = parse_download(yahoo_frame({"SPY": ohlcv([470.0, 471.0], index)}), ["SPY"], daily=False)
     assert parsed["SPY"].index[0] == pd.Timestamp("2024-01-02 14:30", tz="UTC")
 
@@ -74,18 +79,31 @@ def test_parse_names_missing_symbols() -> None:
 
 
 def test_second_call_is_served_offline_from_the_cache(tmp_path: Path) -> None:
-    recorded = RecordedDownload(yahoo_frame({"SPY": ohlcv([470.0, 468.0, 467.0, 468.5]), "AAPL": ohlcv([185.0, 184.0, 181.0, 181.5])}))
-    first = YFinanceSource(cache_dir=tmp_path, download=recorded).fetch(["SPY", "AAPL"], "2024-01-02", "2024-01-05")
-    (tickers, kwargs), = recorded.calls
+    recorded = RecordedDownload(
+        yahoo_frame({"SPY": ohlcv([470.0, 468.0, 467.0, 468.5]), "AAPL": ohlcv([185.0, 184.0, 181.0, 181.5])})
+    )
+    first = YFinanceSource(cache_dir=tmp_path, download=recorded).fetch(
+        ["SPY", "AAPL"], "2024-01-02", "2024-01-05"
+    )
+    ((tickers, kwargs),) = recorded.calls
     assert tickers == ["SPY", "AAPL"]
-    assert (kwargs["start"], kwargs["end"], kwargs["interval"], kwargs["group_by"]) == ("2024-01-02", "2024-01-06", "1d", "ticker")
-    again = YFinanceSource(cache_dir=tmp_path, download=offline).fetch(["SPY", "AAPL"], "2024-01-02", "2024-01-05")
+    assert (kwargs["start"], kwargs["end"], kwargs["interval"], kwargs["group_by"]) == (
+        "2024-01-02",
+        "2024-01-06",
+        "1d",
+        "ticker",
+    )
+    again = YFinanceSource(cache_dir=tmp_path, download=offline).fetch(
+        ["SPY", "AAPL"], "2024-01-02", "2024-01-05"
+    )
     np.testing.assert_array_equal(first.values, again.values)
     assert again.index.equals(first.index) and first.close[-1].tolist() == [468.5, 181.5]
 
 
 def test_only_uncached_symbols_are_downloaded(tmp_path: Path) -> None:
-    recorded = RecordedDownload(yahoo_frame({"SPY": ohlcv([11.0, 12.0, 13.0, 14.0]), "AAPL": ohlcv([5.0, 6.0, 7.0, 8.0])}))
+    recorded = RecordedDownload(
+        yahoo_frame({"SPY": ohlcv([11.0, 12.0, 13.0, 14.0]), "AAPL": ohlcv([5.0, 6.0, 7.0, 8.0])})
+    )
     source = YFinanceSource(cache_dir=tmp_path, download=recorded)
     source.fetch(["SPY"], "2024-01-02", "2024-01-05")
     source.fetch(["SPY", "AAPL"], "2024-01-02", "2024-01-05")
@@ -106,6 +124,12 @@ def test_registered_spec_uses_yfinance_download(tmp_path: Path, monkeypatch: pyt
 
 
 def test_interval_names() -> None:
-    assert [yf_interval(t) for t in ("1Day", "1Hour", "15Min", "1Week", "1Month")] == ["1d", "1h", "15m", "1wk", "1mo"]
+    assert [yf_interval(t) for t in ("1Day", "1Hour", "15Min", "1Week", "1Month")] == [
+        "1d",
+        "1h",
+        "15m",
+        "1wk",
+        "1mo",
+    ]
     with pytest.raises(ValueError, match="timeframe '1d'"):
         yf_interval("1d")

@@ -1,0 +1,320 @@
+"""Run a policy bar by bar against a broker: ``python -m experiments.paper POLICY --symbols SPY,AAPL``.
+
+    python -m experiments.paper sma_crossover --symbols SPY --broker sim --data synthetic
+    python -m experiments.paper runs/ppo/agent --symbols SPY,AAPL --broker alpaca-paper --dry-run
+
+``--broker sim`` replays a data set through :class:`brokers.sim.SimBroker` (fills at the next bar's open,
+the backtest's costs), so its decisions are the backtest's. ``--broker alpaca-paper`` trades Alpaca's paper
+account (keys from ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY``; ``--live`` plus
+``ALPACA_GYM_LIVE_CONFIRM=yes`` for real money): it waits for the market to open, takes the last complete
+bar from Alpaca's data API, decides, orders, and keeps reconciling until the next bar. The journal
+(``--journal``) makes a restart resume without duplicate or lost orders. The kill switch, a file
+(``--kill-file``) or SIGTERM, cancels every order, flattens and stops. ``--dry-run`` logs orders only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from brokers.base import Broker, Clock
+from brokers.journal import Journal
+from brokers.market_hours import trading_window
+from brokers.runner import LiveRunner, RunnerConfig
+from brokers.sim import SimBroker
+from envs.data_fallback import BarSource, is_daily_or_longer, parse_timeframe, split_symbols
+from envs.execution import ExecutionConfig
+from envs.market_data import MarketData
+from envs.risk import RiskConfig
+from experiments.engine import BacktestConfig, make_env, start_bar
+
+log = logging.getLogger("experiments.paper")
+MARKET_TZ = "America/New_York"
+
+
+class KillSwitch:
+    """Trips when a file appears or SIGTERM/SIGINT arrives.
+
+    :param path: the file to watch, or None.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.reason: str | None = None
+
+    def install(self) -> None:
+        """Route SIGTERM and SIGINT to the switch instead of killing the process mid-order."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _: self.trip(f"signal {signal.Signals(signum).name}"))
+
+    def trip(self, reason: str) -> None:
+        """Ask the runner to flatten and stop."""
+        self.reason = reason
+
+    @property
+    def tripped(self) -> bool:
+        """True once a signal arrived or the file exists."""
+        if self.reason is None and self.path is not None and self.path.exists():
+            self.reason = f"kill file {self.path}"
+        return self.reason is not None
+
+
+def make_runner(
+    policy: Any,
+    broker: Broker,
+    journal: Journal,
+    symbols: tuple[str, ...],
+    runner_config: RunnerConfig,
+    initial_cash: float,
+) -> LiveRunner:
+    """A runner whose shadow env is exactly the backtest's env for this policy.
+
+    :param policy: the policy.
+    :param broker: the broker.
+    :param journal: the journal.
+    :param symbols: traded symbols.
+    :param runner_config: trading settings.
+    :param initial_cash: the shadow env's starting cash.
+    """
+    backtest = BacktestConfig(
+        initial_cash=initial_cash,
+        execution=runner_config.execution,
+        risk=runner_config.risk,
+        seed=runner_config.seed,
+    )
+    return LiveRunner(
+        policy, broker, journal, lambda d: make_env(policy, d, backtest), symbols, runner_config
+    )
+
+
+def run_sim(
+    runner: LiveRunner,
+    broker: SimBroker,
+    data: MarketData,
+    start: int,
+    kill: KillSwitch,
+    progress: bool = True,
+) -> int:
+    """Replay ``data`` through the simulated broker: bar ``t`` is delivered, then decided on.
+
+    :param runner: the runner (its broker must be ``broker``).
+    :param broker: the simulated broker.
+    :param data: the bars.
+    :param start: first decision bar (the env's warm-up must lie before it).
+    :param kill: checked before every bar.
+    :param progress: show a progress bar.
+    :return: how many bars were decided.
+    """
+    decided = 0
+    bars = tqdm(
+        range(start, data.n_bars), desc=f"paper {runner.config.run_id}", unit="bar", disable=not progress
+    )
+    for t in bars:
+        broker.on_bar(data.index[t], data.values[t])
+        if kill.tripped:
+            runner.flatten(kill.reason or "kill switch")
+            break
+        if t == data.n_bars - 1:
+            runner.poll(data.index[t])
+            break
+        runner.on_bar(data.iloc(slice(0, t + 1)))
+        decided += 1
+        bars.set_postfix_str(runner.status(), refresh=False)
+    return decided
+
+
+def complete_bars(data: MarketData, clock: Clock, timeframe: str) -> MarketData:
+    """Drop the bar still forming at ``clock.timestamp`` (today's daily bar while the market trades).
+
+    :param data: bars up to now.
+    :param clock: the broker's clock.
+    :param timeframe: bar size.
+    """
+    now = clock.timestamp
+    if is_daily_or_longer(timeframe):
+        today = pd.Timestamp(now.tz_convert(MARKET_TZ).date(), tz="UTC")
+        done = data.index < today
+    else:
+        amount, unit = parse_timeframe(timeframe)
+        length = pd.Timedelta(**{{"Min": "minutes", "Hour": "hours"}[unit]: amount})
+        done = data.index + length <= now
+    if not done.any():
+        raise ValueError(f"no complete {timeframe} bar before {now.isoformat()}")
+    return data.iloc(slice(0, int(done.sum())))
+
+
+def run_broker(
+    runner: LiveRunner,
+    feed: BarSource,
+    timeframe: str,
+    history: pd.Timedelta,
+    kill: KillSwitch,
+    poll_interval: float = 30.0,
+    close_buffer: pd.Timedelta = pd.Timedelta(minutes=5),
+    sleep: Callable[[float], None] = time.sleep,
+    max_cycles: int | None = None,
+) -> int:
+    """Trade against a real (or Alpaca-compatible) broker until the kill switch trips.
+
+    Each cycle: outside the trading window, wait (holidays and weekends have no session, so they are
+    skipped); inside it, fetch the bars, decide on a new complete bar once, otherwise poll orders.
+
+    :param runner: the runner.
+    :param feed: where bars come from (e.g. :class:`envs.data_alpaca.AlpacaSource`).
+    :param timeframe: bar size.
+    :param history: how far back to fetch (the env's and the policy's warm-up).
+    :param kill: the kill switch.
+    :param poll_interval: seconds between cycles.
+    :param close_buffer: no new orders this close to the close.
+    :param sleep: the wait function (tests pass a no-op).
+    :param max_cycles: stop after this many cycles (None: until killed).
+    :return: how many bars were decided.
+    """
+    decided, cycles, last_bar = 0, 0, None
+    while max_cycles is None or cycles < max_cycles:
+        cycles += 1
+        if kill.tripped:
+            runner.flatten(kill.reason or "kill switch")
+            break
+        clock = runner.broker.clock()
+        window = trading_window(clock, close_buffer)
+        if not window.can_trade:
+            log.info("%s", window.reason)
+            wait = (
+                (window.wait_until - clock.timestamp).total_seconds()
+                if window.wait_until is not None
+                else poll_interval
+            )
+            sleep(max(min(wait, poll_interval), 0.0))
+            continue
+        data = complete_bars(
+            feed.fetch(list(runner.symbols), clock.timestamp - history, clock.timestamp, timeframe),
+            clock,
+            timeframe,
+        )
+        if last_bar is None or data.index[-1] > last_bar:
+            decision = runner.on_bar(data)
+            last_bar = decision.timestamp
+            decided += 1
+        else:
+            runner.poll(last_bar)
+        log.info("%s", runner.status())
+        sleep(poll_interval)
+    return decided
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m experiments.paper", description=__doc__.split("\n")[0])
+    p.add_argument("policy", help="a policy name (sma_crossover, ...) or the folder of a saved policy")
+    p.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. SPY,AAPL")
+    p.add_argument(
+        "--broker", choices=("sim", "alpaca-paper"), default="sim", help="where orders go (default sim)"
+    )
+    p.add_argument(
+        "--live", action="store_true", help="trade real money (also needs ALPACA_GYM_LIVE_CONFIRM=yes)"
+    )
+    p.add_argument(
+        "--data", default="synthetic", help="bars for --broker sim: a data spec (default synthetic)"
+    )
+    p.add_argument("--timeframe", default="1Day", help="bar size for alpaca-paper (default 1Day)")
+    p.add_argument(
+        "--history-days", type=float, default=400.0, help="days of history fetched each bar (default 400)"
+    )
+    p.add_argument(
+        "--param", action="append", default=[], metavar="KEY=VALUE", help="policy parameter (repeatable)"
+    )
+    p.add_argument("--run-id", default=None, help="run name; the same id resumes from the journal")
+    p.add_argument(
+        "--journal",
+        default=None,
+        help="journal file (default runs/paper/RUN_ID/journal.sqlite; in memory for --broker sim)",
+    )
+    p.add_argument("--kill-file", default=None, help="flatten and stop when this file exists")
+    p.add_argument("--dry-run", action="store_true", help="journal and log orders without sending them")
+    p.add_argument("--initial-cash", type=float, default=100_000.0, help="sim and shadow-env starting cash")
+    p.add_argument(
+        "--commission", type=float, default=0.001, help="commission fraction of the sim/shadow env"
+    )
+    p.add_argument("--whole-shares", action="store_true", help="trade whole shares only")
+    p.add_argument("--allow-short", action="store_true", help="allow short positions")
+    p.add_argument("--no-risk", action="store_true", help="switch the risk layer off")
+    p.add_argument(
+        "--poll-seconds", type=float, default=30.0, help="seconds between broker polls (default 30)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for the policy and the shadow env")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    from agents.registry import RegistryError, make_policy, parse_overrides
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        symbols = tuple(split_symbols(args.symbols))
+        params = {key: value for _, key, value in parse_overrides(args.param)}
+        policy = make_policy(args.policy, params)
+        execution = ExecutionConfig(
+            commission=args.commission, fractional=not args.whole_shares, allow_short=args.allow_short
+        )
+        run_id = args.run_id or f"{getattr(policy, 'name', 'policy')}-{'-'.join(symbols)}-{args.broker}"
+        config = RunnerConfig(
+            run_id=run_id,
+            execution=execution,
+            risk=None if args.no_risk else RiskConfig(),
+            dry_run=args.dry_run,
+            seed=args.seed,
+        )
+        # A sim run starts a fresh simulated account, so by default it keeps no journal between runs.
+        default = ":memory:" if args.broker == "sim" else Path("runs") / "paper" / run_id / "journal.sqlite"
+        journal = Journal(args.journal or default)
+        kill = KillSwitch(args.kill_file)
+        kill.install()
+        if args.broker == "sim":
+            from envs.sources import load_data
+
+            data = load_data(args.data)
+            data = data.select(list(symbols)) if set(symbols) <= set(data.symbols) else data
+            if data.symbols != symbols:
+                raise ValueError(
+                    f"--data {args.data!r} has symbols {list(data.symbols)}, not {list(symbols)}"
+                )
+            broker = SimBroker(symbols, args.initial_cash, execution)
+            runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
+            backtest = BacktestConfig(initial_cash=args.initial_cash, execution=execution, risk=config.risk)
+            decided = run_sim(runner, broker, data, start_bar([policy], data, backtest), kill, not args.quiet)
+        else:
+            from brokers.alpaca import AlpacaBroker
+            from envs.data_alpaca import AlpacaSource
+
+            broker = AlpacaBroker.from_env(live=args.live)
+            runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
+            decided = run_broker(
+                runner,
+                AlpacaSource(),
+                args.timeframe,
+                pd.Timedelta(days=args.history_days),
+                kill,
+                poll_interval=args.poll_seconds,
+            )
+        print(runner.status())
+        print(f"run {run_id}: {decided} bar(s) decided; journal {journal.path}")
+        return 0
+    except (RegistryError, ValueError, RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
