@@ -111,7 +111,7 @@ def test_regime_switch_routes_each_bar_to_its_regime_model() -> None:
 
 def test_too_short_a_window_is_a_clear_error() -> None:
     data = market()
-    with pytest.raises(ValueError, match="no labelled samples"):
+    with pytest.raises(ValueError, match=r"no labelled samples for horizon\(s\) \[20\]"):
         pipeline("xgboost", regime=False).fit(inputs_of(data), labels_of(data), 110, 0)
     with pytest.raises(ValueError, match="switch=True needs a regime"):
         PredictorPipeline(Recorder(HORIZONS), None, switch=True)

@@ -87,12 +87,15 @@ class PredictorPipeline:
         first = max(start, self.first_bar(inputs))
         t, s = np.nonzero(np.isfinite(direction[first:stop]).any(axis=-1))
         rows = np.column_stack([t + first, s])
-        if len(rows) == 0:
-            raise ValueError(
-                f"no labelled samples in bars [{start}, {stop}): the window is shorter than the warm-up "
-                f"({self.first_bar(inputs)} bars) plus the longest horizon"
-            )
         y = direction[rows[:, 0], rows[:, 1]]
+        missing = [h for h, known in zip(self.horizons, np.isfinite(y).any(axis=0)) if not known]
+        if len(rows) == 0 or missing:
+            raise ValueError(
+                f"train window [{start}, {stop}) has no labelled samples for horizon(s) "
+                f"{missing or list(self.horizons)}: inputs are warm from bar {self.first_bar(inputs)} and a "
+                "label of horizon h needs h + 1 more bars inside the window; use a longer train window or "
+                "features with shorter warm-ups"
+            )
         self.model = copy.deepcopy(self.prototype).fit(cube, rows, y)
         self.regime_models = {}
         if self.switch:
