@@ -31,6 +31,15 @@ EvaluationHook = Callable[[int, Evaluation], None]
 TENSORBOARD_ONLY = ("stdout", "log", "json", "csv")
 
 
+def selection_sharpe(evaluation: Evaluation) -> float:
+    """The Sharpe ratio models are ranked by: an agent that never trades has no volatility and counts as 0.
+
+    :param evaluation: an evaluation.
+    """
+    sharpe = evaluation.stats.sharpe
+    return float(sharpe) if math.isfinite(sharpe) else 0.0
+
+
 class TradingEvalCallback(BaseCallback):
     """Evaluate on a held-out period, log trading metrics, save the best model by validation Sharpe.
 
@@ -96,12 +105,12 @@ class TradingEvalCallback(BaseCallback):
         self.logger.record(
             f"{self.period.name}/equity_curve", Figure(self._figure(evaluation), close=True), exclude=TENSORBOARD_ONLY
         )
-        sharpe = scalars["sharpe"] if np.isfinite(scalars["sharpe"]) else -math.inf
+        sharpe = selection_sharpe(evaluation)
         if self.best is None or sharpe > self.best_sharpe:
             self.best_sharpe, self.best_timesteps, self.best = sharpe, self.num_timesteps, evaluation
             if self.best_dir is not None:
                 self._save_best(normalizer)
-        self.logger.record(f"{self.period.name}/best_sharpe", self.best_sharpe if self.best is not None else math.nan)
+        self.logger.record(f"{self.period.name}/best_sharpe", self.best_sharpe)
         # Dumped now so the figure and scalars land at this step even between SB3's own dumps.
         self.logger.dump(self.num_timesteps)
         if self.verbose:

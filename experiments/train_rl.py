@@ -226,6 +226,8 @@ def train(
     venv = make_train_env(config, data, train_period)
     model = build_model(config, venv)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
+    # Written first so the folder is a loadable agent as soon as the first best model is saved.
+    write_manifest(run_dir, config.algo, f"best/{MODEL_FILE}", kwargs, f"best/{VECNORMALIZE_FILE}")
 
     evaluator = TradingEvalCallback(
         data, val_period, make_env, kwargs, config.eval_freq, best_dir=run_dir / "best", on_evaluation=on_evaluation,
@@ -233,7 +235,7 @@ def train(
     )
     checkpoints = CheckpointCallback(
         max(config.checkpoint_freq // config.num_envs, 1), str(run_dir / "checkpoints"), name_prefix=config.algo,
-        save_vecnormalize=config.norm_obs or config.norm_reward,
+        save_vecnormalize=True,
     )
     started = time.perf_counter()
     model.learn(
@@ -243,8 +245,6 @@ def train(
     )
     seconds = time.perf_counter() - started
     _save_model(model, run_dir / "final")
-    vecnormalize = f"best/{VECNORMALIZE_FILE}" if (run_dir / "best" / VECNORMALIZE_FILE).exists() else None
-    write_manifest(run_dir, config.algo, f"best/{MODEL_FILE}", kwargs, vecnormalize)
 
     # The saved agent, reloaded through the registry's loader, is what gets the out-of-sample score.
     agent = load_agent(run_dir)

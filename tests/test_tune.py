@@ -1,0 +1,67 @@
+"""Ray Tune sweeps: the trial function with a stand-in reporter (fast) and a 2-trial sweep end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agents.ppo import SB3Agent, load_agent
+from agents.registry import load_policy
+from experiments.rl_config import RLConfig, load_config
+from experiments.tune import METRIC, run_trial, search_space, sweep
+
+TINY = {
+    "data": "synthetic:n_days=360,n_symbols=1,seed=3",
+    "features": ("ret_1", "ret_5", "rvol_20", "sma_ratio_20"),
+    "window_size": 2,
+    "episode_length": 40,
+    "num_envs": 4,
+    "batch_size": 64,
+    "n_epochs": 2,
+    "total_timesteps": 512,
+    "eval_freq": 256,
+    "checkpoint_freq": 512,
+    "progress": False,
+    "baselines": ("buy_and_hold",),
+}
+
+
+def test_search_space_covers_the_issue_and_builds_configs() -> None:
+    space = search_space()
+    assert set(space) == {"learning_rate", "ent_coef", "n_steps", "gamma", "net_arch", "reward"}
+    sample = {key: domain.sample() for key, domain in space.items()}
+    config = RLConfig().replace(**sample)
+    assert config.net_arch == tuple(sample["net_arch"]) and config.reward == sample["reward"]
+
+
+def test_trial_reports_every_evaluation_and_checkpoints_loadable_agents(tmp_path: Path) -> None:
+    reports: list[tuple[dict, bool]] = []
+
+    def report(metrics: dict, folder: Path | None) -> None:
+        if folder is not None:
+            # The checkpoint must be a complete agent at the moment it is reported.
+            assert isinstance(load_agent(folder), SB3Agent)
+        reports.append((metrics, folder is not None))
+
+    metrics = run_trial({"learning_rate": 1e-3, "n_steps": 64, "net_arch": [8]}, RLConfig(**TINY),
+                        tmp_path / "trial", report)
+    assert [r[0]["timesteps"] for r in reports] == [256, 512]
+    assert reports[0][1], "the first evaluation is always an improvement"
+    assert all(isinstance(r[0][METRIC], float) for r in reports)
+    saved = yaml.safe_load((tmp_path / "trial" / "config.yaml").read_text())
+    assert (saved["learning_rate"], saved["n_steps"], saved["net_arch"]) == (1e-3, 64, [8])
+    assert metrics["timesteps"] == 512
+
+
+@pytest.mark.slow
+def test_two_trial_sweep_end_to_end(tmp_path: Path) -> None:
+    base = RLConfig(**TINY, runs_dir=str(tmp_path))
+    folder = sweep(base, samples=2, name="tiny", cpus_per_trial=1)
+    best = load_config(folder / "best_config.yaml")
+    assert best.total_timesteps == base.total_timesteps and best.data == base.data
+    assert isinstance(load_policy(folder / "best_agent"), SB3Agent)
+    trials = (folder / "trials.csv").read_text().splitlines()
+    assert len(trials) == 3 and METRIC in trials[0]
+    assert list(folder.glob("_trainable*/run/tb/events.out.tfevents.*"))
