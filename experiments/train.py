@@ -4,8 +4,8 @@ A thin dispatcher. Each family lives in its own module exposing ``add_subcommand
 its model names as subcommands whose parsed arguments carry a ``handler(args) -> int``:
 
 - ``experiments.train_rl``: ``ppo``, ``a2c``, ``sac`` (stable-baselines3 agents on the trading envs).
-- ML predictors (XGBoost, random forest, LightGBM, LSTM/Transformer) register from
-  ``experiments.train_predictor`` by adding it to :data:`FAMILIES`.
+- ``experiments.train_predictor``: ``xgboost``, ``random_forest``, ``lightgbm``, ``lstm``, ``gru``,
+  ``transformer``, ``ensemble`` (ML predictors trained walk-forward, then backtested as policies).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import sys
 from typing import Sequence
 
-FAMILIES: tuple[str, ...] = ("experiments.train_rl",)
+FAMILIES: tuple[str, ...] = ("experiments.train_rl", "experiments.train_predictor")
 
 
 def build_parser() -> argparse.ArgumentParser:

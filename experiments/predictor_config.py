@@ -1,0 +1,235 @@
+"""The typed configuration of ``python -m experiments.train MODEL`` for the ML predictors.
+
+Precedence: the dataclass defaults, then a YAML file (``--config``; ``experiments/configs/<model>.yaml``
+when it exists and none is given), then ``--set key=value`` overrides. Values given as text are parsed as
+YAML (``--set threshold=0.55``, ``--set params.n_estimators=50``, ``--set regime=false``), lists also as
+``a,b,c`` (``--set horizons=1,5,20``); a dotted key sets one entry of the ``params`` mapping. A bad value raises :class:`~envs.execution.ConfigError` naming
+the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from agents.predictors.inputs import PREDICTOR_FEATURES
+from agents.predictors.labels import DEFAULT_HORIZONS
+from agents.predictors.models import MODELS
+from envs.execution import ConfigError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """Everything one predictor training run needs; the run folder keeps a copy as ``config.yaml``.
+
+    :param model: xgboost, random_forest, lightgbm, lstm, gru, transformer or ensemble.
+    :param data: data spec for envs.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
+    :param symbols: symbols to keep (empty: all of the data's).
+    :param seed: seed of every model, the regime detector and the backtest.
+    :param horizons: forecast horizons in bars; every model predicts all of them.
+    :param features: feature names (see envs.features); empty means the predictor default set.
+    :param train_size: bars per walk-forward train window (the first one, when anchored).
+    :param test_size: bars per test window.
+    :param step: bars the windows move per fold (default: test_size).
+    :param anchored: grow the train window from bar 0 instead of rolling it.
+    :param gap: embargo bars between train and test, on top of the label purge.
+    :param refit_final: also fit on the last train window, for use after the data ends.
+    :param regime: add the regime detector's filtered state probabilities to the features.
+    :param regime_method: hmm (Gaussian HMM) or gmm (Gaussian mixture).
+    :param regime_states: number of hidden regimes.
+    :param regime_window: trailing bars of the regime inputs.
+    :param regime_iterations: EM iterations of the regime detector.
+    :param switch: fit one model per regime and route each bar to its regime's model.
+    :param min_regime_samples: train samples a regime needs for its own model.
+    :param params: keyword arguments of the model (e.g. n_estimators, epochs, window; members for ensemble).
+    :param horizon: forecast horizon the policy trades on.
+    :param threshold: up-probability needed to go long (1 - threshold to go short).
+    :param allow_short: go short on bearish forecasts instead of flat.
+    :param sizing: fixed, volatility or kelly position sizing.
+    :param fraction: fixed weight per position, or the cap of the other sizers.
+    :param backtest: backtest the trained policy out of sample against the baselines.
+    :param risk: put the default risk layer (position caps, 2% stops, drawdown breaker) between every
+        backtested policy and execution, as experiments.backtest does; false trades the targets unchanged.
+    :param baselines: registered policies in the backtest comparison.
+    :param runs_dir: runs are written to runs_dir/model/run_name.
+    :param run_name: name of the run folder (default: date, time and seed).
+    :param progress: show progress bars.
+    """
+
+    model: str = "xgboost"
+    data: str = "synthetic"
+    symbols: tuple[str, ...] = ()
+    seed: int = 0
+    horizons: tuple[int, ...] = DEFAULT_HORIZONS
+    features: tuple[str, ...] = ()
+    train_size: int = 756
+    test_size: int = 252
+    step: int | None = None
+    anchored: bool = False
+    gap: int = 0
+    refit_final: bool = True
+    regime: bool = True
+    regime_method: Literal["hmm", "gmm"] = "hmm"
+    regime_states: int = 3
+    regime_window: int = 20
+    regime_iterations: int = 25
+    switch: bool = False
+    min_regime_samples: int = 500
+    params: dict[str, Any] = field(default_factory=dict)
+    horizon: int = 20
+    threshold: float = 0.6
+    allow_short: bool = False
+    sizing: Literal["fixed", "volatility", "kelly"] = "fixed"
+    fraction: float = 0.1
+    backtest: bool = True
+    risk: bool = True
+    baselines: tuple[str, ...] = ("buy_and_hold", "consensus")
+    runs_dir: str = "runs"
+    run_name: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, _HINTS[f.name], getattr(self, f.name)))
+        if self.model not in MODELS:
+            raise ConfigError(f"PredictorConfig.model must be one of {list(MODELS)}, got {self.model!r}")
+        for name in ("train_size", "test_size", "regime_states", "regime_window", "regime_iterations"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"PredictorConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.gap < 0 or self.min_regime_samples < 0:
+            raise ConfigError("PredictorConfig.gap and min_regime_samples must be >= 0")
+        if not self.horizons or min(self.horizons) < 1:
+            raise ConfigError(f"PredictorConfig.horizons must list positive bar counts, got {self.horizons}")
+        if self.horizon not in self.horizons:
+            raise ConfigError(f"PredictorConfig.horizon must be one of horizons {self.horizons}, got {self.horizon}")
+        if not 0.5 < self.threshold < 1:
+            raise ConfigError(f"PredictorConfig.threshold must be in (0.5, 1), got {self.threshold}")
+        if not self.fraction > 0:
+            raise ConfigError(f"PredictorConfig.fraction must be > 0, got {self.fraction}")
+        if self.switch and not self.regime:
+            raise ConfigError("PredictorConfig.switch needs regime=true")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The features to use: the configured ones, or the predictor default set."""
+        return self.features or PREDICTOR_FEATURES
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready values (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def to_yaml(self) -> str:
+        """The config as YAML, loadable with ``--config``."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_HINTS = get_type_hints(PredictorConfig)
+
+
+def _coerce(name: str, hint: Any, value: Any) -> Any:
+    """``value`` (from Python, YAML or ``--set``) as the field's type, or a ConfigError naming the field."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        return _coerce(name, next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        if isinstance(value, str):
+            # Text lists split on commas; names (symbols, features) stay text even if YAML would read
+            # them as something else ("ON" is a boolean to YAML).
+            parts = [p.strip() for p in value.strip("[]").split(",") if p.strip()]
+            value = parts if args[0] is str else [_parse_text(name, p) for p in parts]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce(name, args[0], item) for item in value)
+    if isinstance(value, str) and hint is not str:
+        value = _parse_text(name, value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"PredictorConfig.{name} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"PredictorConfig.{name} must be a mapping, got {value!r}")
+        return dict(value)
+    ok = (
+        (hint is bool and isinstance(value, bool))
+        or (hint is int and isinstance(value, int) and not isinstance(value, bool))
+        or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (hint is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"PredictorConfig.{name} must be {hint.__name__}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def _parse_text(name: str, text: str) -> Any:
+    """A command-line value read as YAML (``[1, 5]``, ``true``, ``0.55``, ``{n_estimators: 50}``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"PredictorConfig.{name}: cannot parse {text!r}: {err}") from None
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value`` strings as overrides; ``params.key=value`` sets one model parameter.
+
+    :param items: the strings given to ``--set``.
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        head, dot, sub = key.partition(".")
+        if dot:
+            if head != "params" or not sub:
+                raise ConfigError(f"--set {key}: only params.<name> may be dotted")
+            overrides.setdefault("params", {})[sub] = _parse_text(key, text.strip())
+        else:
+            overrides[key] = text.strip()
+    return overrides
+
+
+def field_help() -> dict[str, str]:
+    """Each field's ``:param:`` text from the :class:`PredictorConfig` docstring."""
+    doc = re.sub(r"\s+", " ", PredictorConfig.__doc__ or "")
+    return dict(re.findall(r":param (\w+): (.*?)(?= :param |$)", doc))
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None, model: str | None = None
+) -> PredictorConfig:
+    """Build a config from a YAML file and overrides.
+
+    :param path: YAML file of field values; ``None`` uses ``experiments/configs/<model>.yaml`` if it exists.
+    :param overrides: field values applied last; a ``params`` mapping is merged into the file's.
+    :param model: the model, which also picks the default YAML file.
+    """
+    values: dict[str, Any] = {}
+    if path is None and model is not None and (CONFIG_DIR / f"{model}.yaml").is_file():
+        path = CONFIG_DIR / f"{model}.yaml"
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of PredictorConfig fields, got {type(loaded).__name__}")
+        values.update(loaded)
+    if model is not None:
+        values["model"] = model
+    overrides = dict(overrides or {})
+    if isinstance(overrides.get("params"), dict):
+        overrides["params"] = {**(values.get("params") or {}), **overrides["params"]}
+    values.update(overrides)
+    unknown = sorted(set(values) - set(_HINTS))
+    if unknown:
+        raise ConfigError(f"unknown PredictorConfig field(s) {unknown}; known: {sorted(_HINTS)}")
+    return PredictorConfig(**values)
