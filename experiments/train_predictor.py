@@ -10,7 +10,8 @@ PredictorConfig`). The steps:
    horizon go to TensorBoard and ``metrics.json``;
 3. save the policy (every fold's model with the bar it trades from, plus a final fit for after the data);
 4. reload it from disk and backtest it from the first out-of-sample bar, next to buy-and-hold and the
-   consensus bot in the same env, with the backtest report (table, HTML, PNGs).
+   consensus bot in the same env, with ``experiments.backtest``'s comparison table and HTML/PNG report.
+   The saved policy backtests again with ``python -m experiments.backtest runs/<model>/<run>/policy ...``.
 
 A run is the folder ``runs/<model>/<run_name>/``::
 
@@ -28,11 +29,12 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.predictors.inputs import Inputs
@@ -47,9 +49,10 @@ from envs.market_data import MarketData
 from envs.metrics import sharpe_ratio, simple_returns
 from envs.sources import load_data
 from envs.splits import WalkForward
-from experiments.engine import BacktestConfig, run_backtest
+from experiments.backtest import print_table
+from experiments.engine import BacktestConfig, BacktestResult, run_backtest
 from experiments.predictor_config import PredictorConfig, field_help, load_config, parse_sets
-from experiments.report import format_value, write_report
+from experiments.report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +66,13 @@ class TrainResult:
     :param run_dir: the run folder.
     :param policy_dir: the saved policy's folder.
     :param metrics: the content of ``metrics.json``.
+    :param backtests: the backtest of the policy and of each baseline (empty without ``backtest``).
     """
 
     run_dir: Path
     policy_dir: Path
     metrics: dict[str, Any]
+    backtests: list[BacktestResult] = field(default_factory=list)
 
 
 def load_market(config: PredictorConfig) -> MarketData:
@@ -146,14 +151,16 @@ def train(config: PredictorConfig, run_dir: str | Path | None = None) -> TrainRe
             "folds": _fold_records(result, data),
             "oos": result.metrics,
         }
+        backtests = []
         if config.backtest:
-            metrics["backtest"] = backtest(policy_dir, data, config, result.first_test_bar, run_dir / "report")
+            backtests = backtest(policy_dir, data, config, result.first_test_bar, run_dir / "report")
+            metrics["backtest"] = _backtest_record(backtests, data, config, result.first_test_bar, run_dir / "report")
             for name, stats in metrics["backtest"]["policies"].items():
                 for key in ("sharpe", "total_return", "max_drawdown"):
                     writer.add_scalar(f"backtest/{name}/{key}", stats[key], 0)
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
     logger.info("run written to %s", run_dir)
-    return TrainResult(run_dir, policy_dir, metrics)
+    return TrainResult(run_dir, policy_dir, metrics, backtests)
 
 
 def _log_metrics(writer: Any, prefix: str, metrics: dict[str, dict[str, float]], step: int) -> None:
@@ -175,12 +182,12 @@ def _fold_records(result: WalkForwardResult, data: MarketData) -> list[dict[str,
 
 def backtest(
     policy_dir: Path, data: MarketData, config: PredictorConfig, start: int, report_dir: Path
-) -> dict[str, Any]:
+) -> list[BacktestResult]:
     """Backtest the saved policy (reloaded from disk) and the baselines from bar ``start``; write the report.
 
     :param policy_dir: the saved policy's folder.
     :param data: the bars.
-    :param config: the run config (baselines, seed).
+    :param config: the run config (baselines, risk layer, seed).
     :param start: first out-of-sample bar.
     :param report_dir: folder of the HTML report and PNGs.
     """
@@ -193,8 +200,14 @@ def backtest(
         results, data, report_dir, title=f"{config.model}: out-of-sample backtest",
         settings={"data": config.data, "first out-of-sample bar": str(data.index[start].date()),
                   "horizon": config.horizon, "threshold": config.threshold, "sizing": config.sizing,
-                  "risk layer": "default limits" if config.risk else "off"},
+                  "risk": backtest_config.risk or "off"},
     )
+    return results
+
+
+def _backtest_record(
+    results: list[BacktestResult], data: MarketData, config: PredictorConfig, start: int, report_dir: Path
+) -> dict[str, Any]:
     benchmark = results[0].benchmark.to_numpy()
     return {
         "start": str(data.index[start].date()),
@@ -220,7 +233,7 @@ def _finite(value: Any) -> Any:
 
 
 def summary(metrics: dict[str, Any]) -> str:
-    """Out-of-sample forecast metrics per horizon and the backtest comparison, as text tables.
+    """Out-of-sample forecast metrics per horizon as a text table, and the backtest's period and benchmark.
 
     :param metrics: the content of ``metrics.json``.
     """
@@ -233,13 +246,11 @@ def summary(metrics: dict[str, Any]) -> str:
         )
     if "backtest" in metrics:
         bt = metrics["backtest"]
-        lines += ["", f"backtest {bt['start']} to {bt['end']} (out of sample)",
-                  f"{'policy':<16}" + "".join(f"{k:>18}" for k in BACKTEST_FIELDS)]
-        for name, stats in bt["policies"].items():
-            cells = ("n/a" if stats[k] is None else format_value(k, stats[k]) for k in BACKTEST_FIELDS)
-            lines.append(f"{name:<16}" + "".join(f"{cell:>18}" for cell in cells))
-        lines.append(f"equal-weight buy-and-hold (no risk layer) sharpe {_fmt(bt['equal_weight_buy_and_hold_sharpe'])}")
-        lines.append(f"report: {bt['report']}")
+        lines += [
+            f"backtest out of sample, {bt['start']} to {bt['end']}, risk layer {'on' if bt['risk'] else 'off'}; "
+            f"equal-weight buy-and-hold without risk layer: sharpe {_fmt(bt['equal_weight_buy_and_hold_sharpe'])}",
+            f"report: {bt['report']}",
+        ]
     return "\n".join(lines)
 
 
@@ -280,6 +291,8 @@ def run_command(args: argparse.Namespace) -> int:
     """
     config = load_config(args.config, parse_sets(args.sets), model=args.model)
     result = train(config)
+    if result.backtests:
+        print_table(result.backtests, Console())
     print(summary(result.metrics))
     print(f"\nrun folder: {result.run_dir}\ntensorboard --logdir {result.run_dir.parent}")
     return 0
