@@ -3,8 +3,8 @@
 Precedence: the dataclass defaults, then a YAML file (``--config``; ``experiments/configs/<model>.yaml``
 when it exists and none is given), then ``--set key=value`` overrides. Values given as text are parsed as
 YAML (``--set threshold=0.55``, ``--set params.n_estimators=50``, ``--set regime=false``), lists also as
-``a,b,c`` (``--set horizons=1,5,20``); a dotted key sets one entry of the ``params`` mapping. A bad value raises :class:`~envs.execution.ConfigError` naming
-the field.
+``a,b,c`` (``--set horizons=1,5,20``); a dotted key sets one entry of the ``params`` mapping. A bad
+value raises :class:`~envs.execution.ConfigError` naming the field.
 """
 
 from __future__ import annotations

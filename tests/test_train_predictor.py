@@ -90,7 +90,9 @@ def test_tiny_training_run_of_each_model(model: str, tmp_path: Path) -> None:
     assert weights.shape == (520, 2) and np.isfinite(weights).all()
 
 
-def test_command_line_run_writes_the_run_folder_and_backtests(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_line_run_writes_the_run_folder_and_backtests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config_file = tmp_path / "tiny.yaml"
     config_file.write_text(PredictorConfig(model="xgboost", params=TINY_PARAMS["xgboost"], **TINY).to_yaml())
     code = main(["xgboost", "--config", str(config_file), "--set", f"runs_dir={tmp_path / 'runs'}",

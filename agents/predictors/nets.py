@@ -184,5 +184,6 @@ class TorchPredictor(Predictor):
             raise RuntimeError(f"{self.arch}: call fit() before predict_proba()")
         x = self._windows(cube, rows)
         with deterministic_torch(self.seed), torch.no_grad():
-            logits = torch.cat([self.net(chunk) for chunk in x.split(4096)]) if len(x) else torch.empty(0, len(self.horizons))
+            chunks = [self.net(chunk) for chunk in x.split(4096)]
+            logits = torch.cat(chunks) if chunks else torch.empty(0, len(self.horizons))
         return torch.sigmoid(logits).double().numpy()

@@ -87,7 +87,9 @@ class PredictorPolicy(Parameterised):
         policy._attach(model, schedule, features, regime_window)
         return policy
 
-    def _attach(self, model: str, schedule: list[ScheduledModel], features: tuple[str, ...], regime_window: int) -> None:
+    def _attach(
+        self, model: str, schedule: list[ScheduledModel], features: tuple[str, ...], regime_window: int
+    ) -> None:
         if not schedule:
             raise ValueError(f"{model}: the schedule holds no fitted model")
         horizons = schedule[0].pipeline.horizons

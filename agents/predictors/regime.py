@@ -3,10 +3,10 @@
 Each bar of each symbol is described by two causal, scale-free inputs over the last ``window`` bars:
 the trend t-statistic (mean log return over its standard error) and the log realised volatility relative
 to its expanding mean. Being scale free, they mean the same for a calm and a wild stock, so one detector
-serves a whole universe and gives a symbol the same states whether it is traded alone or in a basket. A :class:`hmmlearn.hmm.GaussianHMM` (or a
-:class:`sklearn.mixture.GaussianMixture`) is fitted on the bars of a train window, pooled over symbols,
-and states are numbered by their volatility, calm first, so that state ``k`` means the same thing after
-every refit.
+serves a whole universe and gives a symbol the same states whether it is traded alone or in a basket.
+A :class:`hmmlearn.hmm.GaussianHMM` (or a :class:`sklearn.mixture.GaussianMixture`) is fitted on the
+bars of a train window, pooled over symbols, and states are numbered by their volatility, calm first, so
+that state ``k`` means the same thing after every refit.
 
 The state probabilities are *filtered*: ``P(state_t | inputs_0..t)`` from the forward recursion alone.
 hmmlearn's own ``predict_proba`` runs forward-backward, whose probability at ``t`` depends on later bars,
