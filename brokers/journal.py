@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from brokers.base import Fill, Order, OrderRequest, OrderType, Side, TimeInForce, utc
+from brokers.planning import PlannedOrder
 
 PLANNED = "planned"
 """Journalled, maybe sent: the broker must be asked before anything else happens to it."""
@@ -186,43 +187,51 @@ class Journal:
         return {s: q for s, q in held.items() if abs(q) > 1e-9}
 
     # ------------------------------------------------------------------ orders
-    def plan_order(
-        self,
-        run_id: str,
-        bar_ts: object,
-        order: OrderRequest,
-        depends_on: str | None = None,
-        status: str = PLANNED,
+    def plan_orders(
+        self, run_id: str, bar_ts: object, orders: Sequence[PlannedOrder], status: str = PLANNED
     ) -> bool:
-        """Journal an order before it is sent.
+        """Journal all of a decision's orders, in one transaction, before any is sent.
+
+        The first plan of a bar wins: a restart that re-plans the bar from positions that moved since
+        (a closing leg filled, say) must finish the journalled plan, not add a different one.
 
         :param run_id: the run.
-        :param bar_ts: the bar its decision was made on.
-        :param order: the order.
-        :param depends_on: client order id that must fill first.
+        :param bar_ts: the bar the decision was made on.
+        :param orders: the plan, in sending order.
         :param status: ``planned`` (will be sent) or ``dry_run``.
-        :return: False when the client order id is already journalled (a restart planning it again).
+        :return: False when this bar already has journalled orders (nothing is added then).
         """
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO orders (client_order_id, run_id, bar_ts, symbol, side, qty, type, "
-            "time_in_force, limit_price, status, depends_on, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                order.client_order_id,
-                run_id,
-                _ts(bar_ts),
-                order.symbol,
-                order.side.value,
-                float(order.qty),
-                order.type.value,
-                order.time_in_force.value,
-                order.limit_price,
-                status,
-                depends_on,
-                _now(),
-            ),
-        )
-        return cur.rowcount == 1
+        bar = _ts(bar_ts)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            taken = self._db.execute(
+                "SELECT 1 FROM orders WHERE run_id = ? AND bar_ts = ? LIMIT 1", (run_id, bar)
+            ).fetchone()
+            if taken is not None:
+                return False
+            self._db.executemany(
+                "INSERT INTO orders (client_order_id, run_id, bar_ts, symbol, side, qty, type, "
+                "time_in_force, limit_price, status, depends_on, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        p.request.client_order_id,
+                        run_id,
+                        bar,
+                        p.request.symbol,
+                        p.request.side.value,
+                        float(p.request.qty),
+                        p.request.type.value,
+                        p.request.time_in_force.value,
+                        p.request.limit_price,
+                        status,
+                        p.depends_on,
+                        _now(),
+                    )
+                    for p in orders
+                ],
+            )
+        return True
 
     def order(self, client_order_id: str) -> JournalOrder | None:
         """One journalled order, or None."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 from brokers.base import (
     Broker,
@@ -62,19 +62,20 @@ class OrderRouter:
         # look-up-before-send (needed after a restart) is skipped for them.
         self._fresh: set[str] = set()
 
-    def place(self, bar_ts: object, orders: Iterable[PlannedOrder]) -> list[Order]:
+    def place(self, bar_ts: object, orders: Sequence[PlannedOrder]) -> list[Order]:
         """Journal a decision's orders and send those that are ready.
 
-        Orders already journalled (a restart re-planning the same bar) keep their journalled state.
+        If the bar already has journalled orders (a restart re-planning it), those are finished instead
+        and ``orders`` is ignored.
 
         :param bar_ts: the decision's bar.
         :param orders: the plan, in sending order.
         :return: the broker's view of every order sent or found in this call.
         """
         status = DRY_RUN if self.dry_run else PLANNED
-        for planned in orders:
-            req = planned.request
-            if self.journal.plan_order(self.run_id, bar_ts, req, planned.depends_on, status):
+        if self.journal.plan_orders(self.run_id, bar_ts, orders, status):
+            for planned in orders:
+                req = planned.request
                 self._fresh.add(req.client_order_id)
                 log.info(
                     "%s order %s: %s %g %s",
@@ -84,6 +85,8 @@ class OrderRouter:
                     req.qty,
                     req.symbol,
                 )
+        elif orders:
+            log.info("bar %s already has journalled orders; resuming them instead of re-planning", bar_ts)
         return self.send_pending(bar_ts)
 
     def send_pending(self, bar_ts: object) -> list[Order]:

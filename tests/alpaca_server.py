@@ -405,8 +405,8 @@ class FakeAlpaca:
             "symbol": o.symbol,
             "asset_class": "us_equity",
             "notional": None,
-            "qty": f"{o.qty:g}",
-            "filled_qty": f"{o.filled_qty:g}",
+            "qty": _qty(o.qty),
+            "filled_qty": _qty(o.filled_qty),
             "filled_avg_price": f"{o.filled_value / o.filled_qty:.6f}" if o.filled_qty else None,
             "order_class": "simple",
             "order_type": o.type,
@@ -433,8 +433,8 @@ class FakeAlpaca:
             "asset_class": "us_equity",
             "asset_marginable": True,
             "avg_entry_price": f"{p.avg_entry_price:.6f}",
-            "qty": f"{abs(p.qty):g}",
-            "qty_available": f"{abs(p.qty):g}",
+            "qty": _qty(abs(p.qty)),
+            "qty_available": _qty(abs(p.qty)),
             "side": "long" if p.qty > 0 else "short",
             "market_value": f"{value:.6f}",
             "cost_basis": f"{cost:.6f}",
@@ -669,6 +669,11 @@ def alpaca_daily(long: pd.DataFrame) -> pd.DataFrame:
     """
     local = long["timestamp"].dt.tz_localize(None).dt.tz_localize(MARKET_TZ)
     return long.assign(timestamp=local.dt.tz_convert("UTC"))
+
+
+def _qty(value: float) -> str:
+    """Quantities as Alpaca writes them: decimal strings with up to 9 places."""
+    return f"{value:.9f}".rstrip("0").rstrip(".")
 
 
 def _iso(ts: pd.Timestamp | None, tz: str = "UTC") -> str | None:

@@ -69,8 +69,9 @@ def test_journal_records_decisions_once(tmp_path: Path) -> None:
 def test_journal_turns_filled_quantity_into_fills(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     req = OrderRequest("SPY", "buy", 10, "ag-x")
-    assert journal.plan_order(RUN, BAR, req)
-    assert not journal.plan_order(RUN, BAR, req)
+    assert journal.plan_orders(RUN, BAR, [PlannedOrder(req)])
+    assert not journal.plan_orders(RUN, BAR, [PlannedOrder(OrderRequest("SPY", "buy", 3, "ag-y"))])
+    assert [o.client_order_id for o in journal.orders(RUN)] == ["ag-x"], "the first plan of a bar wins"
 
     def broker_view(filled: float, avg: float | None, status: str) -> Order:
         return Order("id-1", "ag-x", "SPY", req.side, 10, filled, avg, OrderStatus(status))
@@ -140,7 +141,7 @@ def test_restart_neither_duplicates_nor_loses_orders(
 def test_planned_order_of_a_past_bar_is_not_sent_late(alpaca_env: FakeAlpaca, tmp_path: Path) -> None:
     broker = new_broker()
     journal = Journal(tmp_path / "j.sqlite")
-    journal.plan_order(RUN, BAR, OrderRequest("SPY", "buy", 1, "ag-old"))
+    journal.plan_orders(RUN, BAR, [PlannedOrder(OrderRequest("SPY", "buy", 1, "ag-old"))])
     sent = OrderRouter(broker, journal, RUN).send_pending(NEXT_BAR)
     assert sent == [] and alpaca_env.orders == {}
     assert journal.order("ag-old").status == UNSENT

@@ -14,6 +14,7 @@ from agents.registry import make_policy
 from brokers.alpaca import AlpacaBroker
 from brokers.base import Order, OrderRequest
 from brokers.journal import Journal
+from brokers.reconcile import reconcile
 from brokers.retry import RetryPolicy
 from brokers.runner import RunnerConfig
 from brokers.sim import SimBroker
@@ -100,6 +101,7 @@ def test_sim_paper_run_makes_the_backtests_decisions(market: MarketData) -> None
 
 
 def test_crash_mid_bar_resumes_without_duplicates(market: MarketData, tmp_path: Path) -> None:
+    market = market.iloc(slice(0, 50))
     clean_journal = Journal(":memory:")
     clean_sim, _ = sim_run(market, clean_journal, policy())
 
@@ -193,6 +195,73 @@ def test_broker_loop_waits_for_the_open_then_trades_the_last_complete_bar(
     assert runner.last_decision.timestamp == daily.index[-2], "today's bar is still forming"
     positions = {s: p.qty for s, p in broker.positions().items()}
     assert set(positions) == {"SPY", "AAPL"} and runner.last_reconciliation.consistent
+
+
+class Scripted:
+    """A policy that returns given target weights per bar (and flat otherwise)."""
+
+    name = "scripted"
+
+    def __init__(self, weights: dict[pd.Timestamp, list[float]], n_symbols: int) -> None:
+        self.weights = weights
+        self.n_symbols = n_symbols
+
+    def reset(self, seed: int | None = None) -> None:
+        """Stateless."""
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return np.asarray(self.weights.get(info["timestamp"], [0.0] * self.n_symbols))
+
+
+class CrashBeforeSubmit:
+    """Passes calls to a broker but dies instead of sending its ``n``-th order."""
+
+    def __init__(self, inner: AlpacaBroker, n: int) -> None:
+        self.inner = inner
+        self.left = n
+
+    def submit(self, order: OrderRequest) -> Order:
+        self.left -= 1
+        if self.left == 0:
+            raise Crash(order.client_order_id)
+        return self.inner.submit(order)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_restart_between_the_legs_of_a_flip_sends_only_the_opening_leg(
+    alpaca_env: FakeAlpaca, daily: MarketData, tmp_path: Path
+) -> None:
+    k = daily.n_bars - 3
+    bars = [daily.iloc(slice(0, k + 1)), daily.iloc(slice(0, k + 2))]
+    script = {bars[0].index[-1]: [0.1, 0.0], bars[1].index[-1]: [-0.05, 0.0]}
+    config = RunnerConfig(run_id="flip", execution=ExecutionConfig(allow_short=True), risk=None)
+    path = tmp_path / "journal.sqlite"
+
+    def runner_on(broker: Any) -> Any:
+        return make_runner(Scripted(script, 2), broker, Journal(path), daily.symbols, config, 100_000.0)
+
+    def price(data: MarketData) -> None:
+        alpaca_env.prices = {s: float(data.close[-1, j]) for j, s in enumerate(data.symbols)}
+
+    broker = AlpacaBroker.from_env(retry=RetryPolicy(base_delay=0), sleep=lambda s: None)
+    first = runner_on(CrashBeforeSubmit(broker, n=3))
+    price(bars[0])
+    first.on_bar(bars[0])
+    price(bars[1])
+    with pytest.raises(Crash):
+        first.on_bar(bars[1])  # the closing sell went out and filled; the opening short did not
+    assert alpaca_env.positions == {}
+
+    restarted = runner_on(AlpacaBroker.from_env(retry=RetryPolicy(base_delay=0), sleep=lambda s: None))
+    decision = restarted.on_bar(bars[1])
+    assert decision.resumed
+    legs = [o for o in restarted.journal.orders("flip") if o.bar_ts == bars[1].index[-1]]
+    assert [o.depends_on is not None for o in legs] == [False, True]
+    assert alpaca_env.count("POST", "/v2/orders") == 3
+    assert {s: p.qty for s, p in broker.positions().items()} == {"SPY": -legs[1].request.qty}
+    assert reconcile(restarted.broker, restarted.journal, "flip").consistent
 
 
 def test_complete_bars_drops_the_forming_bar(daily: MarketData) -> None:
