@@ -15,11 +15,12 @@ bar from Alpaca's data API, decides, orders, and keeps reconciling until the nex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,18 @@ class KillSwitch:
         self.path = Path(path) if path else None
         self.reason: str | None = None
 
-    def install(self) -> None:
-        """Route SIGTERM and SIGINT to the switch instead of killing the process mid-order."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["KillSwitch"]:
+        """Route SIGTERM and SIGINT to the switch (instead of killing the process mid-order) while inside."""
+        signals = (signal.SIGTERM, signal.SIGINT)
+        previous = [signal.getsignal(sig) for sig in signals]
+        for sig in signals:
             signal.signal(sig, lambda signum, _: self.trip(f"signal {signal.Signals(signum).name}"))
+        try:
+            yield self
+        finally:
+            for sig, handler in zip(signals, previous):
+                signal.signal(sig, handler)
 
     def trip(self, reason: str) -> None:
         """Ask the runner to flatten and stop."""
@@ -280,34 +289,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         default = ":memory:" if args.broker == "sim" else Path("runs") / "paper" / run_id / "journal.sqlite"
         journal = Journal(args.journal or default)
         kill = KillSwitch(args.kill_file)
-        kill.install()
-        if args.broker == "sim":
-            from envs.sources import load_data
+        with kill.installed():
+            if args.broker == "sim":
+                from envs.sources import load_data
 
-            data = load_data(args.data)
-            data = data.select(list(symbols)) if set(symbols) <= set(data.symbols) else data
-            if data.symbols != symbols:
-                raise ValueError(
-                    f"--data {args.data!r} has symbols {list(data.symbols)}, not {list(symbols)}"
+                data = load_data(args.data)
+                data = data.select(list(symbols)) if set(symbols) <= set(data.symbols) else data
+                if data.symbols != symbols:
+                    raise ValueError(
+                        f"--data {args.data!r} has symbols {list(data.symbols)}, not {list(symbols)}"
+                    )
+                broker = SimBroker(symbols, args.initial_cash, execution)
+                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
+                backtest = BacktestConfig(
+                    initial_cash=args.initial_cash, execution=execution, risk=config.risk
                 )
-            broker = SimBroker(symbols, args.initial_cash, execution)
-            runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
-            backtest = BacktestConfig(initial_cash=args.initial_cash, execution=execution, risk=config.risk)
-            decided = run_sim(runner, broker, data, start_bar([policy], data, backtest), kill, not args.quiet)
-        else:
-            from brokers.alpaca import AlpacaBroker
-            from envs.data_alpaca import AlpacaSource
+                decided = run_sim(
+                    runner, broker, data, start_bar([policy], data, backtest), kill, not args.quiet
+                )
+            else:
+                from brokers.alpaca import AlpacaBroker
+                from envs.data_alpaca import AlpacaSource
 
-            broker = AlpacaBroker.from_env(live=args.live)
-            runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
-            decided = run_broker(
-                runner,
-                AlpacaSource(),
-                args.timeframe,
-                pd.Timedelta(days=args.history_days),
-                kill,
-                poll_interval=args.poll_seconds,
-            )
+                broker = AlpacaBroker.from_env(live=args.live)
+                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
+                decided = run_broker(
+                    runner,
+                    AlpacaSource(),
+                    args.timeframe,
+                    pd.Timedelta(days=args.history_days),
+                    kill,
+                    poll_interval=args.poll_seconds,
+                )
         print(runner.status())
         print(f"run {run_id}: {decided} bar(s) decided; journal {journal.path}")
         return 0
