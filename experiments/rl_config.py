@@ -34,6 +34,8 @@ class RLConfig:
     :param env: the environment: Stocks-v0 (one symbol) or Portfolio-v0 (every symbol of the data).
     :param data: data spec for envs.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
     :param symbol: symbol traded by Stocks-v0 (default: the first one of the data).
+    :param train_symbols: Stocks-v0 only: symbols whose train-period bars the agent learns from, each in its
+        own batch of envs (empty: the traded symbol only; all: every symbol of the data).
     :param train_fraction: share of the bars, from the start, in the train period.
     :param val_fraction: share of the bars after train in the validation period (model selection); the
         rest is the test period, touched only by the final out-of-sample evaluation.
@@ -76,6 +78,7 @@ class RLConfig:
     env: Literal["Stocks-v0", "Portfolio-v0"] = "Stocks-v0"
     data: str = "synthetic"
     symbol: str | None = None
+    train_symbols: tuple[str, ...] = ()
     train_fraction: float = 0.6
     val_fraction: float = 0.2
     window_size: int = 10
@@ -142,6 +145,8 @@ class RLConfig:
             raise ConfigError(f"RLConfig.net_arch must list positive layer sizes, got {self.net_arch}")
         if self.algo == "sac" and self.action_mode == "discrete":
             raise ConfigError("RLConfig.action_mode: sac needs 'weights' or 'continuous', got 'discrete'")
+        if self.train_symbols and self.env != "Stocks-v0":
+            raise ConfigError("RLConfig.train_symbols applies to Stocks-v0 only (Portfolio-v0 trades every symbol)")
         if self.reward not in REWARDS:
             raise ConfigError(f"RLConfig.reward must be one of {REWARDS}, got {self.reward!r}")
 

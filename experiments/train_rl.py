@@ -48,6 +48,7 @@ from envs.sources import load_data
 from envs.stock_env import StocksEnv
 from envs.trading_env import TradingEnvBase
 from envs.vector_env import SB3VecEnv, TradingVectorEnv
+from experiments.concat_vec_env import ConcatVecEnv
 from experiments.rl_config import ALGOS, RLConfig, add_config_arguments, load_config, overrides_from_args
 
 logger = logging.getLogger(__name__)
@@ -71,13 +72,33 @@ def load_market(config: RLConfig) -> MarketData:
 
     :param config: the run config.
     """
-    data = load_data(config.data)
-    if config.env == "Stocks-v0":
-        symbol = config.symbol or data.symbols[0]
-        if symbol not in data.symbols:
-            raise ValueError(f"RLConfig.symbol {symbol!r} is not in the data; available: {list(data.symbols)}")
-        data = data.select([symbol])
-    return data
+    return _traded(config, load_data(config.data))
+
+
+def _traded(config: RLConfig, data: MarketData) -> MarketData:
+    if config.env != "Stocks-v0":
+        return data
+    symbol = config.symbol or data.symbols[0]
+    if symbol not in data.symbols:
+        raise ValueError(f"RLConfig.symbol {symbol!r} is not in the data; available: {list(data.symbols)}")
+    return data.select([symbol])
+
+
+def training_data(config: RLConfig, data: MarketData) -> list[MarketData]:
+    """The data sets the agent trains on: the traded one, or one per ``train_symbols`` entry.
+
+    :param config: the run config.
+    :param data: the full data set, every symbol.
+    """
+    if not config.train_symbols:
+        return [_traded(config, data)]
+    symbols = data.symbols if config.train_symbols == ("all",) else config.train_symbols
+    missing = sorted(set(symbols) - set(data.symbols))
+    if missing:
+        raise ValueError(f"RLConfig.train_symbols {missing} are not in the data; available: {list(data.symbols)}")
+    if config.num_envs < len(symbols):
+        raise ValueError(f"RLConfig.num_envs ({config.num_envs}) must be >= the {len(symbols)} train_symbols")
+    return [data.select([s]) for s in symbols]
 
 
 def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
@@ -128,23 +149,28 @@ def eval_env_factory(config: RLConfig) -> EnvFactory:
     return make
 
 
-def make_train_env(config: RLConfig, data: MarketData, train: Period) -> VecEnv:
-    """The batched training env on the train period, behind ``VecNormalize``.
+def make_train_env(config: RLConfig, datasets: Sequence[MarketData], train: Period) -> VecEnv:
+    """The batched training env on the train period of each data set, behind ``VecNormalize``.
 
     :param config: the run config.
-    :param data: the full data set (cut here to the train period).
+    :param datasets: the data sets to train on (see :func:`training_data`), cut here to the train period.
     :param train: the train period.
     """
-    vector = TradingVectorEnv(
-        config.num_envs,
-        kind="stocks" if config.env == "Stocks-v0" else "portfolio",
-        data=data.iloc(slice(train.start, train.stop)),
-        action_mode=config.action_mode,
-        episode_length=_episode_length(config, data, train),
-        **_single_env_kwargs(config),
-    )
+    sizes = [len(part) for part in np.array_split(np.arange(config.num_envs), len(datasets))]
+    venvs = []
+    for data, n in zip(datasets, sizes):
+        vector = TradingVectorEnv(
+            n,
+            kind="stocks" if config.env == "Stocks-v0" else "portfolio",
+            data=data.iloc(slice(train.start, train.stop)),
+            action_mode=config.action_mode,
+            episode_length=_episode_length(config, data, train),
+            **_single_env_kwargs(config),
+        )
+        venvs.append(SB3VecEnv(vector))
+    venv = venvs[0] if len(venvs) == 1 else ConcatVecEnv(venvs)
     return VecNormalize(
-        SB3VecEnv(vector), norm_obs=config.norm_obs, norm_reward=config.norm_reward, gamma=config.gamma, clip_obs=10.0
+        venv, norm_obs=config.norm_obs, norm_reward=config.norm_reward, gamma=config.gamma, clip_obs=10.0
     )
 
 
@@ -219,11 +245,12 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
 
-    data = load_market(config)
+    full = load_data(config.data)
+    data = _traded(config, full)
     train_period, val_period, test_period = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
     kwargs = env_kwargs(config, data)
     make_env = eval_env_factory(config)
-    venv = make_train_env(config, data, train_period)
+    venv = make_train_env(config, training_data(config, full), train_period)
     model = build_model(config, venv)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     # Written first so the folder is a loadable agent as soon as the first best model is saved.

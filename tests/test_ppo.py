@@ -224,3 +224,17 @@ def test_portfolio_env_trains(tmp_path: Path) -> None:
     agent = load_agent(result.run_dir)
     assert agent.backtest_env_kwargs()["symbols"] == list(load_data(config.data).symbols)
     assert np.isfinite(result.metrics["best"]["test"]["total_return"])
+
+
+def test_train_symbols_learn_from_every_symbol(tmp_path: Path) -> None:
+    config = RLConfig(
+        **{**TINY, "data": "synthetic:n_days=360,n_symbols=3,seed=3", "total_timesteps": 256},
+        train_symbols=("all",), runs_dir=str(tmp_path), run_name="multi",
+    )
+    result = train(config)
+    assert result.metrics["timesteps"] == 256
+    assert load_agent(result.run_dir).backtest_env_kwargs()["symbol"] == "SYN0"
+    with pytest.raises(ValueError, match="SYN9"):
+        train(config.replace(train_symbols=("SYN0", "SYN9")))
+    with pytest.raises(ConfigError, match="train_symbols"):
+        config.replace(env="Portfolio-v0", action_mode="continuous")

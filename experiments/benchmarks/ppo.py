@@ -1,0 +1,130 @@
+"""PPO throughput: our env against CartPole-v1 and gym-anytrading under SB3 PPO, and our training setup.
+
+Two questions, answered in one run:
+
+1. Does our env slow PPO down? SB3 PPO with its default hyper-parameters and one env (``Monitor`` +
+   ``DummyVecEnv``, as ``PPO("MlpPolicy", env)`` builds it) on ``AlpacaGym/Stocks-v0``, ``CartPole-v1``
+   and gym-anytrading ``stocks-v0``. We report frames per second and the share of PPO's wall time spent
+   inside the vector env (``step_wait``/``reset``, SB3's info copy included). Goals: our env under 10% of
+   PPO's time, and our fps within 90% of CartPole's.
+2. How fast does ``python -m experiments.train ppo`` train? Its default config (``experiments/configs/ppo.yaml``)
+   through the batched vector env behind ``VecNormalize``, validation callbacks off, against SB3
+   defaults on gym-anytrading from (1). Goal: at least 3x.
+
+The machine is shared, so every measurement is repeated in interleaved rounds and the best round counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Callable
+
+import gymnasium as gym
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+
+import envs  # noqa: F401  (registers AlpacaGym/*)
+from agents.rl_eval import split_periods
+from experiments.rl_config import load_config
+from envs.sources import load_data
+from experiments.train_rl import build_model, make_train_env, training_data
+
+logger = logging.getLogger(__name__)
+
+
+class TimedVecEnv(VecEnvWrapper):
+    """Adds up the wall time spent inside the wrapped VecEnv.
+
+    :param venv: the env to time.
+    """
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.seconds = 0.0
+
+    def reset(self):  # type: ignore[override]
+        started = time.perf_counter()
+        obs = self.venv.reset()
+        self.seconds += time.perf_counter() - started
+        return obs
+
+    def step_wait(self):  # type: ignore[override]
+        started = time.perf_counter()
+        result = self.venv.step_wait()
+        self.seconds += time.perf_counter() - started
+        return result
+
+
+def _sb3_default_run(env_id: str, timesteps: int) -> tuple[float, float]:
+    """fps and env share of SB3 PPO defaults on one ``gym.make(env_id)``."""
+    venv = TimedVecEnv(DummyVecEnv([lambda: Monitor(gym.make(env_id))]))
+    model = PPO("MlpPolicy", venv, seed=0, device="cpu")
+    model.set_logger(Logger(None, []))  # SB3's default logger would create a folder per run
+    started = time.perf_counter()
+    model.learn(timesteps)
+    seconds = time.perf_counter() - started
+    return timesteps / seconds, venv.seconds / seconds
+
+
+def _train_config_run(timesteps: int) -> tuple[float, float]:
+    """fps and env share of the default ``train ppo`` config, as ``experiments.train_rl`` builds it."""
+    config = load_config(algo="ppo")
+    data = load_data(config.data)
+    train, _, _ = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
+    venv = TimedVecEnv(make_train_env(config, training_data(config, data), train))
+    model = build_model(config, venv)
+    model.set_logger(Logger(None, []))
+    started = time.perf_counter()
+    model.learn(timesteps)
+    seconds = time.perf_counter() - started
+    return timesteps / seconds, venv.seconds / seconds
+
+
+def _best_of(rounds: int, runs: dict[str, Callable[[], tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    best: dict[str, tuple[float, float]] = {}
+    for k in range(rounds):
+        for name, run in runs.items():
+            fps, share = run()
+            logger.info("round %d %-28s %7.0f fps, env share %5.1f%%", k + 1, name, fps, 100 * share)
+            if name not in best or fps > best[name][0]:
+                best[name] = (fps, share)
+    return best
+
+
+def run(quick: bool) -> list[str]:
+    """Run both comparisons and return the ratio lines.
+
+    :param quick: one round of one rollout each instead of three rounds of two.
+    """
+    torch.set_num_threads(1)
+    import gym_anytrading  # noqa: F401  (registers stocks-v0)
+
+    config = load_config(algo="ppo")
+    rollout = config.n_steps * config.num_envs
+    default_steps = 2048 if quick else 4096
+    ours_steps = rollout if quick else 2 * rollout
+    rounds = 1 if quick else 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gym-anytrading's env checker warnings
+        best = _best_of(rounds, {
+            "Stocks-v0 (SB3 defaults)": lambda: _sb3_default_run("AlpacaGym/Stocks-v0", default_steps),
+            "CartPole-v1 (SB3 defaults)": lambda: _sb3_default_run("CartPole-v1", default_steps),
+            "gym-anytrading (SB3 defaults)": lambda: _sb3_default_run("stocks-v0", default_steps),
+            "train ppo config (vector env)": lambda: _train_config_run(ours_steps),
+        })
+    ours, cartpole, anytrading, train = (best[k] for k in best)
+    return [
+        f"ppo: SB3 defaults, one env, {default_steps:,} steps: Stocks-v0 {ours[0]:,.0f} fps (env {ours[1]:.1%} of "
+        f"PPO time), CartPole-v1 {cartpole[0]:,.0f} fps (env {cartpole[1]:.1%}), gym-anytrading "
+        f"{anytrading[0]:,.0f} fps (env {anytrading[1]:.1%})",
+        f"ppo: our env share of PPO time {ours[1]:.1%} (goal < 10%); fps vs CartPole-v1 "
+        f"{ours[0] / cartpole[0]:.2f}x (goal >= 0.90x)",
+        f"ppo: train ppo default config ({config.num_envs} envs, n_steps {config.n_steps}, batch "
+        f"{config.batch_size}, {config.n_epochs} epochs) {train[0]:,.0f} fps vs SB3 defaults on gym-anytrading "
+        f"{anytrading[0]:,.0f} fps, ratio {train[0] / anytrading[0]:.1f}x (goal >= 3x)",
+    ]
