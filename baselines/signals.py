@@ -7,6 +7,7 @@ same whether computed on the history up to ``t`` (a bot's ``act``) or on the who
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def crossed_above(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -31,13 +32,8 @@ def hold_last(events: np.ndarray) -> np.ndarray:
 
     :param events: ``(T, S)`` float array, NaN where nothing happens.
     """
-    events = np.asarray(events, dtype=np.float64)
-    rows = np.arange(events.shape[0])[:, None]
-    last = np.where(np.isnan(events), -1, rows)
-    np.maximum.accumulate(last, axis=0, out=last)
-    filled = np.take_along_axis(events, np.maximum(last, 0), axis=0)
-    return np.where(last >= 0, filled, 0.0)
-
+    filled = pd.DataFrame(np.asarray(events, dtype=np.float64), copy=False).ffill()
+    return filled.fillna(0.0).to_numpy()
 
 def latch(enter: np.ndarray, exit: np.ndarray) -> np.ndarray:
     """True from a bar where ``enter`` holds until the next bar where ``exit`` holds (that bar is out).

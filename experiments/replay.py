@@ -153,9 +153,10 @@ def _events_one(
     shares = target = 0.0
     last_bar = start
     events = _Events()
-    # Local names for the hot loop (attribute lookups cost as much as the arithmetic here).
-    fill_bar, quantity, prices = events.fill_bar, events.quantity, events.price
-    commissions, impacts = events.commission, events.impact
+    # Bound methods for the hot loop: attribute lookups cost as much as the arithmetic here.
+    event_bar, event_cash, event_shares = events.bars.append, events.cash.append, events.shares.append
+    fill_bar, quantity, prices = events.fill_bar.append, events.quantity.append, events.price.append
+    commissions, impacts = events.commission.append, events.impact.append
     fill_bars = values[candidates + 1, 0]
     for t, want, price, low, high in zip(
         candidates.tolist(), decided[candidates - start, 0].tolist(),
@@ -171,16 +172,16 @@ def _events_one(
         )
         target = want
         last_bar = t + 1
-        events.bars.append(last_bar)
-        events.cash.append(cash)
-        events.shares.append(shares)
+        event_bar(last_bar)
+        event_cash(cash)
+        event_shares(shares)
         if traded:
-            fill_bar.append(last_bar)
-            quantity.append(traded)
-            prices.append(fill)
-            commissions.append(commission)
-            impacts.append(impact)
-    events.fill_symbol.extend([0] * len(fill_bar))
+            fill_bar(last_bar)
+            quantity(traded)
+            prices(fill)
+            commissions(commission)
+            impacts(impact)
+    events.fill_symbol.extend([0] * len(events.fill_bar))
     return events
 
 
