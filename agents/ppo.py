@@ -7,8 +7,8 @@ is registered with :mod:`agents.registry` for those kinds, so ``load_policy("run
 
 The agent speaks the backtest's language: ``act`` returns target weights, so it runs in an env with
 ``action_mode="weights"`` like every rule bot, whatever action mode it was trained in (a discrete
-"long" becomes weight 1). Its observations must be built like the training env's: :attr:`SB3Agent.env_kwargs`
-lists the settings (window, features, symbol) and a mismatch raises an error that names them.
+"long" becomes weight 1). Its observations must be built like the training env's: :attr:`SB3Agent.env_options`
+lists the settings (window, features) for the backtest engine, and a mismatch raises an error naming them.
 """
 
 from __future__ import annotations
@@ -77,12 +77,13 @@ class SB3Agent:
             return int(space.shape[0]) - 1
         return int(np.prod(space.shape)) if space.shape else 1
 
-    def backtest_env_kwargs(self) -> dict[str, Any]:
-        """Single-env arguments under which this agent's observations match training, in ``weights`` mode."""
-        kwargs = {k: self.env_kwargs[k] for k in ("window_size", "symbol", "symbols") if k in self.env_kwargs}
+    @property
+    def env_options(self) -> dict[str, Any]:
+        """Env arguments under which observations match training, in ``weights`` mode (the backtest's hook)."""
+        options: dict[str, Any] = {"window_size": self.env_kwargs.get("window_size", 10), "action_mode": "weights"}
         if self.env_kwargs.get("features"):
-            kwargs["features"] = FeatureConfig(features=tuple(self.env_kwargs["features"]))
-        return {**kwargs, "action_mode": "weights"}
+            options["features"] = FeatureConfig(features=tuple(self.env_kwargs["features"]))
+        return options
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the sampling of non-deterministic actions (the network keeps no episode state)."""
@@ -99,7 +100,7 @@ class SB3Agent:
         if obs.shape != self._obs_shape:
             raise ValueError(
                 f"{self.name} was trained on observations of shape {self._obs_shape}, got {obs.shape}; "
-                f"build the env with {self.backtest_env_kwargs()}"
+                f"build the env with {self.env_options}"
             )
         if self.normalizer is not None:
             obs = self.normalizer.normalize_obs(obs)

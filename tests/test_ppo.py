@@ -186,7 +186,7 @@ def test_agent_acts_in_weights_and_rejects_other_observations(tiny_run: tuple[RL
     obs = np.zeros(agent.model.observation_space.shape, dtype=np.float32)
     action = agent.act(obs, {})
     assert action.shape == (1,) and action[0] in (0.0, 1.0)
-    kwargs = agent.backtest_env_kwargs()
+    kwargs = agent.env_options
     assert kwargs["action_mode"] == "weights" and kwargs["window_size"] == 2
     assert kwargs["features"].features == TINY["features"]
     with pytest.raises(ValueError, match="window_size"):
@@ -222,7 +222,7 @@ def test_portfolio_env_trains(tmp_path: Path) -> None:
     )
     result = train(config)
     agent = load_agent(result.run_dir)
-    assert agent.backtest_env_kwargs()["symbols"] == list(load_data(config.data).symbols)
+    assert agent.env_kwargs["symbols"] == list(load_data(config.data).symbols)
     assert np.isfinite(result.metrics["best"]["test"]["total_return"])
 
 
@@ -233,8 +233,21 @@ def test_train_symbols_learn_from_every_symbol(tmp_path: Path) -> None:
     )
     result = train(config)
     assert result.metrics["timesteps"] == 256
-    assert load_agent(result.run_dir).backtest_env_kwargs()["symbol"] == "SYN0"
+    assert load_agent(result.run_dir).env_kwargs["symbol"] == "SYN0"
     with pytest.raises(ValueError, match="SYN9"):
         train(config.replace(train_symbols=("SYN0", "SYN9")))
     with pytest.raises(ConfigError, match="train_symbols"):
         config.replace(env="Portfolio-v0", action_mode="continuous")
+
+
+def test_training_metrics_match_the_backtest_engine(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    from experiments.engine import BacktestConfig, run_backtest
+
+    config, run_dir, metrics = tiny_run
+    agent = load_policy(run_dir)
+    data = load_market(config)
+    _, _, test = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
+    result = run_backtest(agent, data.iloc(slice(0, test.stop)), BacktestConfig(risk=None, start=test.start))
+    # `python -m experiments.backtest` on the test period gives the number metrics.json reports.
+    assert result.stats.sharpe == pytest.approx(metrics["best"]["test"]["sharpe"], rel=1e-9)
+    assert result.stats.total_return == pytest.approx(metrics["best"]["test"]["total_return"], rel=1e-12)
