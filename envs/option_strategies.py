@@ -333,14 +333,14 @@ def rank_verticals(chain: OptionChain, view: Literal["bullish", "bearish"],
 
     Bullish views consider bull put (credit) and bull call (debit) spreads, bearish ones bear call and
     bear put spreads; the leg nearer the money must have its |delta| in ``delta_band``. The expected payoff
-    at expiry is closed form under a lognormal view: annual ``drift`` and volatility ``vol`` (default: each
-    expiry's at-the-money implied vol, i.e. the market's own view, where only costs separate candidates).
+    at expiry is closed form under a lognormal view with annual ``drift`` (``E[S_T] = S e^{drift T}``) and
+    volatility ``vol`` (default: each expiry's at-the-money implied vol, the market's own view).
 
     :param chain: the listed contracts.
     :param view: ``"bullish"`` or ``"bearish"``.
     :param delta_band: allowed |delta| of the near leg.
     :param dte_band: allowed days to expiry (inclusive).
-    :param drift: annual expected log-price drift of the view.
+    :param drift: annual drift of the view (``E[S_T] = S e^{drift T}``).
     :param vol: annual volatility of the view.
     :param objective: column to sort by, descending.
     :return: one row per candidate with legs, premium, max profit/loss, expected value and return on risk.

@@ -269,21 +269,21 @@ class OptionsEnv(gym.Env):
         fills: list[OptionFill] = []
         events: list[str] = []
         if decision[0] == "close":
-            fills += self._close_all(t, u, "close")
+            fills += self._close_all(t, u, "close", events)
         elif decision[0] != "hold":
             fills += self._open_strategy(decision, t, u, events)
         settlements = self._settle(u)
         self._t = u
         marks = self._marks(u)
-        self._equity = self.account.cash + self.account.shares * self._close[u] + self.account.option_value(marks[0])
+        self._equity = float(self.account.cash + self.account.shares * self._close[u] + self.account.option_value(marks[0]))
         self.fills.extend(fills + settlements)
         self.equity_curve.append(self._equity)
-        terminated = self._equity <= 0.0
+        terminated = bool(self._equity <= 0.0)
         if self._log_reward or terminated:
             reward = safe_log_ratio(self._equity, prev)
         else:
             reward = float(self.reward_fn(np.float64(prev), np.float64(self._equity)))
-        truncated = u >= self._end_t and not terminated
+        truncated = bool(u >= self._end_t and not terminated)
         return self._observation(marks), reward, terminated, truncated, self._info(marks, fills, settlements, events)
 
     def render(self) -> str | None:
@@ -312,11 +312,29 @@ class OptionsEnv(gym.Env):
     def _fill_quotes(self, t: int, u: int, strike: np.ndarray, expiry: np.ndarray, is_call: np.ndarray):  # noqa: ANN202
         return self.chains.quote(t, float(self._open[u]), self._dates[u], expiry, strike, is_call)
 
-    def _close_all(self, t: int, u: int, reason: str) -> list[OptionFill]:
+    def _close_all(self, t: int, u: int, reason: str, events: list[str]) -> list[OptionFill]:
+        if not self._can_close(t, u, events):
+            return []
         fills = self._close_legs(t, u, reason)
         if self.account.shares:
             fills.append(self.account.trade_stock(self._timestamps[u], -self.account.shares, float(self._open[u]), reason))
         return fills
+
+    def _can_close(self, t: int, u: int, events: list[str]) -> bool:
+        """A cash account rejects an order it cannot pay for: buying back legs at the ask can cost more than
+        cash (wide spreads on deep in-the-money legs) even though the position's expiry value is covered.
+        Such a close is refused and the position is held, so cash never goes negative."""
+        if not self.account.legs:
+            return True
+        strike, expiry, is_call, contracts = self.account.leg_arrays()
+        q = self._fill_quotes(t, u, strike, expiry, is_call)
+        flow = float(np.sum(contracts * np.where(contracts < 0, q.ask, q.bid))) * MULTIPLIER
+        flow -= float(np.sum(np.abs(contracts))) * self.costs.commission_per_contract
+        if self.account.cash + flow >= 0.0:
+            return True
+        events.append(f"close refused: buying back the legs costs {-flow:,.2f} but cash is "
+                      f"{self.account.cash:,.2f}; holding to expiry, where the worst case is covered")
+        return False
 
     def _close_legs(self, t: int, u: int, reason: str) -> list[OptionFill]:
         if not self.account.legs:
@@ -348,6 +366,8 @@ class OptionsEnv(gym.Env):
         target = [Leg(leg.kind, leg.quantity * units, leg.strike, leg.expiry) for leg in strategy.options]
         if units and sorted(map(repr, target)) == sorted(map(repr, self.account.legs)):
             return []  # already holding exactly this position
+        if not self._can_close(t, u, events):
+            return []
         fills = self._close_legs(t, u, "close")
         # Cash after the share trade must still cover the worst case of the new position.
         units = self._affordable(units, strategy, premium, at_risk, option_cash, commission, stock_fill)
