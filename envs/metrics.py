@@ -23,6 +23,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+# Closed trades are the input of the trade statistics; callers get both from here.
+from envs.trades import round_trips  # noqa: F401
+
 PERIODS_PER_YEAR = 252
 
 
@@ -191,67 +194,6 @@ def profit_factor(pnl: np.ndarray) -> float:
     return float(gains / losses) if losses > 0 else float("inf")
 
 
-TRADE_COLUMNS = (
-    "symbol", "side", "size", "entry_time", "exit_time", "entry_price", "exit_price", "pnl", "return",
-    "costs",
-)
-
-
-def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
-    """Closed trades from a fill log: one row per position from flat (or a flip) back to flat.
-
-    A fill that flips a position is split: the part that closes the old position ends that trade and the
-    rest opens the next one, with commission and slippage shared in proportion. ``pnl`` is the trade's
-    net cash result (every cost included); ``return`` is ``pnl`` over the value of the fills that opened
-    or added to it; ``entry_price``/``exit_price`` are volume-weighted; ``size`` is the largest absolute
-    position. A position still open at the end is not a closed trade and is left out.
-
-    :param fills: rows with ``timestamp, symbol, quantity, price, commission, impact_cost`` (the env's
-        trade log, :class:`envs.portfolio.Fill`).
-    """
-    rows = []
-    for symbol, group in fills.groupby("symbol", sort=False):
-        position = 0.0
-        trade: dict | None = None
-        for ts, qty, price, cost in zip(
-            group["timestamp"], group["quantity"].to_numpy(float), group["price"].to_numpy(float),
-            (group["commission"] + group["impact_cost"]).to_numpy(float),
-        ):
-            # Closing part first (the whole fill, or the old position's size in a flip), then opening.
-            closing = 0.0
-            if position * qty < 0:
-                closing = qty if abs(qty) <= abs(position) else -position
-            for part in (closing, qty - closing):
-                if part == 0:
-                    continue
-                share = abs(part) / abs(qty)
-                if trade is None:
-                    trade = {"symbol": symbol, "side": float(np.sign(part)), "entry_time": ts,
-                             "cash": 0.0, "costs": 0.0, "in_qty": 0.0, "in_value": 0.0,
-                             "out_qty": 0.0, "out_value": 0.0, "size": 0.0}
-                trade["cash"] -= part * price
-                trade["costs"] += cost * share
-                if part * trade["side"] > 0:
-                    trade["in_qty"] += abs(part)
-                    trade["in_value"] += abs(part) * price
-                else:
-                    trade["out_qty"] += abs(part)
-                    trade["out_value"] += abs(part) * price
-                position += part
-                trade["size"] = max(trade["size"], abs(position))
-                if abs(position) < 1e-12:
-                    position = 0.0
-                    pnl = trade["cash"] - trade["costs"]
-                    rows.append((
-                        symbol, "long" if trade["side"] > 0 else "short", trade["size"],
-                        trade["entry_time"], ts, trade["in_value"] / trade["in_qty"],
-                        trade["out_value"] / trade["out_qty"], pnl, pnl / trade["in_value"],
-                        trade["costs"],
-                    ))
-                    trade = None
-    return pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
-
-
 @dataclass(frozen=True)
 class Stats:
     """Every headline number of one backtest, like backtesting.py's stats Series.
@@ -311,8 +253,8 @@ def compute_stats(
     """Compute :class:`Stats` for one backtest.
 
     :param equity: equity after each bar, indexed by timestamp; the first value is the starting capital.
-    :param trades: closed round trips with columns ``pnl`` (cash, net of costs) and ``return`` (fraction
-        of the entry value); ``None`` or empty when nothing was closed.
+    :param trades: closed round trips (:func:`envs.trades.round_trips`) with columns ``pnl`` (cash, net
+        of costs) and ``return`` (fraction of the entry value); ``None`` or empty when nothing closed.
     :param positions: shares (or weights) held after each bar, shape ``(T,)`` or ``(T, S)``; used for
         exposure (share of bars with any open position).
     :param traded_value: gross cash value traded at each bar, shape ``(T,)``; used for turnover

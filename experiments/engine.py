@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from envs.execution import ExecutionConfig
 from envs.features import FeatureConfig, compute_features
 from envs.market_data import MarketData
-from envs.metrics import Stats, compute_stats, round_trips
+from envs.metrics import Stats, compute_stats
+from envs.trades import round_trips
 from envs.portfolio_env import PortfolioEnv
 from envs.risk import RiskConfig, RiskEvent
 from envs.stock_env import StocksEnv
@@ -68,7 +69,7 @@ class BacktestResult:
     :param name: the policy's name.
     :param equity: equity at each close from the start bar (first value: initial cash).
     :param fills: the env's trade log (one row per fill, with its reason).
-    :param trades: closed round trips (:func:`envs.metrics.round_trips`).
+    :param trades: closed round trips (:func:`envs.trades.round_trips`).
     :param positions: shares held after each bar, ``(len(equity), S)``.
     :param risk_events: every risk-layer intervention (fields of :class:`envs.risk.RiskEvent`).
     :param benchmark: equal-weight buy-and-hold of the same symbols, rebased to the initial cash.

@@ -12,7 +12,7 @@ import pytest
 from agents.registry import make_policy
 from envs.execution import ExecutionConfig
 from envs.market_data import MarketData
-from envs.metrics import round_trips
+from envs.trades import round_trips
 from envs.risk import RiskConfig
 from envs.synthetic import generate_market
 from experiments import backtest as cli
