@@ -383,7 +383,8 @@ def rank_verticals(chain: OptionChain, view: Literal["bullish", "bearish"],
                 "strategy": name, "expiry": expiry, "dte": int(chain.dte[at][0]),
                 "near_strike": k[i], "far_strike": k[j], "width": width, "near_delta": q.greeks.delta[m][i],
                 "premium": premium, "max_profit": max_profit, "max_loss": max_loss,
-                "expected_value": ev, "return_on_risk": np.where(max_loss > 0, ev / np.maximum(max_loss, 1e-12), np.inf),
+                "expected_value": ev,
+                "return_on_risk": np.where(max_loss > 0, ev / np.maximum(max_loss, 1e-12), np.inf),
             }))
     if not rows:
         raise ValueError(f"no expiry with days to expiry in {dte_band}")
@@ -392,7 +393,8 @@ def rank_verticals(chain: OptionChain, view: Literal["bullish", "bearish"],
     return table.sort_values([objective, "width"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
-def best_vertical(chain: OptionChain, view: Literal["bullish", "bearish"], **kwargs: object) -> tuple[Strategy, pd.Series]:
+def best_vertical(chain: OptionChain, view: Literal["bullish", "bearish"],
+                  **kwargs: object) -> tuple[Strategy, pd.Series]:
     """The top candidate of :func:`rank_verticals` as a :class:`Strategy` and its scores.
 
     :param chain: the listed contracts.
@@ -407,5 +409,6 @@ def best_vertical(chain: OptionChain, view: Literal["bullish", "bearish"], **kwa
     kind = "call" if best["strategy"] in ("bull_call", "bear_call") else "put"
     near_qty = -1 if best["strategy"] in ("bull_put", "bear_call") else 1
     expiry = np.datetime64(best["expiry"], "D")
-    legs = (Leg(kind, near_qty, float(best["near_strike"]), expiry), Leg(kind, -near_qty, float(best["far_strike"]), expiry))
+    legs = (Leg(kind, near_qty, float(best["near_strike"]), expiry),
+            Leg(kind, -near_qty, float(best["far_strike"]), expiry))
     return Strategy(str(best["strategy"]), legs), best

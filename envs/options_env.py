@@ -275,7 +275,8 @@ class OptionsEnv(gym.Env):
         settlements = self._settle(u)
         self._t = u
         marks = self._marks(u)
-        self._equity = float(self.account.cash + self.account.shares * self._close[u] + self.account.option_value(marks[0]))
+        account = self.account
+        self._equity = float(account.cash + account.shares * self._close[u] + account.option_value(marks[0]))
         self.fills.extend(fills + settlements)
         self.equity_curve.append(self._equity)
         terminated = bool(self._equity <= 0.0)
@@ -317,7 +318,8 @@ class OptionsEnv(gym.Env):
             return []
         fills = self._close_legs(t, u, reason)
         if self.account.shares:
-            fills.append(self.account.trade_stock(self._timestamps[u], -self.account.shares, float(self._open[u]), reason))
+            fills.append(self.account.trade_stock(self._timestamps[u], -self.account.shares, float(self._open[u]),
+                                                  reason))
         return fills
 
     def _can_close(self, t: int, u: int, events: list[str]) -> bool:
@@ -380,8 +382,9 @@ class OptionsEnv(gym.Env):
             fills.append(self.account.trade_stock(stamp, share_trade, spot, "open" if share_trade > 0 else "close"))
         if units:
             for i, leg in enumerate(strategy.options):
-                fills.append(self.account.trade_option(stamp, Leg(leg.kind, leg.quantity * units, leg.strike, leg.expiry),
-                                                       float(q.bid[i]), float(q.ask[i]), float(q.mid[i]), "open"))
+                sized = Leg(leg.kind, leg.quantity * units, leg.strike, leg.expiry)
+                fills.append(self.account.trade_option(stamp, sized, float(q.bid[i]), float(q.ask[i]),
+                                                       float(q.mid[i]), "open"))
             self.account.strategy = strategy.name
         return fills
 
@@ -450,7 +453,8 @@ class OptionsEnv(gym.Env):
             return 0.0
         return float(min((leg.expiry - self._dates[t]).astype(np.int64) for leg in self.account.legs))
 
-    def _info(self, marks: tuple, fills: list | tuple, settlements: list | tuple, events: list | tuple) -> dict[str, Any]:
+    def _info(self, marks: tuple, fills: list | tuple, settlements: list | tuple,
+              events: list | tuple) -> dict[str, Any]:
         mids, greeks, ivs = marks
         t, account = self._t, self.account
         spot = float(self._close[t])
