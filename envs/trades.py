@@ -26,24 +26,24 @@ def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
     ``size`` is the largest absolute position; ``costs`` are commission plus slippage and spread. A
     position still open at the end is not a closed trade and is left out.
 
-    :param fills: rows with ``timestamp, symbol, quantity, price, commission, impact_cost`` (the env's
-        trade log, :class:`envs.portfolio.Fill`).
+    :param fills: rows with ``timestamp, symbol, quantity, price, commission, impact_cost`` in time
+        order (the env's trade log, :class:`envs.portfolio.Fill`).
     """
-    parts = [_symbol_trades(symbol, group) for symbol, group in fills.groupby("symbol", sort=False)]
-    parts = [p for p in parts if len(p)]
-    if not parts:
+    if len(fills) == 0:
         return pd.DataFrame(columns=list(TRADE_COLUMNS))
-    trades = pd.concat(parts, ignore_index=True)
-    return trades.sort_values("exit_time", kind="stable", ignore_index=True)
-
-
-def _symbol_trades(symbol: str, fills: pd.DataFrame) -> pd.DataFrame:
-    qty = fills["quantity"].to_numpy(dtype=np.float64)
-    price = fills["price"].to_numpy(dtype=np.float64)
-    cost = (fills["commission"] + fills["impact_cost"]).to_numpy(dtype=np.float64)
-    times = fills["timestamp"].to_numpy()
-    after = np.cumsum(qty)
-    before = np.concatenate([[0.0], after[:-1]])
+    codes, symbols = pd.factorize(fills["symbol"])
+    order = np.argsort(codes, kind="stable")
+    code = codes[order]
+    qty = fills["quantity"].to_numpy(dtype=np.float64)[order]
+    price = fills["price"].to_numpy(dtype=np.float64)[order]
+    cost = (fills["commission"] + fills["impact_cost"]).to_numpy(dtype=np.float64)[order]
+    times = fills["timestamp"].to_numpy()[order]
+    group_start = np.concatenate([[True], code[1:] != code[:-1]])
+    # Positions per symbol as the envs book them (a running sum), so a closed position is exactly zero;
+    # one cumsum per symbol, since differencing a global cumsum would not be exact.
+    bounds = np.append(np.flatnonzero(group_start), len(qty))
+    after = np.concatenate([np.cumsum(qty[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])
+    before = np.where(group_start, 0.0, np.roll(after, 1))
     flip = before * after < 0
 
     # Split each flip into its closing part (back to zero) and its opening part (the new position).
@@ -52,36 +52,44 @@ def _symbol_trades(symbol: str, fills: pd.DataFrame) -> pd.DataFrame:
     closing_half = flip[rows] & first
     part = np.where(closing_half, -before[rows], np.where(flip[rows], after[rows], qty[rows]))
     position = np.where(closing_half, 0.0, after[rows])
-    share = np.abs(part) / np.abs(qty[rows])
-
     closed = position == 0.0
-    trade = np.concatenate([[0], np.cumsum(closed)[:-1]])
-    n_closed = int(closed.sum())
-    if n_closed == 0:
+
+    # A trade starts at a symbol's first fill and after every part that closes one.
+    starts_here = np.concatenate([[True], closed[:-1]]) | (group_start[rows] & first)
+    trade = np.cumsum(starts_here) - 1
+    complete = np.zeros(trade[-1] + 1, dtype=bool)
+    complete[trade[closed]] = True
+    keep = complete[trade]
+    if not keep.any():
         return pd.DataFrame(columns=list(TRADE_COLUMNS))
-    keep = trade < n_closed
-    trade, part, position, rows, share = trade[keep], part[keep], position[keep], rows[keep], share[keep]
-    starts = np.flatnonzero(np.concatenate([[True], trade[1:] != trade[:-1]]))
+    trade = (np.cumsum(complete) - 1)[trade[keep]]
+    rows, part, position, closed = rows[keep], part[keep], position[keep], closed[keep]
+    n_trades = int(trade[-1]) + 1
+    starts = np.flatnonzero(starts_here[keep])
     side = np.sign(part[starts])
     adding = np.sign(part) == side[trade]
+    size = np.abs(part)
     px = price[rows]
 
     def total(values: np.ndarray) -> np.ndarray:
-        return np.bincount(trade, weights=values, minlength=n_closed)
+        return np.bincount(trade, weights=values, minlength=n_trades)
 
-    costs = total(cost[rows] * share)
+    costs = total(cost[rows] * size / np.abs(qty[rows]))
     pnl = total(-part * px) - costs
-    in_qty, in_value = total(np.abs(part) * adding), total(np.abs(part) * px * adding)
-    out_qty, out_value = total(np.abs(part) * ~adding), total(np.abs(part) * px * ~adding)
-    return pd.DataFrame({
-        "symbol": symbol,
+    in_qty, in_value = total(size * adding), total(size * px * adding)
+    out_qty, out_value = total(size * ~adding), total(size * px * ~adding)
+    exit_time = times[rows[closed]]
+    by_exit = np.argsort(exit_time, kind="stable")
+    frame = pd.DataFrame({
+        "symbol": np.asarray(symbols, dtype=object)[code[rows[starts]]],
         "side": np.where(side > 0, "long", "short"),
         "size": np.maximum.reduceat(np.abs(position), starts),
         "entry_time": times[rows[starts]],
-        "exit_time": times[rows[np.flatnonzero(closed[keep])]],
+        "exit_time": exit_time,
         "entry_price": in_value / in_qty,
         "exit_price": out_value / out_qty,
         "pnl": pnl,
         "return": pnl / in_value,
         "costs": costs,
     })
+    return frame.iloc[by_exit].reset_index(drop=True)

@@ -137,6 +137,21 @@ def test_round_trips_split_flips_and_net_every_cost():
     assert len(trades) == 2
 
 
+def test_round_trips_per_symbol_in_exit_order():
+    ts = pd.date_range("2024-01-01", periods=5, tz="UTC")
+    fills = pd.DataFrame({
+        "timestamp": ts, "symbol": ["A", "B", "A", "B", "A"],
+        "quantity": [10.0, -5.0, -10.0, 5.0, 3.0],
+        "price": [10.0, 20.0, 12.0, 18.0, 11.0],
+        "commission": 1.0, "impact_cost": 0.5, "reason": "policy",
+    })
+    trades = round_trips(fills)
+    assert trades[["symbol", "side"]].values.tolist() == [["A", "long"], ["B", "short"]]
+    assert trades["pnl"].tolist() == pytest.approx([20.0 - 3.0, 10.0 - 3.0])
+    assert trades["exit_time"].tolist() == [ts[2], ts[3]]
+    assert round_trips(fills.iloc[:1]).empty and round_trips(fills.iloc[:0]).empty
+
+
 def test_risk_layer_runs_in_the_env_and_records_why(many):
     risk = RiskConfig(max_position=0.15, stop_loss=0.01)
     bot = make_policy("breakout", {"fraction": 0.5})
