@@ -39,13 +39,22 @@ class OptionFill(NamedTuple):
     quantity: float
     """Signed contracts (options) or shares (stock); positive buys."""
     price: float
-    """Price per share paid or received (half-spread included; the strike for exercise/assignment)."""
+    """Price per share paid or received (half-spread included; intrinsic value at expiry, and the
+    settlement price for the shares delivered)."""
     commission: float
     spread_cost: float
     """Half-spread paid against the mid, in cash."""
     reason: str
     """``"open"``, ``"close"``, ``"exercised"``, ``"assigned"``, ``"expired"``, ``"cash_settled"``,
-    ``"front_expiry"`` (the rest of a calendar closed) or ``"liquidation"``."""
+    ``"delivery"`` (shares from an exercise or assignment), ``"front_expiry"`` (the rest of a calendar
+    closed) or ``"liquidation"``."""
+
+    def symbol(self, underlying: str) -> str:
+        """The underlying for stock; an OCC-style contract symbol (``SPY 240621C00450000``) for options."""
+        if self.kind == "stock":
+            return underlying
+        day = pd.Timestamp(self.expiry)
+        return f"{underlying} {day:%y%m%d}{'C' if self.kind == 'call' else 'P'}{round(self.strike * 1000):08d}"
 
 
 @dataclass(frozen=True)
@@ -168,11 +177,15 @@ class OptionAccount:
                 events.append(OptionFill(timestamp, leg.kind, leg.strike, leg.expiry, -leg.quantity, intrinsic,
                                          0.0, 0.0, "cash_settled"))
             else:
+                # Booked as the option closing at its intrinsic value plus the shares delivered at the
+                # settlement price: the same cash as delivery at the strike, with a clean P/L per contract.
                 delivered = leg.quantity * MULTIPLIER * sign  # shares received (calls long / puts short)
                 self.shares += delivered
                 self.cash -= delivered * leg.strike
-                events.append(OptionFill(timestamp, leg.kind, leg.strike, leg.expiry, -leg.quantity, leg.strike,
+                events.append(OptionFill(timestamp, leg.kind, leg.strike, leg.expiry, -leg.quantity, intrinsic,
                                          0.0, 0.0, "exercised" if leg.quantity > 0 else "assigned"))
+                events.append(OptionFill(timestamp, "stock", float("nan"), None, delivered, float(spot), 0.0, 0.0,
+                                         "delivery"))
         self.legs = keep
         if not keep:
             self.strategy = None

@@ -142,7 +142,8 @@ class OptionsEnv(gym.Env):
     :class:`~envs.option_account.OptionFill` records), ``legs`` (held :class:`~envs.option_strategies.Leg`
     tuple), ``strategy`` (template held or None), ``position`` (entry cost, mark, P/L, days to expiry),
     ``greeks`` (position delta/gamma/vega/theta/rho), ``iv``, ``iv_rank``, ``iv_percentile``,
-    ``term_slope``, ``skew``, ``events`` (why a requested trade was skipped) and ``actions`` (the layout).
+    ``term_slope``, ``skew``, ``events`` (why a requested trade was skipped or refused), ``risk_events``
+    (always empty: no risk layer here yet) and ``actions`` (the layout).
 
     ## Arguments
     :param data: a :class:`MarketData`, a data spec string, or ``None`` for a one-symbol synthetic market
@@ -482,6 +483,7 @@ class OptionsEnv(gym.Env):
             "greeks": greeks,
             **summary,
             "events": tuple(events),
+            "risk_events": (),
             "actions": self.layout,
         }
 
@@ -492,8 +494,20 @@ class OptionsEnv(gym.Env):
         return pd.Series(self.equity_curve, index=idx, name="equity")
 
     def trade_frame(self) -> pd.DataFrame:
-        """The episode's fills and settlements, one row each."""
-        return pd.DataFrame(self.fills, columns=OptionFill._fields)
+        """The episode's fills and settlements, one row each, in the stock envs' trade-log columns.
+
+        ``symbol`` is the underlying for stock and an OCC-style symbol per option contract, ``quantity`` is
+        in shares (contracts x 100) and ``price`` per share, so quantity x price is the cash traded and
+        :func:`envs.trades.round_trips` gives per-contract P/L; ``contracts``, ``kind``, ``strike`` and
+        ``expiry`` keep the option detail, ``impact_cost`` is the half-spread paid.
+        """
+        frame = pd.DataFrame(self.fills, columns=OptionFill._fields)
+        underlying = self.data.symbols[0]
+        options = (frame["kind"] != "stock").to_numpy()
+        frame.insert(1, "symbol", [f.symbol(underlying) for f in self.fills])
+        frame["contracts"] = np.where(options, frame["quantity"], 0.0)
+        frame["quantity"] = np.where(options, frame["quantity"] * MULTIPLIER, frame["quantity"])
+        return frame.rename(columns={"spread_cost": "impact_cost"})
 
 
 def register_options_env() -> None:

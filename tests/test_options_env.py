@@ -90,6 +90,21 @@ def test_rewards_sum_to_log_growth_and_cash_never_negative(synthetic: MarketData
     assert {"open", "close"} <= reasons and reasons & {"expired", "assigned", "exercised"}
 
 
+def test_trade_log_reconciles_cash_and_feeds_round_trips(synthetic: MarketData) -> None:
+    from envs.trades import round_trips
+
+    env = OptionsEnv(synthetic)
+    steps = _run(env, _random_actions(env, 400, seed=5))
+    frame = env.trade_frame()
+    flows = -(frame["quantity"] * frame["price"]).sum() - frame["commission"].sum()
+    assert env.initial_cash + flows == pytest.approx(steps[-1][2]["cash"], abs=1e-6)
+    options = frame[frame["kind"] != "stock"]
+    assert options["symbol"].str.fullmatch(r"SYN0 \d{6}[CP]\d{8}").all()
+    assert (options["quantity"] == 100 * options["contracts"]).all()
+    trades = round_trips(frame)
+    assert len(trades) > 0 and np.isfinite(trades["pnl"]).all()
+
+
 def test_determinism_and_random_starts(synthetic: MarketData) -> None:
     actions = _random_actions(OptionsEnv(synthetic), 200, seed=8)
     a = _run(OptionsEnv(synthetic), actions)
@@ -175,7 +190,7 @@ def test_covered_call_assigned_at_expiry() -> None:
     before, after, units = _hold_to_settlement(env, "covered_call", 0.30, 30)
     call = before["legs"][0]
     assert before["positions"][0] == 100 * units and call.quantity == -units
-    assert [s.reason for s in after["settlements"]] == ["assigned"]
+    assert [s.reason for s in after["settlements"]] == ["assigned", "delivery"]
     assert after["positions"][0] == 0 and after["legs"] == ()
     assert after["cash"] - before["cash"] == pytest.approx(100 * units * call.strike)
 
@@ -185,7 +200,7 @@ def test_cash_secured_put_assigned_keeps_cash_non_negative() -> None:
                      allocation=1.0)
     before, after, units = _hold_to_settlement(env, "cash_secured_put", 0.30, 30)
     put = before["legs"][0]
-    assert [s.reason for s in after["settlements"]] == ["assigned"]
+    assert [s.reason for s in after["settlements"]] == ["assigned", "delivery"]
     assert after["positions"][0] == 100 * units
     assert before["cash"] - after["cash"] == pytest.approx(100 * units * put.strike)
     assert after["cash"] >= 0
@@ -195,7 +210,7 @@ def test_bull_call_spread_exercise_and_assignment_net_out() -> None:
     env = OptionsEnv(_scenario(np.r_[np.linspace(101, 130, 5), np.full(60, 130.0)]), templates=("bull_call",))
     before, after, units = _hold_to_settlement(env, "bull_call", 0.45, 30)
     long_leg, short_leg = before["legs"]
-    assert sorted(s.reason for s in after["settlements"]) == ["assigned", "exercised"]
+    assert sorted(s.reason for s in after["settlements"]) == ["assigned", "delivery", "delivery", "exercised"]
     assert after["positions"][0] == 0
     assert after["cash"] - before["cash"] == pytest.approx(100 * units * (short_leg.strike - long_leg.strike))
 
