@@ -9,7 +9,9 @@ On every new bar:
    observation and ``info`` the backtest env would give it after the same decisions;
 3. **decide**: ``policy.act(obs, info)``, turned into target weights by the env's action adapter, then the
    risk layer (:class:`envs.risk.RiskManager`) on the broker's real account;
-4. **order**: as in the env, only symbols whose target changed trade; orders are planned from the broker's
+4. **order**: as in the env, only symbols whose target changed trade, plus those whose previous orders
+   ended unfilled (a flip's opening leg waits for its closing leg, so against a broker that fills at the
+   next bar it goes out one bar later than in the backtest); orders are planned from the broker's
    positions (:func:`brokers.planning.plan_orders`) and sent journal-first
    (:class:`brokers.router.OrderRouter`).
 
@@ -30,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from brokers.base import Broker, Order, OrderRequest, Side
-from brokers.journal import Journal
+from brokers.journal import UNSENT, Journal
 from brokers.order_ids import client_order_id
 from brokers.planning import PlannedOrder, plan_orders
 from brokers.reconcile import Reconciliation, reconcile
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 EnvFactory = Callable[[MarketData], TradingEnvBase]
 KILLED = "kill_switch"
+UNFILLED = frozenset({UNSENT, "canceled", "expired", "rejected", "done_for_day"})
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class LiveRunner:
         ts = data.index[-1]
         run = self.config.run_id
         self.router.cancel_stale(ts)
+        self.router.send_pending(ts)  # settles orders of earlier bars that never went out
         rec = self.last_reconciliation = reconcile(self.broker, self.journal, run)
         account = self.broker.account()
         decisions = self.journal.decisions(run)
@@ -154,6 +158,9 @@ class LiveRunner:
         self._restore_risk(payload)
         previous = past[-1][1]["target"] if past else self._held_weights(rec.positions, data, account.equity)
         changed = self._changed(previous, payload["target"])
+        if past:
+            retry = self._unfilled_symbols(past[-1][0]) - set(changed)
+            changed.update({s: payload["target"][s] for s in sorted(retry)})
         prices = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
         plan = plan_orders(
             changed,
@@ -336,6 +343,15 @@ class LiveRunner:
             if w != before and (abs(w - before) > band or w == 0.0):
                 out[s] = w
         return out
+
+    def _unfilled_symbols(self, bar_ts: pd.Timestamp) -> set[str]:
+        """Symbols whose orders of ``bar_ts`` ended without filling (a flip's opening leg left unsent, a
+        partial fill cancelled, a reject): they trade again towards the current target."""
+        return {
+            o.request.symbol
+            for o in self.journal.orders(self.config.run_id)
+            if o.bar_ts == bar_ts and o.status in UNFILLED
+        }
 
     def _held_weights(self, positions: dict[str, float], data: MarketData, equity: float) -> dict[str, float]:
         closes = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))

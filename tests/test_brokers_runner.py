@@ -69,6 +69,22 @@ class CrashOnSubmit:
         return getattr(self.inner, name)
 
 
+class Scripted:
+    """A policy that returns given target weights per bar (and flat otherwise)."""
+
+    name = "scripted"
+
+    def __init__(self, weights: dict[pd.Timestamp, list[float]], n_symbols: int) -> None:
+        self.weights = weights
+        self.n_symbols = n_symbols
+
+    def reset(self, seed: int | None = None) -> None:
+        """Stateless."""
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return np.asarray(self.weights.get(info["timestamp"], [0.0] * self.n_symbols))
+
+
 @pytest.fixture(scope="module")
 def market() -> MarketData:
     return generate_market(n_symbols=2, n_days=90, seed=11, model="regime")
@@ -128,6 +144,26 @@ def test_crash_mid_bar_resumes_without_duplicates(market: MarketData, tmp_path: 
     assert sorted(ids) == sorted(o.client_order_id for o in clean_sim._orders.values())
     assert sim.portfolio.cash == pytest.approx(clean_sim.portfolio.cash)
     np.testing.assert_allclose(sim.portfolio.shares, clean_sim.portfolio.shares)
+
+
+def test_unsent_opening_leg_of_a_flip_goes_out_on_the_next_bar(market: MarketData) -> None:
+    sim = SimBroker(market.symbols, 100_000.0, EXECUTION)
+    config = RunnerConfig(run_id="flip-sim", execution=EXECUTION, risk=None)
+    t0 = 20
+    script = {
+        market.index[t0]: [0.3, 0.0],
+        market.index[t0 + 1]: [-0.2, 0.0],
+        market.index[t0 + 2]: [-0.2, 0.0],
+    }
+    runner = make_runner(Scripted(script, 2), sim, Journal(":memory:"), market.symbols, config, 100_000.0)
+    for t in range(t0, t0 + 3):
+        sim.on_bar(market.index[t], market.values[t])
+        runner.on_bar(market.iloc(slice(0, t + 1)))
+    sim.on_bar(market.index[t0 + 3], market.values[t0 + 3])
+    statuses = [o.status for o in runner.journal.orders("flip-sim")]
+    assert statuses == ["filled", "filled", "unsent", "accepted"]
+    sim.on_bar(market.index[t0 + 4], market.values[t0 + 4])
+    assert sim.positions()["SYN0"].qty < 0, "the short opens one bar after the flip decision"
 
 
 def test_kill_switch_flattens_and_stops_the_run(market: MarketData, tmp_path: Path) -> None:
@@ -195,22 +231,6 @@ def test_broker_loop_waits_for_the_open_then_trades_the_last_complete_bar(
     assert runner.last_decision.timestamp == daily.index[-2], "today's bar is still forming"
     positions = {s: p.qty for s, p in broker.positions().items()}
     assert set(positions) == {"SPY", "AAPL"} and runner.last_reconciliation.consistent
-
-
-class Scripted:
-    """A policy that returns given target weights per bar (and flat otherwise)."""
-
-    name = "scripted"
-
-    def __init__(self, weights: dict[pd.Timestamp, list[float]], n_symbols: int) -> None:
-        self.weights = weights
-        self.n_symbols = n_symbols
-
-    def reset(self, seed: int | None = None) -> None:
-        """Stateless."""
-
-    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        return np.asarray(self.weights.get(info["timestamp"], [0.0] * self.n_symbols))
 
 
 class CrashBeforeSubmit:
