@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agents.params import Parameterised
-from envs.options_env import ActionLayout
+from envs.options_env import ENV_ID, ActionLayout
 
 
 class OptionsBot(Parameterised):
@@ -25,6 +25,7 @@ class OptionsBot(Parameterised):
     """
 
     template: ClassVar[str] = ""
+    env_id: ClassVar[str] = ENV_ID  # the env these bots trade in (a backtest builds it from this)
     delta: float = 0.30
     dte: int = 30
 

@@ -59,12 +59,6 @@ class Greeks:
     rho: np.ndarray
 
 
-def _broadcast(**arrays: ArrayLike) -> dict[str, np.ndarray]:
-    names = list(arrays)
-    values = np.broadcast_arrays(*(np.asarray(arrays[n], dtype=np.float64) for n in names))
-    return dict(zip(names, values))
-
-
 def _sign(is_call: ArrayLike) -> np.ndarray:
     flag = np.asarray(is_call)
     if flag.dtype != np.bool_:
@@ -78,15 +72,16 @@ def _require(name: str, values: np.ndarray, ok: np.ndarray, rule: str) -> None:
         raise ValueError(f"{name} must be {rule}; got {values.ravel()[bad]!r} at flat index {bad}")
 
 
-def _check_inputs(spot: np.ndarray, strike: np.ndarray, t: np.ndarray, rate: np.ndarray,
-                  div_yield: np.ndarray, vol: np.ndarray) -> None:
-    _require("spot", spot, spot > 0, "positive and finite")
-    _require("strike", strike, strike > 0, "positive and finite")
-    _require("t", t, t >= 0, "non-negative (years to expiry)")
-    _require("vol", vol, vol >= 0, "non-negative")
-    for name, values in (("spot", spot), ("strike", strike), ("t", t), ("rate", rate),
-                         ("div_yield", div_yield), ("vol", vol)):
+def _inputs(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike, div_yield: ArrayLike,
+            vol: ArrayLike) -> list[np.ndarray]:
+    """Check each argument as given (scalars cost nothing), then broadcast them together."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in (spot, strike, t, rate, div_yield, vol)]
+    for name, values, rule in (("spot", arrays[0], "positive and finite"), ("strike", arrays[1], "positive and finite"),
+                               ("t", arrays[2], "non-negative (years to expiry)"), ("vol", arrays[5], "non-negative")):
+        _require(name, values, values >= 0 if name in ("t", "vol") else values > 0, rule)
+    for name, values in zip(("spot", "strike", "t", "rate", "div_yield", "vol"), arrays):
         _require(name, values, np.isfinite(values), "finite")
+    return np.broadcast_arrays(*arrays)
 
 
 def bsm_greeks(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike, div_yield: ArrayLike,
@@ -105,10 +100,8 @@ def bsm_greeks(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike
     :param is_call: True for calls, False for puts.
     :return: a :class:`Greeks` of arrays with the broadcast shape.
     """
-    a = _broadcast(spot=spot, strike=strike, t=t, rate=rate, div_yield=div_yield, vol=vol)
-    S, K, T, r, q, v = a["spot"], a["strike"], a["t"], a["rate"], a["div_yield"], a["vol"]
-    _check_inputs(S, K, T, r, q, v)
-    theta_sign = np.broadcast_to(_sign(is_call), S.shape)
+    S, K, T, r, q, v = _inputs(spot, strike, t, rate, div_yield, vol)
+    sign = np.broadcast_to(_sign(is_call), S.shape)
 
     sqrt_t = np.sqrt(T)
     vs = v * sqrt_t
@@ -124,48 +117,48 @@ def bsm_greeks(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike
         d2 = d1 - vs
         pdf = np.exp(-0.5 * d1 * d1)
         pdf *= _INV_SQRT_2PI
-        d1 *= theta_sign
-        d2 *= theta_sign
+        d1 *= sign
+        d2 *= sign
         nd1 = ndtr(d1)
         nd2 = ndtr(d2)
         s_dq_pdf = s_dq * pdf
         price = s_dq * nd1
         price -= k_df * nd2
-        price *= theta_sign
+        price *= sign
         delta = (s_dq / S) * nd1
-        delta *= theta_sign
+        delta *= sign
         gamma = s_dq_pdf / (S * S * vs)
         vega = s_dq_pdf * sqrt_t
         r_kdf_nd2 = k_df * nd2
         rho = r_kdf_nd2 * T
-        rho *= theta_sign
+        rho *= sign
         r_kdf_nd2 *= r
         q_sdq_nd1 = s_dq * nd1
         q_sdq_nd1 *= q
         theta = q_sdq_nd1
         theta -= r_kdf_nd2
-        theta *= theta_sign
+        theta *= sign
         theta -= s_dq_pdf * v / (2.0 * sqrt_t)
     if np.any(degenerate):
-        _fill_degenerate(degenerate, S, s_dq, k_df, T, r, q, theta_sign, price, delta, gamma, vega, theta, rho)
+        _fill_degenerate(degenerate, S, s_dq, k_df, T, r, q, sign, price, delta, gamma, vega, theta, rho)
     return Greeks(price=price, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho)
 
 
 def _fill_degenerate(mask: np.ndarray, S: np.ndarray, s_dq: np.ndarray, k_df: np.ndarray, T: np.ndarray,
-                     r: np.ndarray, q: np.ndarray, theta_sign: np.ndarray, price: np.ndarray,
+                     r: np.ndarray, q: np.ndarray, sign: np.ndarray, price: np.ndarray,
                      delta: np.ndarray, gamma: np.ndarray, vega: np.ndarray, theta: np.ndarray,
                      rho: np.ndarray) -> None:
     # Zero variance: the option pays its forward intrinsic value for sure; its Greeks are the limits.
-    sign = theta_sign[mask]
-    in_money = sign * (s_dq[mask] - k_df[mask]) > 0.0
-    price[mask] = np.where(in_money, sign * (s_dq[mask] - k_df[mask]), 0.0)
-    delta[mask] = np.where(in_money, sign * s_dq[mask] / S[mask], 0.0)
+    side = sign[mask]
+    in_money = side * (s_dq[mask] - k_df[mask]) > 0.0
+    price[mask] = np.where(in_money, side * (s_dq[mask] - k_df[mask]), 0.0)
+    delta[mask] = np.where(in_money, side * s_dq[mask] / S[mask], 0.0)
     gamma[mask] = 0.0
     vega[mask] = 0.0
     expired = T[mask] <= 0.0
-    carry = sign * (q[mask] * s_dq[mask] - r[mask] * k_df[mask])
+    carry = side * (q[mask] * s_dq[mask] - r[mask] * k_df[mask])
     theta[mask] = np.where(in_money & ~expired, carry, 0.0)
-    rho[mask] = np.where(in_money, sign * T[mask] * k_df[mask], 0.0)
+    rho[mask] = np.where(in_money, side * T[mask] * k_df[mask], 0.0)
 
 
 def bsm_price(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike, div_yield: ArrayLike,
@@ -181,9 +174,7 @@ def bsm_price(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike,
     :param is_call: True for calls, False for puts.
     :return: option values with the broadcast shape.
     """
-    a = _broadcast(spot=spot, strike=strike, t=t, rate=rate, div_yield=div_yield, vol=vol)
-    S, K, T, r, q, v = a["spot"], a["strike"], a["t"], a["rate"], a["div_yield"], a["vol"]
-    _check_inputs(S, K, T, r, q, v)
+    S, K, T, r, q, v = _inputs(spot, strike, t, rate, div_yield, vol)
     sign = np.broadcast_to(_sign(is_call), S.shape)
     s_dq = S * np.exp(-q * T)
     k_df = K * np.exp(-r * T)
@@ -321,9 +312,7 @@ def american_price(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: Array
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    a = _broadcast(spot=spot, strike=strike, t=t, rate=rate, div_yield=div_yield, vol=vol)
-    S, K, T, r, q, v = a["spot"], a["strike"], a["t"], a["rate"], a["div_yield"], a["vol"]
-    _check_inputs(S, K, T, r, q, v)
+    S, K, T, r, q, v = _inputs(spot, strike, t, rate, div_yield, vol)
     sign = np.broadcast_to(_sign(is_call), S.shape)
     european = bsm_price(S, K, T, r, q, v, sign > 0)
     never_early = (sign > 0) & (q <= 0.0) & (r >= 0.0)
