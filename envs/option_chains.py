@@ -21,6 +21,10 @@ Quotes: the model price is the mid; the full spread is ``max(min_spread, rel_spr
 the next ``n_weeklies`` Fridays and the third Fridays of the next ``n_monthlies`` months; time to expiry is
 calendar days / 365 from the bar's date to the expiry date (options expire at that day's close). Strikes
 sit on a grid whose step depends on the spot level, ``n_strikes`` either side of the spot.
+
+Bars are assumed daily: volatilities are annualised with 252 bars a year and the EWMA half-lives and
+IV-rank window are counted in bars. The smile is a parametric model, not fitted to be free of static
+arbitrage, which is fine for a simulator but not for pricing exotics.
 """
 
 from __future__ import annotations
