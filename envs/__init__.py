@@ -46,3 +46,7 @@ def register_envs() -> None:
 
 
 register_envs()
+
+# Importing the data modules registers their load_data schemes ("alpaca:", "yfinance:", "minio:");
+# each loads its client library only when used.
+from envs import data_alpaca, data_store, data_yfinance  # noqa: E402,F401
