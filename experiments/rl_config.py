@@ -36,6 +36,9 @@ class RLConfig:
     :param symbol: symbol traded by Stocks-v0 (default: the first one of the data).
     :param train_symbols: Stocks-v0 only: symbols whose train-period bars the agent learns from, each in its
         own batch of envs (empty: the traded symbol only; all: every symbol of the data).
+    :param extra_train_data: data specs of other, independent markets (e.g. synthetic:seed=1) whose bars,
+        all of them, are added to the training data for the same symbols: training on a simulator. Never the
+        market being tested.
     :param train_fraction: share of the bars, from the start, in the train period.
     :param val_fraction: share of the bars after train in the validation period (model selection); the
         rest is the test period, touched only by the final out-of-sample evaluation.
@@ -79,6 +82,7 @@ class RLConfig:
     data: str = "synthetic"
     symbol: str | None = None
     train_symbols: tuple[str, ...] = ()
+    extra_train_data: tuple[str, ...] = ()
     train_fraction: float = 0.6
     val_fraction: float = 0.2
     window_size: int = 10
@@ -147,6 +151,8 @@ class RLConfig:
             raise ConfigError("RLConfig.action_mode: sac needs 'weights' or 'continuous', got 'discrete'")
         if self.train_symbols and self.env != "Stocks-v0":
             raise ConfigError("RLConfig.train_symbols applies to Stocks-v0 only (Portfolio-v0 trades every symbol)")
+        if self.data in self.extra_train_data:
+            raise ConfigError(f"RLConfig.extra_train_data must not contain the evaluated data {self.data!r}")
         if self.reward not in REWARDS:
             raise ConfigError(f"RLConfig.reward must be one of {REWARDS}, got {self.reward!r}")
 
@@ -190,7 +196,10 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             raise ConfigError(f"RLConfig.{name} must be one of {list(args)}, got {value!r}")
         return value
     if origin is tuple:
-        items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else value
+        # Items that contain commas themselves (data specs) are separated by semicolons instead.
+        if isinstance(value, str):
+            value = [s for s in value.split(";" if ";" in value else ",") if s.strip()]
+        items = value
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"RLConfig.{name} must be a list, got {value!r}")
         return tuple(_coerce(name, args[0], item) for item in items)
@@ -260,6 +269,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = 
             continue
         flag = "--" + f.name.replace("_", "-")
         names = (flag, "--timesteps") if f.name == "total_timesteps" else (flag,)
+        if get_origin(_HINTS[f.name]) is tuple:
+            helps[f.name] += "; comma-separated, or semicolon-separated when items contain commas"
         default = f.default if not isinstance(f.default, tuple) else ",".join(map(str, f.default))
         parser.add_argument(
             *names, dest=f.name, default=None, metavar=f.name.upper(),

@@ -84,21 +84,30 @@ def _traded(config: RLConfig, data: MarketData) -> MarketData:
     return data.select([symbol])
 
 
-def training_data(config: RLConfig, data: MarketData) -> list[MarketData]:
-    """The data sets the agent trains on: the traded one, or one per ``train_symbols`` entry.
+def training_data(config: RLConfig, data: MarketData, train: Period) -> list[MarketData]:
+    """The data sets the agent trains on, each cut to the bars it may learn from.
+
+    The train period of the traded symbol, or of each ``train_symbols`` entry; plus, for every
+    ``extra_train_data`` spec, the whole of that (other, independent) market for the same symbols.
 
     :param config: the run config.
     :param data: the full data set, every symbol.
+    :param train: the train period of ``data``.
     """
+    markets = [data.iloc(slice(train.start, train.stop))]
+    markets += [load_data(spec) for spec in config.extra_train_data]
     if not config.train_symbols:
-        return [_traded(config, data)]
+        return [_traded(config, market) for market in markets]
     symbols = data.symbols if config.train_symbols == ("all",) else config.train_symbols
-    missing = sorted(set(symbols) - set(data.symbols))
-    if missing:
-        raise ValueError(f"RLConfig.train_symbols {missing} are not in the data; available: {list(data.symbols)}")
-    if config.num_envs < len(symbols):
-        raise ValueError(f"RLConfig.num_envs ({config.num_envs}) must be >= the {len(symbols)} train_symbols")
-    return [data.select([s]) for s in symbols]
+    datasets = []
+    for spec, market in zip(("data", *config.extra_train_data), markets):
+        missing = sorted(set(symbols) - set(market.symbols))
+        if missing:
+            raise ValueError(
+                f"RLConfig.train_symbols {missing} are not in {spec!r}; available: {list(market.symbols)}"
+            )
+        datasets += [market.select([s]) for s in symbols]
+    return datasets
 
 
 def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
@@ -149,22 +158,23 @@ def eval_env_factory(config: RLConfig) -> EnvFactory:
     return make
 
 
-def make_train_env(config: RLConfig, datasets: Sequence[MarketData], train: Period) -> VecEnv:
-    """The batched training env on the train period of each data set, behind ``VecNormalize``.
+def make_train_env(config: RLConfig, datasets: Sequence[MarketData]) -> VecEnv:
+    """The batched training env over the training data sets, behind ``VecNormalize``.
 
     :param config: the run config.
-    :param datasets: the data sets to train on (see :func:`training_data`), cut here to the train period.
-    :param train: the train period.
+    :param datasets: the data the agent may learn from (see :func:`training_data`).
     """
+    if config.num_envs < len(datasets):
+        raise ValueError(f"RLConfig.num_envs ({config.num_envs}) must be >= the {len(datasets)} training data sets")
     sizes = [len(part) for part in np.array_split(np.arange(config.num_envs), len(datasets))]
     venvs = []
     for data, n in zip(datasets, sizes):
         vector = TradingVectorEnv(
             n,
             kind="stocks" if config.env == "Stocks-v0" else "portfolio",
-            data=data.iloc(slice(train.start, train.stop)),
+            data=data,
             action_mode=config.action_mode,
-            episode_length=_episode_length(config, data, train),
+            episode_length=_episode_length(config, data),
             **_single_env_kwargs(config),
         )
         venvs.append(SB3VecEnv(vector))
@@ -174,16 +184,16 @@ def make_train_env(config: RLConfig, datasets: Sequence[MarketData], train: Peri
     )
 
 
-def _episode_length(config: RLConfig, data: MarketData, train: Period) -> int:
-    probe = eval_env_factory(config)(data.iloc(slice(train.start, train.stop)))
+def _episode_length(config: RLConfig, data: MarketData) -> int:
+    probe = eval_env_factory(config)(data)
     room = probe.last_t - probe.first_t
     if room < 2:
         raise ValueError(
-            f"the train period has {train.stop - train.start} bars, too few after the features' warm-up "
+            f"the training data has {data.n_bars} bars, too few after the features' warm-up "
             f"({probe.first_t} bars); use more data or a larger train_fraction"
         )
     if config.episode_length > room:
-        logger.warning("episode_length %d exceeds the %d train bars after warm-up; using %d",
+        logger.warning("episode_length %d exceeds the %d training bars after warm-up; using %d",
                        config.episode_length, room, room)
     return min(config.episode_length, room)
 
@@ -250,7 +260,7 @@ def train(
     train_period, val_period, test_period = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
     kwargs = env_kwargs(config, data)
     make_env = eval_env_factory(config)
-    venv = make_train_env(config, training_data(config, full), train_period)
+    venv = make_train_env(config, training_data(config, full, train_period))
     model = build_model(config, venv)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     # Written first so the folder is a loadable agent as soon as the first best model is saved.

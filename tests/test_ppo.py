@@ -251,3 +251,19 @@ def test_training_metrics_match_the_backtest_engine(tiny_run: tuple[RLConfig, Pa
     # `python -m experiments.backtest` on the test period gives the number metrics.json reports.
     assert result.stats.sharpe == pytest.approx(metrics["best"]["test"]["sharpe"], rel=1e-9)
     assert result.stats.total_return == pytest.approx(metrics["best"]["test"]["total_return"], rel=1e-12)
+
+
+def test_extra_markets_join_the_training_data(tmp_path: Path) -> None:
+    config = RLConfig(
+        **{**TINY, "total_timesteps": 256},
+        extra_train_data=("synthetic:n_days=200,n_symbols=1,seed=4", "synthetic:n_days=200,n_symbols=1,seed=5"),
+        runs_dir=str(tmp_path), run_name="sim",
+    )
+    assert train(config).metrics["timesteps"] == 256
+    args = train_cli.build_parser().parse_args(
+        ["ppo", "--extra-train-data", "synthetic:seed=1,n_days=300;synthetic:seed=2"]
+    )
+    parsed = load_config(None, overrides_from_args(args))
+    assert parsed.extra_train_data == ("synthetic:seed=1,n_days=300", "synthetic:seed=2")
+    with pytest.raises(ConfigError, match="extra_train_data"):
+        config.replace(extra_train_data=(config.data,))

@@ -76,7 +76,7 @@ def _train_config_run(timesteps: int) -> tuple[float, float]:
     config = load_config(algo="ppo")
     data = load_data(config.data)
     train, _, _ = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
-    venv = TimedVecEnv(make_train_env(config, training_data(config, data), train))
+    venv = TimedVecEnv(make_train_env(config, training_data(config, data, train)))
     model = build_model(config, venv)
     model.set_logger(Logger(None, []))
     started = time.perf_counter()
