@@ -287,7 +287,9 @@ def compute_stats(
 
     alpha = beta = float("nan")
     if benchmark is not None:
-        bench = benchmark.reindex(equity.index).to_numpy(dtype=np.float64)
+        if not benchmark.index.equals(equity.index):
+            benchmark = benchmark.reindex(equity.index)
+        bench = benchmark.to_numpy(dtype=np.float64)
         alpha, beta = alpha_beta(returns, simple_returns(bench), risk_free, periods_per_year)
 
     return Stats(

@@ -31,13 +31,14 @@ def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
     """
     if len(fills) == 0:
         return pd.DataFrame(columns=list(TRADE_COLUMNS))
-    codes, symbols = pd.factorize(fills["symbol"])
+    codes, symbols = pd.factorize(fills["symbol"].to_numpy())
     order = np.argsort(codes, kind="stable")
     code = codes[order]
     qty = fills["quantity"].to_numpy(dtype=np.float64)[order]
     price = fills["price"].to_numpy(dtype=np.float64)[order]
-    cost = (fills["commission"] + fills["impact_cost"]).to_numpy(dtype=np.float64)[order]
-    times = fills["timestamp"].to_numpy()[order]
+    cost = fills["commission"].to_numpy(dtype=np.float64) + fills["impact_cost"].to_numpy(dtype=np.float64)
+    cost = cost[order]
+    times = fills["timestamp"].array[order]
     group_start = np.concatenate([[True], code[1:] != code[:-1]])
     # Positions per symbol as the envs book them (a running sum), so a closed position is exactly zero;
     # one cumsum per symbol, since differencing a global cumsum would not be exact.
@@ -92,4 +93,6 @@ def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
         "return": pnl / in_value,
         "costs": costs,
     })
+    if (np.diff(by_exit) == 1).all():
+        return frame
     return frame.iloc[by_exit].reset_index(drop=True)

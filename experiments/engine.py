@@ -209,7 +209,7 @@ def _traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
     """Gross cash traded at each bar of ``index``."""
     traded = np.zeros(len(index))
     if len(fills):
-        value = (fills["quantity"].abs() * fills["price"]).to_numpy(float)
-        np.add.at(traded, index.get_indexer(pd.DatetimeIndex(fills["timestamp"])), value)
+        value = np.abs(fills["quantity"].to_numpy(float)) * fills["price"].to_numpy(float)
+        np.add.at(traded, index.searchsorted(fills["timestamp"]), value)
     return traded
 

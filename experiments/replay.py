@@ -1,24 +1,30 @@
 """Replay a whole series of target weights with the envs' fill model, without stepping the env.
 
 When a policy hands over all its actions at once (``act_batch``) and no risk layer needs the account
-state bar by bar, the backtest does not need ``env.step``: positions only change on the bars where the
-target changes, so the loop runs over those events only and everything between them (cash, positions,
-equity) is filled in with numpy. Each event calls the very functions the envs call
-(:func:`envs.execution.rebalance_one` for one symbol as in ``Stocks-v0``,
-:func:`envs.execution.rebalance` for several as in ``Portfolio-v0``) with the same arguments, so fills
-are identical to stepping the env (``tests/test_backtest.py`` checks it): same decision at bar ``t``,
-fill at bar ``t+1``, same "unchanged target never trades" rule, same borrow fee and wipe-out stop.
+state bar by bar, the backtest does not need ``env.step`` and its observation and ``info`` per bar, only
+the account arithmetic. Fills are identical to stepping the env (``tests/test_backtest.py`` checks it):
+same decision at bar ``t`` and fill at bar ``t+1``, same "unchanged target never trades" rule, same
+borrow fee and wipe-out stop.
+
+- One symbol (``Stocks-v0``): a compiled loop over the bars that performs the arithmetic of
+  :func:`envs.execution.rebalance_one` and ``StocksEnv.step`` in the same order. A crossover on a
+  million one-minute bars reverses ~50,000 times; a Python loop over those events costs more than the
+  rest of the backtest together, hence numba here.
+- Several symbols (``Portfolio-v0``): a Python loop over the bars where some target changes, each
+  calling :func:`envs.execution.rebalance` exactly as the env does, with everything between events (cash,
+  positions, equity) filled in with numpy. Portfolio bots rebalance rarely, so the loop is short.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import pandas as pd
 
 from envs.actions import ActionAdapter
-from envs.execution import ExecutionConfig, rebalance, rebalance_one
+from envs.execution import ExecutionConfig, rebalance
 from envs.market_data import CLOSE, HIGH, LOW, MarketData
 from envs.portfolio import Fill
 
@@ -59,157 +65,144 @@ def replay_weights(
         raise ValueError(f"start must be in [0, {n_bars - 2}], got {start}")
     adapter = ActionAdapter("weights", n_symbols, execution.allow_short, execution.max_leverage)
     decided = adapter.to_weights_batch(weights[start : n_bars - 1])
-    previous = np.vstack([np.zeros((1, n_symbols)), decided[:-1]])
-    candidates = np.flatnonzero((decided != previous).any(axis=1)) + start
-
-    values = data.values
-    close = values[:, :, CLOSE]
-    # Borrow fees between events: rate * short shares * sum of closes, from a running sum of closes.
-    close_sum = None
-    if execution.borrow_per_bar:
-        close_sum = np.vstack([np.zeros((1, n_symbols)), np.cumsum(close, axis=0)])
-    simulate = _events_one if n_symbols == 1 else _events_many
-    events = simulate(values, close_sum, decided, candidates, start, execution, float(initial_cash))
-
-    # Between events nothing trades: each bar holds the cash and shares of the last event before it.
-    bars = np.arange(start, n_bars)
-    # which[i] = number of events at or before bar start + i (0: still the initial account).
-    which = np.zeros(len(bars), dtype=np.int64)
-    np.add.at(which, np.asarray(events.bars, dtype=np.int64) - start, 1)
-    np.cumsum(which, out=which)
-    held = np.vstack([np.zeros((1, n_symbols)), np.reshape(events.shares, (-1, n_symbols))])[which]
-    cash_path = np.concatenate([[float(initial_cash)], events.cash])[which]
-    marks = close[start:]
-    if execution.borrow_per_bar:
-        fees = execution.borrow_per_bar * (np.maximum(-held, 0.0) * marks).sum(axis=1)
-        paid = np.concatenate([[0.0], np.cumsum(fees)])
-        # Fees accrue from the fill bar of the current position (inclusive) up to each bar.
-        since = np.concatenate([[start], events.bars]).astype(np.int64)[which] - start
-        cash_path = cash_path - (paid[1:] - paid[since])
     if n_symbols == 1:
-        equity = cash_path + held[:, 0] * marks[:, 0]
-    else:
-        equity = cash_path + (held * marks).sum(axis=1)
-    wiped = np.flatnonzero(equity <= 0.0)
-    end = int(wiped[0]) + 1 if len(wiped) else len(bars)
-    index = data.index[start : start + end]
+        return _replay_one(data, np.ascontiguousarray(decided[:, 0]), execution, float(initial_cash), start)
+    return _replay_many(data, decided, execution, float(initial_cash), start)
+
+
+def _fill_frame(data: MarketData, bars: np.ndarray, symbols: np.ndarray, columns: dict) -> pd.DataFrame:
+    return pd.DataFrame({
+        "timestamp": data.index[bars],
+        "symbol": np.asarray(data.symbols, dtype=object)[symbols],
+        **{name: np.asarray(values, dtype=np.float64) for name, values in columns.items()},
+        "reason": np.full(len(bars), "policy", dtype=object),
+    }, columns=list(Fill._fields))
+
+
+# ---------------------------------------------------------------------------------------- one symbol
+def _replay_one(
+    data: MarketData, decided: np.ndarray, execution: ExecutionConfig, cash: float, start: int
+) -> Replay:
+    bars = data.values[:, 0, :]
+    fee_rate = execution.borrow_per_bar if execution.borrow_rate else 0.0
+    equity, held, fill_bar, fills = _stocks_kernel(
+        np.ascontiguousarray(bars[:, execution.fill_field]), np.ascontiguousarray(bars[:, LOW]),
+        np.ascontiguousarray(bars[:, HIGH]), np.ascontiguousarray(bars[:, CLOSE]), decided, start, cash,
+        execution.commission, execution.commission_per_share, execution.price_impact,
+        not execution.fractional, execution.max_leverage, execution.min_weight_change, fee_rate,
+    )
+    names = ("quantity", "price", "commission", "impact_cost")
     return Replay(
-        pd.Series(equity[:end], index=index, name="equity"),
-        held[:end],
-        events.fill_frame(data, start + end),
+        pd.Series(equity, index=data.index[start : start + len(equity)], name="equity"),
+        held[:, None],
+        _fill_frame(data, fill_bar, np.zeros(len(fill_bar), dtype=np.int64), dict(zip(names, fills))),
     )
 
 
+@numba.njit(cache=True)
+def _stocks_kernel(
+    price, low, high, close, decided, start, cash, c, per_share, k, whole, max_leverage, band, fee_rate
+):  # pragma: no cover - compiled; parity with the env is tested through replay_weights
+    """``StocksEnv.step`` without observation and info, bar by bar, with ``rebalance_one``'s arithmetic.
+
+    Returns equity and shares after each bar, and the fills (bar; quantity, price, commission, impact).
+    """
+    n = close.shape[0] - start
+    equity = np.empty(n)
+    held = np.empty(n)
+    fill_bar = np.empty(n, np.int64)
+    fills = np.empty((4, n))
+    equity[0] = cash
+    held[0] = 0.0
+    shares = 0.0
+    target = 0.0
+    n_fills = 0
+    end = n
+    for i in range(n - 1):
+        t1 = start + i + 1
+        want = decided[i]
+        if want != target and (abs(want - target) > band or want == 0.0):
+            p = price[t1]
+            eq = cash + shares * p
+            buy_price = min(p * (1.0 + k), high[t1])
+            sell_price = max(p * (1.0 - k), low[t1])
+            goal = want * (eq / p)
+            if whole:
+                goal = np.trunc(goal)
+            delta = goal - shares
+            fill = p
+            if delta < 0.0:
+                cash = cash + -delta * (sell_price * (1.0 - c) - per_share)
+                fill = sell_price
+            elif delta > 0.0:
+                buy_unit = buy_price * (1.0 + c) + per_share
+                need = delta * buy_unit
+                budget = max(cash + (max_leverage - 1.0) * eq, 0.0)
+                if need > budget:
+                    delta = delta * (budget / need)
+                if whole:
+                    delta = np.floor(delta + 1e-9)
+                cash = cash - delta * buy_unit
+                if delta > 0.0:
+                    fill = buy_price
+            target = want
+            if delta != 0.0:
+                size = abs(delta)
+                fill_bar[n_fills] = t1
+                fills[0, n_fills] = delta
+                fills[1, n_fills] = fill
+                fills[2, n_fills] = size * (fill * c + per_share)
+                fills[3, n_fills] = size * abs(fill - p)
+                n_fills += 1
+                shares = shares + delta
+        mark = close[t1]
+        if shares < 0.0 and fee_rate != 0.0:
+            cash -= fee_rate * -shares * mark
+        equity[i + 1] = cash + shares * mark
+        held[i + 1] = shares
+        if equity[i + 1] <= 0.0:
+            end = i + 2
+            break
+    return equity[:end], held[:end], fill_bar[:n_fills], fills[:, :n_fills]
+
+
+# ---------------------------------------------------------------------------------------- many symbols
 @dataclass
 class _Events:
-    """What the event loop records: the account after each event and each fill, column by column."""
+    """The account after each rebalance, and each fill column by column."""
 
     bars: list[int] = field(default_factory=list)
     cash: list[float] = field(default_factory=list)
-    shares: list = field(default_factory=list)
+    shares: list[np.ndarray] = field(default_factory=list)
     fill_bar: list[int] = field(default_factory=list)
     fill_symbol: list[int] = field(default_factory=list)
-    quantity: list[float] = field(default_factory=list)
-    price: list[float] = field(default_factory=list)
-    commission: list[float] = field(default_factory=list)
-    impact: list[float] = field(default_factory=list)
-
-    def fill(self, bar: int, symbol: int, qty: float, price: float, commission: float, impact: float) -> None:
-        self.fill_bar.append(bar)
-        self.fill_symbol.append(symbol)
-        self.quantity.append(qty)
-        self.price.append(price)
-        self.commission.append(commission)
-        self.impact.append(impact)
-
-    def fill_frame(self, data: MarketData, end_bar: int) -> pd.DataFrame:
-        """The fills before ``end_bar`` as the env's trade log."""
-        keep = np.asarray(self.fill_bar, dtype=np.int64) < end_bar
-        bars = np.asarray(self.fill_bar, dtype=np.int64)[keep]
-        symbols = np.asarray(self.fill_symbol, dtype=np.int64)[keep]
-        return pd.DataFrame({
-            "timestamp": data.index[bars],
-            "symbol": np.asarray(data.symbols, dtype=object)[symbols],
-            "quantity": np.asarray(self.quantity, dtype=np.float64)[keep],
-            "price": np.asarray(self.price, dtype=np.float64)[keep],
-            "commission": np.asarray(self.commission, dtype=np.float64)[keep],
-            "impact_cost": np.asarray(self.impact, dtype=np.float64)[keep],
-            "reason": np.full(len(bars), "policy", dtype=object),
-        })
+    fills: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
-def _events_one(
-    values: np.ndarray,
-    close_sum: np.ndarray | None,
-    decided: np.ndarray,
-    candidates: np.ndarray,
-    start: int,
-    execution: ExecutionConfig,
-    cash: float,
-) -> _Events:
-    """The event loop of ``Stocks-v0`` (one symbol) in Python floats, as the env steps it."""
-    band = execution.min_weight_change
-    fee_rate = execution.borrow_per_bar
-    shares = target = 0.0
-    last_bar = start
+def _replay_many(
+    data: MarketData, decided: np.ndarray, execution: ExecutionConfig, cash: float, start: int
+) -> Replay:
+    n_bars, n_symbols = data.n_bars, data.n_symbols
+    previous = np.vstack([np.zeros((1, n_symbols)), decided[:-1]])
+    candidates = np.flatnonzero((decided != previous).any(axis=1)) + start
+    values = data.values
+    close = values[:, :, CLOSE]
+    fee_rate = execution.borrow_per_bar if execution.borrow_rate else 0.0
+    # Borrow fees between events: rate * short shares * sum of closes, from a running sum of closes.
+    close_sum = np.vstack([np.zeros((1, n_symbols)), np.cumsum(close, axis=0)]) if fee_rate else None
     events = _Events()
-    # Bound methods for the hot loop: attribute lookups cost as much as the arithmetic here.
-    event_bar, event_cash, event_shares = events.bars.append, events.cash.append, events.shares.append
-    fill_bar, quantity, prices = events.fill_bar.append, events.quantity.append, events.price.append
-    commissions, impacts = events.commission.append, events.impact.append
-    fill_bars = values[candidates + 1, 0]
-    for t, want, price, low, high in zip(
-        candidates.tolist(), decided[candidates - start, 0].tolist(),
-        fill_bars[:, execution.fill_field].tolist(), fill_bars[:, LOW].tolist(),
-        fill_bars[:, HIGH].tolist(),
-    ):
-        if want == target or (abs(want - target) <= band and want != 0.0):
-            continue
-        if fee_rate and shares < 0.0:
-            cash -= fee_rate * -shares * float(close_sum[t + 1, 0] - close_sum[last_bar, 0])  # type: ignore[index]
-        cash, shares, traded, fill, commission, impact = rebalance_one(
-            cash, shares, want, price, low, high, execution
-        )
-        target = want
-        last_bar = t + 1
-        event_bar(last_bar)
-        event_cash(cash)
-        event_shares(shares)
-        if traded:
-            fill_bar(last_bar)
-            quantity(traded)
-            prices(fill)
-            commissions(commission)
-            impacts(impact)
-    events.fill_symbol.extend([0] * len(events.fill_bar))
-    return events
-
-
-def _events_many(
-    values: np.ndarray,
-    close_sum: np.ndarray | None,
-    decided: np.ndarray,
-    candidates: np.ndarray,
-    start: int,
-    execution: ExecutionConfig,
-    cash: float,
-) -> _Events:
-    """The event loop of ``Portfolio-v0`` (several symbols), as the env steps it."""
-    n_symbols = values.shape[1]
-    band = execution.min_weight_change
     shares = np.zeros(n_symbols)
     target = np.zeros(n_symbols)
     last_bar = start
-    events = _Events()
+    initial_cash = cash
     for t in candidates.tolist():
         want = decided[t - start]
-        active = (want != target) & ((np.abs(want - target) > band) | (want == 0.0))
+        active = (want != target) & ((np.abs(want - target) > execution.min_weight_change) | (want == 0.0))
         if not active.any():
             continue
-        if execution.borrow_per_bar:
-            short = np.maximum(-shares, 0.0)
+        if fee_rate:
             window = close_sum[t + 1] - close_sum[last_bar]  # type: ignore[index]
-            cash -= execution.borrow_per_bar * float(short @ window)
+            cash -= fee_rate * float(np.maximum(-shares, 0.0) @ window)
         bar = values[t + 1]
         result = rebalance(
             np.float64(cash), shares, want, bar[:, execution.fill_field], bar[:, LOW], bar[:, HIGH],
@@ -222,6 +215,33 @@ def _events_many(
         events.cash.append(cash)
         events.shares.append(shares)
         for j in np.flatnonzero(result.traded).tolist():
-            events.fill(last_bar, j, float(result.traded[j]), float(result.fill_price[j]),
-                        float(result.commission[j]), float(result.impact_cost[j]))
-    return events
+            events.fill_bar.append(last_bar)
+            events.fill_symbol.append(j)
+            events.fills.append((result.traded[j], result.fill_price[j], result.commission[j],
+                                 result.impact_cost[j]))
+
+    # Between events nothing trades: each bar holds the cash and shares of the last event before it.
+    which = np.zeros(n_bars - start, dtype=np.int64)
+    np.add.at(which, np.asarray(events.bars, dtype=np.int64) - start, 1)
+    np.cumsum(which, out=which)
+    held = np.vstack([np.zeros((1, n_symbols)), np.reshape(events.shares, (-1, n_symbols))])[which]
+    cash_path = np.concatenate([[initial_cash], events.cash])[which]
+    marks = close[start:]
+    if fee_rate:
+        paid = np.concatenate([[0.0], np.cumsum(fee_rate * (np.maximum(-held, 0.0) * marks).sum(axis=1))])
+        # Fees accrue from the fill bar of the current position (inclusive) up to each bar.
+        since = np.concatenate([[start], events.bars]).astype(np.int64)[which] - start
+        cash_path = cash_path - (paid[1:] - paid[since])
+    equity = cash_path + (held * marks).sum(axis=1)
+    wiped = np.flatnonzero(equity <= 0.0)
+    end = int(wiped[0]) + 1 if len(wiped) else len(equity)
+    fill_bar = np.asarray(events.fill_bar, dtype=np.int64)
+    keep = fill_bar < start + end
+    columns = np.asarray(events.fills, dtype=np.float64).reshape(-1, 4)[keep].T
+    names = ("quantity", "price", "commission", "impact_cost")
+    return Replay(
+        pd.Series(equity[:end], index=data.index[start : start + end], name="equity"),
+        held[:end],
+        _fill_frame(data, fill_bar[keep], np.asarray(events.fill_symbol, dtype=np.int64)[keep],
+                    dict(zip(names, columns))),
+    )

@@ -75,14 +75,16 @@ def test_replay_fills_exactly_like_stepping_the_env(bot_name, data_name, executi
     np.testing.assert_array_equal(fast.positions, slow.positions)
 
 
-def test_replay_charges_the_borrow_fee_like_the_env(many):
+@pytest.mark.parametrize("data_name", ["one", "many"])
+def test_replay_charges_the_borrow_fee_like_the_env(data_name, request):
+    data = request.getfixturevalue(data_name)
     execution = ExecutionConfig(allow_short=True, borrow_rate=0.08)
     bot = make_policy("macd_momentum", {"allow_short": True, "fraction": 0.3})
     config = BacktestConfig(execution=execution, risk=None)
-    fast, slow = run_backtest(bot, many, config), run_backtest(SteppedOnly(bot, many), many, config)
+    fast, slow = run_backtest(bot, data, config), run_backtest(SteppedOnly(bot, data), data, config)
     np.testing.assert_allclose(fast.fills["quantity"], slow.fills["quantity"], rtol=1e-12)
     np.testing.assert_allclose(fast.equity, slow.equity, rtol=1e-10)
-    no_fee = run_backtest(bot, many, replace(config, execution=replace(execution, borrow_rate=0.0)))
+    no_fee = run_backtest(bot, data, replace(config, execution=replace(execution, borrow_rate=0.0)))
     assert fast.equity.iloc[-1] < no_fee.equity.iloc[-1]
     assert fast.stats.total_costs > no_fee.stats.total_costs
 
