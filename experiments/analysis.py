@@ -53,6 +53,15 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
+def _builds(factory: PolicyFactory, params: Mapping[str, Any]) -> bool:
+    """Whether ``params`` make a valid policy (a grid may hold pairs such as fast >= slow)."""
+    try:
+        factory(params)
+    except ValueError:
+        return False
+    return True
+
+
 def _run_window(
     factory: PolicyFactory, params: Mapping[str, Any], data: MarketData, window: slice,
     config: BacktestConfig,
@@ -87,7 +96,8 @@ def walk_forward(
     """Tune on each train window, score on the next test window.
 
     :param factory: builds a policy from parameters.
-    :param grid: parameter name -> candidate values (all combinations are tried on every train window).
+    :param grid: parameter name -> candidate values; every valid combination is tried on each train
+        window (invalid ones, which the policy refuses with a ValueError, are skipped).
     :param data: the bars.
     :param splitter: train/test window layout.
     :param config: backtest settings.
@@ -96,7 +106,9 @@ def walk_forward(
     """
     _check_metric(metric)
     config = config or BacktestConfig()
-    combos = expand_grid(grid) or [{}]
+    combos = [p for p in expand_grid(grid) or [{}] if _builds(factory, p)]
+    if not combos:
+        raise ValueError(f"no combination of {dict(grid)} gives a valid policy")
     warmup = start_bar([factory(combos[0])], data, config)
     rows, pieces = [], []
     level = config.initial_cash

@@ -38,7 +38,7 @@ from envs.sources import load_data
 from envs.splits import WalkForward
 from experiments.analysis import monte_carlo, parameter_grid, walk_forward
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
-from experiments.report import TABLE_FIELDS, format_value, plot_heatmap, write_report
+from experiments.report import TABLE_FIELDS, format_value, plot_heatmap, readable, write_report
 
 logger = logging.getLogger("experiments.backtest")
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             wf = walk_forward(factory, grid, data, splitter, config, args.metric, progress=True)
             console.print(f"walk-forward out-of-sample: total return {wf.stats.total_return:.2%}, "
                           f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")
-            extras.append((f"{name}: walk-forward folds", wf.folds.set_index("fold").astype(str)))
+            extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
     settings = {
         "data": args.data, "bars": data.n_bars, "start bar": start, "initial cash": args.cash,
         "execution": execution, "risk": config.risk or "off",

@@ -69,6 +69,25 @@ def format_value(field: str, value: object) -> str:
     return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.3f}"
 
 
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as short strings: dates without a midnight time, whole numbers without decimals,
+    other numbers to four significant digits, parameter dicts as ``key=value`` lists.
+
+    :param frame: any table (trades, walk-forward folds).
+    """
+
+    def cell(value: object) -> str:
+        if isinstance(value, pd.Timestamp):
+            return f"{value:%Y-%m-%d}" if value == value.normalize() else f"{value:%Y-%m-%d %H:%M}"
+        if isinstance(value, dict):
+            return ", ".join(f"{k}={v}" for k, v in value.items())
+        if isinstance(value, (float, np.floating)):
+            return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
+        return str(value)
+
+    return frame.map(cell)
+
+
 # ---------------------------------------------------------------------------------------- charts
 def plot_equity(results: Sequence[BacktestResult]) -> Figure:
     """Equity curves of every policy and the buy-and-hold benchmark.
@@ -295,9 +314,9 @@ def write_report(
             counts = r.risk_events.groupby("rule").size().rename("interventions").to_frame()
             parts.append("<h3>Risk interventions</h3>" + _table_html(counts))
         if len(r.trades):
-            recent = r.trades.tail(20).reset_index(drop=True)
+            recent = r.trades.tail(20)
             parts.append(f"<h3>Last {len(recent)} of {len(r.trades)} closed trades</h3>")
-            parts.append(recent.to_html(index=False, float_format=lambda v: f"{v:,.4f}", border=0))
+            parts.append(_table_html(readable(recent)))
         sections.append("".join(parts))
     for k, (heading, item) in enumerate(extras):
         body = (

@@ -17,6 +17,7 @@ from experiments.engine import BacktestConfig, run_backtest
 
 CONFIG = BacktestConfig(risk=None)
 GRID = {"fast": [5, 10], "slow": [20, 40]}
+INVALID = {"fast": [5, 10, 20], "slow": [20, 40]}  # fast=20, slow=20 is refused by the bot
 
 
 def factory(params):
@@ -70,7 +71,11 @@ def test_walk_forward_never_reads_past_a_fold(data):
     pd.testing.assert_frame_equal(base.folds.iloc[:2], changed.folds.iloc[:2])
 
 
-def test_walk_forward_rejects_unknown_metrics(data):
+def test_walk_forward_skips_invalid_combinations_and_rejects_bad_input(data):
+    result = walk_forward(factory, INVALID, data, WalkForward(250, 100), CONFIG)
+    assert all(p["fast"] < p["slow"] for p in result.folds["params"])
+    with pytest.raises(ValueError, match="no combination"):
+        walk_forward(factory, {"fast": [30], "slow": [20]}, data, WalkForward(250, 100), CONFIG)
     with pytest.raises(ValueError, match="unknown metric 'profit'"):
         walk_forward(factory, GRID, data, WalkForward(250, 100), CONFIG, metric="profit")
 
