@@ -31,7 +31,7 @@ def declared_params(cls: type) -> dict[str, Any]:
     return {
         name: hints[name]
         for name in order
-        if not name.startswith("_") and get_origin(hints[name]) is not ClassVar and hints[name] is not ClassVar
+        if not name.startswith("_") and ClassVar not in (hints[name], get_origin(hints[name]))
     }
 
 

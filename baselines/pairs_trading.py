@@ -73,7 +73,9 @@ class PairsTrading(SignalBot):
         b = self.symbol_b or (symbols[1] if len(symbols) > 1 else None)
         for param, sym in (("symbol_a", a), ("symbol_b", b)):
             if sym not in symbols:
-                raise ValueError(f"pairs_trading.{param}={sym!r} is not in the data's symbols {list(symbols)}")
+                raise ValueError(
+                    f"pairs_trading.{param}={sym!r} is not in the data's symbols {list(symbols)}"
+                )
         if a == b:
             raise ValueError(f"pairs_trading needs two different symbols, got {a!r} twice")
         return symbols.index(a), symbols.index(b)
@@ -114,9 +116,9 @@ class PairsTrading(SignalBot):
         z = (log_a[first:] - alpha - beta * log_b[first:]) / np.where(std > 0, std, np.nan)
         tradable = pvalue <= self.max_pvalue
         with np.errstate(invalid="ignore"):
-            long = latch(((z < -self.entry_z) & tradable)[:, None], ((z >= -self.exit_z) | ~tradable)[:, None])
-            short = latch(((z > self.entry_z) & tradable)[:, None], ((z <= self.exit_z) | ~tradable)[:, None])
-        side = (long.astype(np.float64) - short)[:, 0]
+            long = latch((z < -self.entry_z) & tradable, (z >= -self.exit_z) | ~tradable)
+            short = latch((z > self.entry_z) & tradable, (z <= self.exit_z) | ~tradable)
+        side = long.astype(np.float64) - short
         out[first:, ia] = side / (1.0 + np.abs(beta))
         out[first:, ib] = -side * beta / (1.0 + np.abs(beta))
         return out

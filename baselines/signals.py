@@ -30,10 +30,12 @@ def hold_last(events: np.ndarray) -> np.ndarray:
 
     Turns "enter long here, go short there" events into the position held in between.
 
-    :param events: ``(T, S)`` float array, NaN where nothing happens.
+    :param events: ``(T,)`` or ``(T, S)`` float array, NaN where nothing happens.
     """
-    filled = pd.DataFrame(np.asarray(events, dtype=np.float64), copy=False).ffill()
-    return filled.fillna(0.0).to_numpy()
+    events = np.asarray(events, dtype=np.float64)
+    filled = pd.DataFrame(events.reshape(len(events), -1), copy=False).ffill()
+    return filled.fillna(0.0).to_numpy().reshape(events.shape)
+
 
 def latch(enter: np.ndarray, exit: np.ndarray) -> np.ndarray:
     """True from a bar where ``enter`` holds until the next bar where ``exit`` holds (that bar is out).

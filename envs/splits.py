@@ -5,8 +5,8 @@ is only ever scored on data it could not have seen. ``gap`` drops bars between t
 start of test: set it to the label horizon of a predictor (a label at t that looks h bars ahead overlaps
 the test window unless h bars are purged), or to an embargo long enough for serial correlation to fade.
 
->>> [(s.train, s.test) for s in WalkForward(train_size=4, test_size=2).split(10)]
-[(slice(0, 4, None), slice(4, 6, None)), (slice(2, 6, None), slice(6, 8, None)), (slice(4, 8, None), slice(8, 10, None))]
+>>> [(s.train.start, s.train.stop, s.test.start, s.test.stop) for s in WalkForward(4, 2).split(10)]
+[(0, 4, 4, 6), (2, 6, 6, 8), (4, 8, 8, 10)]
 """
 
 from __future__ import annotations

@@ -213,7 +213,8 @@ def monte_carlo(
         idx = (starts[:, :, None] + np.arange(block)).reshape(rows, -1)[:, :n]
         sample = returns[idx]
         with np.errstate(divide="ignore", invalid="ignore"):
-            sharpe[lo : lo + rows] = sample.mean(axis=1) / sample.std(axis=1, ddof=1) * np.sqrt(periods_per_year)
+            ratio = sample.mean(axis=1) / sample.std(axis=1, ddof=1)
+        sharpe[lo : lo + rows] = ratio * np.sqrt(periods_per_year)
         wealth = np.cumprod(np.hstack([np.ones((rows, 1)), 1.0 + sample]), axis=1)
         mdd[lo : lo + rows] = _drawdowns(wealth)
 

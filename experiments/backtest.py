@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.monte_carlo:
         for r in results:
             mc = monte_carlo(r, args.monte_carlo, args.block, args.seed, args.periods_per_year)
-            extras.append((f"{r.name}: Monte Carlo 95% intervals ({args.monte_carlo} samples)", mc.intervals()))
+            heading = f"{r.name}: Monte Carlo 95% intervals ({args.monte_carlo} samples)"
+            extras.append((heading, mc.intervals()))
     grid = _grid(args.grid)
     if grid:
         name = args.policies[0]
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                            plot_heatmap(heat, args.metric, f"{name}: parameter stability")))
         if args.walk_forward:
             sizes = [int(v) for v in args.walk_forward.split(":")]
-            splitter = WalkForward(sizes[0], sizes[1], anchored=args.anchored, gap=sizes[2] if len(sizes) > 2 else 0)
+            gap = sizes[2] if len(sizes) > 2 else 0
+            splitter = WalkForward(sizes[0], sizes[1], anchored=args.anchored, gap=gap)
             wf = walk_forward(factory, grid, data, splitter, config, args.metric, progress=True)
             console.print(f"walk-forward out-of-sample: total return {wf.stats.total_return:.2%}, "
                           f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")

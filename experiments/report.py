@@ -122,7 +122,9 @@ def plot_drawdown(results: Sequence[BacktestResult]) -> Figure:
     return fig
 
 
-def rolling_sharpe(equity: pd.Series, window: int = 63, periods_per_year: int = PERIODS_PER_YEAR) -> pd.Series:
+def rolling_sharpe(
+    equity: pd.Series, window: int = 63, periods_per_year: int = PERIODS_PER_YEAR
+) -> pd.Series:
     """Annualised Sharpe ratio over a trailing window of bar returns.
 
     :param equity: equity curve.
@@ -200,7 +202,7 @@ def plot_monthly_returns(result: BacktestResult) -> Figure:
     values = 100 * table.to_numpy(dtype=float)
     limit = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
     image = ax.imshow(values, cmap="RdYlGn", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(12), ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"])
+    ax.set_xticks(range(12), [f"{pd.Timestamp(2000, m, 1):%b}" for m in range(1, 13)])
     ax.set_yticks(range(len(table)), [str(y) for y in table.index])
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):

@@ -90,7 +90,9 @@ def test_bad_parameters_fail_clearly(params, message):
 
 def test_overrides_target_one_policy_or_every_policy_declaring_the_key():
     overrides = parse_overrides(["fast=5", "consensus.threshold=0.7", "rsi_reversion.period=9"])
-    assert overrides == [(None, "fast", "5"), ("consensus", "threshold", "0.7"), ("rsi_reversion", "period", "9")]
+    assert overrides == [
+        (None, "fast", "5"), ("consensus", "threshold", "0.7"), ("rsi_reversion", "period", "9"),
+    ]
     assert params_for("sma_crossover", SmaCrossover, overrides) == {"fast": "5"}
     assert params_for("consensus", policy_class("consensus"), overrides) == {"threshold": "0.7"}
     with pytest.raises(RegistryError, match="key=value"):

@@ -54,7 +54,9 @@ def _best(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def _trades(entry_bar: np.ndarray, exit_bar: np.ndarray, size: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"entry": entry_bar.astype(int), "exit": exit_bar.astype(int), "size": size.astype(int)})
+    return pd.DataFrame(
+        {"entry": entry_bar.astype(int), "exit": exit_bar.astype(int), "size": size.astype(int)}
+    )
 
 
 # ------------------------------------------------------------------------------------------- ours
@@ -73,7 +75,8 @@ def _ours(data: MarketData, cash: float, commission: float, repeats: int) -> dic
     trades = result.trades
     bar = data.index.get_indexer
     signed = np.where(trades["side"] == "long", 1, -1) * trades["size"].to_numpy()
-    record = _trades(bar(pd.DatetimeIndex(trades["entry_time"])), bar(pd.DatetimeIndex(trades["exit_time"])), signed)
+    entries, exits = bar(pd.DatetimeIndex(trades["entry_time"])), bar(pd.DatetimeIndex(trades["exit_time"]))
+    record = _trades(entries, exits, signed)
     return {
         "seconds": seconds, "first_seconds": first, "full_seconds": full_seconds,
         "equity": float(run.equity.iloc[-1]), "trades": record,
@@ -138,14 +141,18 @@ def _vectorbt(frame: pd.DataFrame, cash: float, commission: float, repeats: int)
 
 
 # ------------------------------------------------------------------------------------------- driver
-def _compare(label: str, data: MarketData, cash: float, commission: float, repeats: int, bt_repeats: int) -> list[str]:
+def _compare(
+    label: str, data: MarketData, cash: float, commission: float, repeats: int, bt_repeats: int
+) -> list[str]:
     frame = data.to_frame(data.symbols[0])
     frame.index = frame.index.tz_localize(None)
     ours = _ours(data, cash, commission, repeats)
     logger.info("%s: ours %.4f s (with metrics %.4f s), final equity %.2f, %d trades",
                 label, ours["seconds"], ours["full_seconds"], ours["equity"], len(ours["trades"]))
     theirs_bt = _backtesting(frame, cash, commission, bt_repeats)
-    logger.info("%s: backtesting.py %.4f s, final equity %.2f", label, theirs_bt["seconds"], theirs_bt["equity"])
+    logger.info(
+        "%s: backtesting.py %.4f s, final equity %.2f", label, theirs_bt["seconds"], theirs_bt["equity"]
+    )
     theirs_vbt = _vectorbt(frame, cash, commission, repeats)
     logger.info("%s: vectorbt first call %.3f s, warm %.4f s, final equity %.2f",
                 label, theirs_vbt["first_seconds"], theirs_vbt["seconds"], theirs_vbt["equity"])
@@ -155,16 +162,20 @@ def _compare(label: str, data: MarketData, cash: float, commission: float, repea
         if len(a) != len(b):
             return f"NO ({len(a)} vs {len(b)} trades)"
         differ = (a.to_numpy() != b.to_numpy()).any(axis=1)
-        return "yes" if not differ.any() else f"NO ({differ.sum()} of {len(a)} trades differ, first #{np.argmax(differ)})"
+        if not differ.any():
+            return "yes"
+        return f"NO ({differ.sum()} of {len(a)} trades differ, first #{np.argmax(differ)})"
 
     n = f"{data.n_bars:,} bars"
     return [
         f"backtest {label} ({n}): ours {ours['seconds']:.4f} s ({ours['full_seconds']:.4f} s with metrics), "
-        f"backtesting.py {theirs_bt['seconds']:.4f} s, ratio {theirs_bt['seconds'] / ours['full_seconds']:.1f}x "
+        f"backtesting.py {theirs_bt['seconds']:.4f} s, "
+        f"ratio {theirs_bt['seconds'] / ours['full_seconds']:.1f}x "
         f"(goal >= {GOAL_VS_BACKTESTING:.0f}x); trades identical: {same(theirs_bt)}",
         f"backtest {label} ({n}): ours {ours['seconds']:.4f} s (first call {ours['first_seconds']:.2f} s), "
         f"vectorbt warm {theirs_vbt['seconds']:.4f} s "
-        f"(first call {theirs_vbt['first_seconds']:.2f} s), ratio {theirs_vbt['seconds'] / ours['seconds']:.2f}x "
+        f"(first call {theirs_vbt['first_seconds']:.2f} s), "
+        f"ratio {theirs_vbt['seconds'] / ours['seconds']:.2f}x "
         f"(goal >= {GOAL_VS_VECTORBT:.0f}x); trades identical: {same(theirs_vbt)}",
     ]
 
