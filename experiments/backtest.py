@@ -107,11 +107,6 @@ def _risk(args: argparse.Namespace) -> RiskConfig | None:
         raise SystemExit(f"{args.risk}: {err}") from None
 
 
-def _policy_params(args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], list]:
-    from_file = load_param_file(args.params) if args.params else {}
-    return from_file, parse_overrides(args.param)
-
-
 def _build(name: str, args: argparse.Namespace, from_file: dict, overrides: list) -> Any:
     params: dict[str, Any] = dict(from_file.get(name, {}))
     if Path(name).is_dir():
@@ -132,6 +127,16 @@ def _grid(items: Sequence[str]) -> dict[str, list[str]]:
             raise SystemExit(f"--grid expects KEY=V1,V2,..., got {item!r}")
         grid[key.strip()] = [v.strip() for v in values.split(",")]
     return grid
+
+
+def _splitter(args: argparse.Namespace) -> WalkForward:
+    try:
+        sizes = [int(v) for v in args.walk_forward.split(":")]
+        if len(sizes) not in (2, 3):
+            raise ValueError
+    except ValueError:
+        build_parser().error(f"--walk-forward expects TRAIN:TEST[:GAP] in bars, got {args.walk_forward!r}")
+    return WalkForward(sizes[0], sizes[1], anchored=args.anchored, gap=sizes[2] if len(sizes) == 3 else 0)
 
 
 def print_table(results: Sequence[BacktestResult], console: Console) -> None:
@@ -175,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("give at least one POLICY (or --list)")
 
     data = _load_data(args)
-    from_file, overrides = _policy_params(args)
+    from_file = load_param_file(args.params) if args.params else {}
+    overrides = parse_overrides(args.param)
     policies = [_build(name, args, from_file, overrides) for name in args.policies]
     execution = ExecutionConfig(
         commission=args.commission, slippage_bps=args.slippage_bps, spread_bps=args.spread_bps,
@@ -200,26 +206,25 @@ def main(argv: list[str] | None = None) -> int:
             heading = f"{r.name}: Monte Carlo 95% intervals ({args.monte_carlo} samples)"
             extras.append((heading, mc.intervals()))
     grid = _grid(args.grid)
-    if grid:
-        name = args.policies[0]
-        base = dict(getattr(policies[0], "params", {}) or {})
+    if grid and len(grid) != 2 and not args.walk_forward:
+        build_parser().error("--grid: the stability heatmap needs exactly two parameters")
+    name = args.policies[0]
+    base = dict(getattr(policies[0], "params", {}) or {})
 
-        def factory(params: dict[str, Any]) -> Any:
-            return make_policy(name, {**base, **params})
+    def factory(params: dict[str, Any]) -> Any:
+        return make_policy(name, {**base, **params})
 
-        if len(grid) == 2:
-            (x_name, xs), (y_name, ys) = list(grid.items())
-            heat = parameter_grid(factory, data, (x_name, xs), (y_name, ys), config, args.metric, True)
-            extras.append((f"{name}: {args.metric} over {x_name} x {y_name}",
-                           plot_heatmap(heat, args.metric, f"{name}: parameter stability")))
-        if args.walk_forward:
-            sizes = [int(v) for v in args.walk_forward.split(":")]
-            gap = sizes[2] if len(sizes) > 2 else 0
-            splitter = WalkForward(sizes[0], sizes[1], anchored=args.anchored, gap=gap)
-            wf = walk_forward(factory, grid, data, splitter, config, args.metric, progress=True)
-            console.print(f"walk-forward out-of-sample: total return {wf.stats.total_return:.2%}, "
-                          f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")
-            extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
+    if len(grid) == 2:
+        (x_name, xs), (y_name, ys) = list(grid.items())
+        heat = parameter_grid(factory, data, (x_name, xs), (y_name, ys), config, args.metric, True)
+        extras.append((f"{name}: {args.metric} over {x_name} x {y_name}",
+                       plot_heatmap(heat, args.metric, f"{name}: parameter stability")))
+    if args.walk_forward:
+        splitter = _splitter(args)
+        wf = walk_forward(factory, grid, data, splitter, config, args.metric, progress=True)
+        console.print(f"walk-forward out-of-sample: total return {wf.stats.total_return:.2%}, "
+                      f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")
+        extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
     settings = {
         "data": args.data, "bars": data.n_bars, "start bar": start, "initial cash": args.cash,
         "execution": execution, "risk": config.risk or "off",
