@@ -11,7 +11,7 @@
   to a loader (:func:`register_loader`); the default ``"params"`` loader rebuilds the class from its
   parameters, then calls the class's ``load_artifacts(folder)`` if it has one. A learned policy (PPO
   weights, a fitted model) either implements ``save_artifacts``/``load_artifacts`` or registers its own
-  kind and loader.
+  kind and loader, listing the module that registers it in :data:`LOADER_MODULES`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ BUILTIN_POLICIES: dict[str, str] = {
     "consensus": "baselines.consensus:Consensus",
     "pairs_trading": "baselines.pairs_trading:PairsTrading",
 }
+
+# Saved-policy kinds whose loader lives in a module that registers it on import; imported on first use
+# so that loading a rule bot never imports torch.
+LOADER_MODULES: dict[str, str] = {"ppo": "agents.ppo", "a2c": "agents.ppo", "sac": "agents.ppo"}
 
 Loader = Callable[[Path, dict[str, Any]], Policy]
 
@@ -211,6 +215,8 @@ def load_policy(path: str | Path, params: Mapping[str, Any] | None = None) -> Po
         raise RegistryError(f"{manifest_path}: missing field(s) {missing}")
     manifest["params"] = {**(manifest.get("params") or {}), **dict(params or {})}
     kind = manifest["kind"]
+    if kind not in _loaders and kind in LOADER_MODULES:
+        importlib.import_module(LOADER_MODULES[kind])
     loader = _loaders.get(kind)
     if loader is None:
         raise RegistryError(f"{manifest_path}: unknown kind {kind!r}; known: {sorted(_loaders)}")

@@ -151,3 +151,17 @@ def test_malformed_saved_policies(tmp_path):
     (tmp_path / "policy.yaml").write_text("name: x\n")
     with pytest.raises(RegistryError, match=r"missing field\(s\) \['kind', 'class'\]"):
         load_policy(tmp_path)
+
+
+def test_loader_modules_are_imported_for_their_kinds(tmp_path, monkeypatch):
+    (tmp_path / "policy.yaml").write_text("kind: lazy_test\nclass: x:y\n")
+    module = tmp_path / "lazy_loader_mod.py"
+    module.write_text(
+        "from agents.registry import register_loader\n"
+        "from baselines.buy_and_hold import BuyAndHold\n"
+        "register_loader('lazy_test', lambda folder, manifest: BuyAndHold())\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry.LOADER_MODULES, "lazy_test", "lazy_loader_mod")
+    assert load_policy(tmp_path).name == "buy_and_hold"
+
