@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Sequence
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
@@ -98,12 +99,14 @@ def _risk(args: argparse.Namespace) -> RiskConfig | None:
         return None
     if args.risk is None:
         return RiskConfig()
-    import yaml
-
-    fields = yaml.safe_load(args.risk.read_text()) or {}
+    values = yaml.safe_load(args.risk.read_text()) or {}
+    known = [f.name for f in fields(RiskConfig)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise SystemExit(f"{args.risk}: unknown RiskConfig field(s) {unknown}; known: {known}")
     try:
-        return RiskConfig(**fields)
-    except TypeError as err:
+        return RiskConfig(**values)
+    except ValueError as err:
         raise SystemExit(f"{args.risk}: {err}") from None
 
 
