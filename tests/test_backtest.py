@@ -186,8 +186,25 @@ def test_command_line_runs_end_to_end(tmp_path, capsys):
     assert "Monte Carlo" in (out / "report.html").read_text()
 
 
+def test_command_line_grid_and_walk_forward(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text("sma_crossover:\n  fraction: 0.5\n")
+    code = cli.main([
+        "sma_crossover", "--data", "synthetic:n_symbols=1,n_days=400", "--no-risk", "--params", str(params),
+        "--grid", "fast=3,5", "--grid", "slow=10,20", "--walk-forward", "150:50", "--out", str(tmp_path),
+    ])
+    assert code == 0
+    assert "walk-forward out-of-sample" in capsys.readouterr().out
+    page = (tmp_path / "report.html").read_text()
+    assert "sharpe over fast x slow" in page and "walk-forward folds" in page
+
+
 def test_command_line_reports_bad_input(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["--data", "synthetic"])
     with pytest.raises(ValueError, match="unknown policy"):
         cli.main(["no_such_bot", "--data", "synthetic:n_days=100", "--out", str(tmp_path)])
+    risk = tmp_path / "risk.yaml"
+    risk.write_text("max_positon: 0.3\n")
+    with pytest.raises(SystemExit, match=r"unknown RiskConfig field\(s\) \['max_positon'\]"):
+        cli.main(["sma_crossover", "--data", "synthetic:n_days=100", "--risk", str(risk), "--out", str(tmp_path)])
