@@ -190,8 +190,8 @@ def test_command_line_grid_and_walk_forward(tmp_path, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("sma_crossover:\n  fraction: 0.5\n")
     code = cli.main([
-        "sma_crossover", "--data", "synthetic:n_symbols=1,n_days=400", "--no-risk", "--params", str(params),
-        "--grid", "fast=3,5", "--grid", "slow=10,20", "--walk-forward", "150:50", "--out", str(tmp_path),
+        "sma_crossover", "--data", "synthetic:n_symbols=1,n_days=400", "--no-risk",
+        "--params", str(params), "--grid", "fast=3,5", "--grid", "slow=10,20", "--walk-forward", "150:50", "--out", str(tmp_path),
     ])
     assert code == 0
     assert "walk-forward out-of-sample" in capsys.readouterr().out
