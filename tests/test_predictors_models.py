@@ -7,9 +7,10 @@ import copy
 import numpy as np
 import pytest
 
-from agents.predictors.base import Predictor, gather
+from agents.predictors.base import Predictor, gather, time_split
 from agents.predictors.ensemble import StackingPredictor
 from agents.predictors.models import MODELS, make_predictor
+from agents.predictors.nets import TorchPredictor
 from agents.predictors.trees import TreePredictor
 from predictor_fixtures import HORIZONS, TINY_PARAMS, inputs_of, labels_of, market
 
@@ -132,3 +133,29 @@ def test_stacking_learns_member_weights(samples) -> None:
     assert ensemble.window == TINY_PARAMS["gru"]["window"]
     clone = copy.deepcopy(ensemble)
     np.testing.assert_array_equal(clone.predict_proba(cube, test), ensemble.predict_proba(cube, test))
+
+
+def test_networks_stop_early_on_the_held_out_loss(samples) -> None:
+    cube, rows, labels, _ = samples
+    net = TorchPredictor("gru", HORIZONS, 0, window=8, hidden=8, epochs=8, patience=2, lr=0.01)
+    net.fit(cube, rows, labels)
+    held_out = [val for _, val in net.history]
+    assert np.isfinite(held_out).all() and len(held_out) <= 8
+    assert net.best_epoch == int(np.argmin(held_out))
+    if len(held_out) < 8:
+        assert len(held_out) - 1 - net.best_epoch == 2, "stops after `patience` epochs without improvement"
+    full = TorchPredictor("gru", HORIZONS, 0, window=8, hidden=8, epochs=3, validation=0.0).fit(cube, rows, labels)
+    assert len(full.history) == 3 and np.isnan([val for _, val in full.history]).all()
+    with pytest.raises(ValueError, match="validation"):
+        TorchPredictor("gru", HORIZONS, validation=0.9)
+
+
+def test_time_split_purges_labels_reading_the_held_out_bars(samples) -> None:
+    _, rows, labels, _ = samples
+    fitting, held_out, purged = time_split(rows, labels, HORIZONS, 0.25)
+    cut = rows[held_out, 0].min()
+    assert rows[fitting, 0].max() < cut and fitting.sum() + held_out.sum() == len(rows)
+    ends = rows[:, :1] + 1 + np.asarray(HORIZONS)
+    assert (ends[fitting][np.isfinite(purged[fitting])] < cut).all()
+    kept = fitting[:, None] & (ends < cut)
+    np.testing.assert_array_equal(purged[kept], labels[kept])

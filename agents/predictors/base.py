@@ -31,6 +31,27 @@ def gather(cube: np.ndarray, rows: np.ndarray, window: int = 1) -> np.ndarray:
     return cube[steps, s[:, None]]
 
 
+def time_split(
+    rows: np.ndarray, labels: np.ndarray, horizons: tuple[int, ...], holdout: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split samples in time: the latest ``holdout`` share of their bars is held out, the rest fits.
+
+    Labels of fitting samples that read a held-out bar are dropped (the walk-forward purge, inside a
+    train window), so a score on the held-out part is out of sample.
+
+    :param rows: ``(N, 2)`` ``(bar, symbol)`` samples.
+    :param labels: ``(N, H)`` labels.
+    :param horizons: the label horizons, to know which bar each label reads last.
+    :param holdout: share of the distinct bars, the latest, to hold out.
+    :returns: masks of the fitting and held-out samples, and the labels with the purge applied.
+    """
+    bars = np.unique(rows[:, 0])
+    cut = bars[min(int(len(bars) * (1 - holdout)), len(bars) - 1)]
+    fitting, held_out = rows[:, 0] < cut, rows[:, 0] >= cut
+    label_end = rows[:, :1] + 1 + np.asarray(horizons)
+    return fitting, held_out, np.where(label_end >= cut, np.nan, labels)
+
+
 class Predictor(ABC):
     """A direction classifier for several horizons at once.
 

@@ -14,7 +14,7 @@ import copy
 import numpy as np
 from scipy.special import expit, logit
 
-from agents.predictors.base import Predictor, check_fit_inputs
+from agents.predictors.base import Predictor, check_fit_inputs, time_split
 
 
 class StackingPredictor(Predictor):
@@ -54,11 +54,7 @@ class StackingPredictor(Predictor):
         from sklearn.linear_model import LogisticRegression
 
         check_fit_inputs(cube, rows, labels, self.horizons)
-        bars = np.unique(rows[:, 0])
-        cut = bars[int(len(bars) * (1 - self.holdout))]
-        early, late = rows[:, 0] < cut, rows[:, 0] >= cut
-        label_end = rows[:, :1] + 1 + np.asarray(self.horizons)
-        purged = np.where(label_end >= cut, np.nan, labels)
+        early, late, purged = time_split(rows, labels, self.horizons, self.holdout)
         inner = [copy.deepcopy(m).fit(cube, rows[early], purged[early]) for m in self.members]
         x = self._member_logits(inner, cube, rows[late])
         self._meta = []

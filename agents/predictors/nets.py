@@ -4,6 +4,11 @@ Each sample is the window of the last :attr:`TorchPredictor.window` feature rows
 the network outputs one logit per horizon and is trained with a binary cross-entropy that skips missing
 labels, so every horizon learns from every sample that has its label.
 
+Daily returns are mostly noise and a network fits noise within a few epochs, so training stops early:
+the latest ``validation`` share of the train bars is held out (with the labels that read it purged from
+the rest, see :func:`~agents.predictors.base.time_split`), and the weights of the epoch with the lowest
+held-out loss are kept.
+
 Training is reproducible: the global torch RNG is forked and seeded, mini-batches are shuffled by a seeded
 generator, deterministic algorithms are enforced and torch runs one thread (the default intra-op pool
 would both fight the other processes for two cores and reorder float reductions).
@@ -11,6 +16,7 @@ would both fight the other processes for two cores and reorder float reductions)
 
 from __future__ import annotations
 
+import copy
 import logging
 from contextlib import contextmanager
 from typing import Iterator, Literal
@@ -19,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.predictors.base import Predictor, check_fit_inputs, gather
+from agents.predictors.base import Predictor, check_fit_inputs, gather, time_split
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +109,12 @@ class TransformerNet(nn.Module):
         return self.head(z[:, -1])
 
 
+def _masked_bce(logits: torch.Tensor, y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy over the known labels only."""
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    return (loss * known).sum() / known.sum().clamp(min=1.0)
+
+
 class TorchPredictor(Predictor):
     """A sequence network trained with Adam on a masked binary cross-entropy.
 
@@ -114,16 +126,20 @@ class TorchPredictor(Predictor):
     :param layers: recurrent or encoder layers.
     :param heads: attention heads (Transformer only).
     :param dropout: dropout rate.
-    :param epochs: passes over the training samples.
+    :param epochs: maximum passes over the training samples.
     :param batch_size: samples per gradient step.
     :param lr: Adam learning rate.
     :param weight_decay: AdamW weight decay.
+    :param validation: share of the train bars (the latest) held out for early stopping; 0 trains on all
+        of them for ``epochs`` epochs.
+    :param patience: epochs without a better held-out loss before training stops.
     """
 
     def __init__(
         self, arch: Architecture, horizons: tuple[int, ...], seed: int = 0, window: int = 20,
         hidden: int = 32, layers: int | None = None, heads: int = 4, dropout: float = 0.1,
-        epochs: int = 10, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
+        epochs: int = 20, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
+        validation: float = 0.2, patience: int = 3,
     ) -> None:
         super().__init__(horizons, seed)
         if arch not in ARCHITECTURES:
@@ -131,6 +147,8 @@ class TorchPredictor(Predictor):
         for name, value in (("window", window), ("hidden", hidden), ("epochs", epochs), ("batch_size", batch_size)):
             if int(value) < 1:
                 raise ValueError(f"{arch}.{name} must be at least 1, got {value}")
+        if not 0 <= validation <= 0.5:
+            raise ValueError(f"{arch}.validation must be in [0, 0.5], got {validation}")
         self.arch = arch
         self.window = int(window)
         self.hidden = int(hidden)
@@ -141,7 +159,12 @@ class TorchPredictor(Predictor):
         self.batch_size = int(batch_size)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
+        self.validation = float(validation)
+        self.patience = int(patience)
         self.net: nn.Module | None = None
+        #: per epoch: (train loss, held-out loss or NaN), and the epoch whose weights were kept.
+        self.history: list[tuple[float, float]] = []
+        self.best_epoch = -1
 
     def _build(self, n_features: int) -> nn.Module:
         n_out = len(self.horizons)
@@ -157,27 +180,56 @@ class TorchPredictor(Predictor):
 
     def fit(self, cube: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> "TorchPredictor":
         check_fit_inputs(cube, rows, labels, self.horizons)
-        x = self._windows(cube, rows)
-        known = torch.from_numpy(np.isfinite(labels).astype(np.float32))
-        y = torch.from_numpy(np.nan_to_num(labels, nan=0.0).astype(np.float32))
+        if self.validation > 0:
+            fitting, held_out, purged = time_split(rows, labels, self.horizons, self.validation)
+        else:
+            fitting, held_out, purged = np.ones(len(rows), dtype=bool), np.zeros(len(rows), dtype=bool), labels
+        x, y, known = self._tensors(cube, rows[fitting], purged[fitting])
+        x_val, y_val, known_val = self._tensors(cube, rows[held_out], labels[held_out])
         with deterministic_torch(self.seed):
             net = self._build(x.shape[-1])
             optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            loss_fn = nn.BCEWithLogitsLoss(reduction="none")
             shuffle = torch.Generator().manual_seed(self.seed)
-            net.train()
+            self.history, self.best_epoch = [], -1
+            best_loss, best_state = np.inf, None
             for epoch in range(self.epochs):
+                net.train()
                 total = 0.0
                 for batch in torch.randperm(len(x), generator=shuffle).split(self.batch_size):
-                    weight = known[batch]
-                    loss = (loss_fn(net(x[batch]), y[batch]) * weight).sum() / weight.sum().clamp(min=1.0)
+                    loss = _masked_bce(net(x[batch]), y[batch], known[batch])
                     optimiser.zero_grad()
                     loss.backward()
                     optimiser.step()
                     total += loss.item() * len(batch)
-                logger.debug("%s epoch %d: train loss %.5f", self.arch, epoch, total / len(x))
+                val_loss = self._held_out_loss(net, x_val, y_val, known_val)
+                self.history.append((total / len(x), val_loss))
+                logger.debug("%s epoch %d: train loss %.5f, held-out %.5f", self.arch, epoch, *self.history[-1])
+                if not np.isfinite(val_loss):
+                    self.best_epoch = epoch
+                    continue
+                if val_loss < best_loss:
+                    best_loss, best_state, self.best_epoch = val_loss, copy.deepcopy(net.state_dict()), epoch
+                elif epoch - self.best_epoch >= self.patience:
+                    break
+            if best_state is not None:
+                net.load_state_dict(best_state)
         self.net = net.eval()
         return self
+
+    def _tensors(
+        self, cube: np.ndarray, rows: np.ndarray, labels: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        known = torch.from_numpy(np.isfinite(labels).astype(np.float32))
+        y = torch.from_numpy(np.nan_to_num(labels, nan=0.0).astype(np.float32))
+        return self._windows(cube, rows), y, known
+
+    @staticmethod
+    def _held_out_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, known: torch.Tensor) -> float:
+        if not known.sum():
+            return float("nan")
+        net.eval()
+        with torch.no_grad():
+            return _masked_bce(net(x), y, known).item()
 
     def predict_proba(self, cube: np.ndarray, rows: np.ndarray) -> np.ndarray:
         if self.net is None:
