@@ -191,7 +191,8 @@ def test_command_line_grid_and_walk_forward(tmp_path, capsys):
     params.write_text("sma_crossover:\n  fraction: 0.5\n")
     code = cli.main([
         "sma_crossover", "--data", "synthetic:n_symbols=1,n_days=400", "--no-risk",
-        "--params", str(params), "--grid", "fast=3,5", "--grid", "slow=10,20", "--walk-forward", "150:50", "--out", str(tmp_path),
+        "--params", str(params), "--grid", "fast=3,5", "--grid", "slow=10,20",
+        "--walk-forward", "150:50", "--out", str(tmp_path),
     ])
     assert code == 0
     assert "walk-forward out-of-sample" in capsys.readouterr().out
@@ -207,4 +208,5 @@ def test_command_line_reports_bad_input(tmp_path):
     risk = tmp_path / "risk.yaml"
     risk.write_text("max_positon: 0.3\n")
     with pytest.raises(SystemExit, match=r"unknown RiskConfig field\(s\) \['max_positon'\]"):
-        cli.main(["sma_crossover", "--data", "synthetic:n_days=100", "--risk", str(risk), "--out", str(tmp_path)])
+        cli.main(["sma_crossover", "--data", "synthetic:n_days=100", "--risk", str(risk),
+                  "--out", str(tmp_path)])
