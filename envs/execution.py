@@ -139,6 +139,11 @@ def rebalance(
     buy_price = np.minimum(price * (1.0 + k), high)
     sell_price = np.maximum(price * (1.0 - k), low)
     target = target_weights * (equity[..., None] / price)
+    # shorts reserve their commission and that of closing a long first (see fill_one)
+    short_target = target_weights * (
+        (equity[..., None] - np.maximum(shares, 0.0) * sell_price * c) / (sell_price * (1.0 + c))
+    )
+    target = np.where(target < 0.0, short_target, target)
     if not config.fractional:
         target = np.trunc(target)
     if active is not None:
@@ -181,14 +186,43 @@ def rebalance_one(
 
     :returns: ``(cash, shares, traded, fill_price, commission, impact_cost)``.
     """
-    c = config.commission
-    per_share = config.commission_per_share
-    k = config.price_impact
+    return fill_one(
+        cash, shares, target_weight, price, low, high, config.commission, config.commission_per_share,
+        config.price_impact, not config.fractional, config.max_leverage,
+    )
+
+
+def fill_one(
+    cash: float,
+    shares: float,
+    target_weight: float,
+    price: float,
+    low: float,
+    high: float,
+    c: float,
+    per_share: float,
+    k: float,
+    whole: bool,
+    max_leverage: float,
+) -> tuple[float, float, float, float, float, float]:
+    """The arithmetic of :func:`rebalance_one` on plain numbers.
+
+    Kept free of objects so the backtest's compiled replay loop (``experiments/replay.py``) can compile
+    this very function with numba instead of keeping a copy of it.
+
+    :param c: commission fraction. :param per_share: commission per share.
+    :param k: price impact (slippage plus half spread) as a fraction. :param whole: whole shares only.
+    :param max_leverage: gross exposure cap over equity.
+    """
     equity = cash + shares * price
     buy_price = min(price * (1.0 + k), high)
     sell_price = max(price * (1.0 - k), low)
     target = target_weight * (equity / price)
-    if not config.fractional:
+    if target < 0.0:
+        # A short reserves its own commission and that of closing any long first, as a long from cash
+        # does for its purchase (backtesting.py's all-in short sizing is the special case w = -1).
+        target = target_weight * ((equity - max(shares, 0.0) * sell_price * c) / (sell_price * (1.0 + c)))
+    if whole:
         target = float(math.trunc(target))
     delta = target - shares
     if delta < 0.0:
@@ -197,10 +231,10 @@ def rebalance_one(
     elif delta > 0.0:
         buy_unit = buy_price * (1.0 + c) + per_share
         need = delta * buy_unit
-        budget = max(cash + (config.max_leverage - 1.0) * equity, 0.0)
+        budget = max(cash + (max_leverage - 1.0) * equity, 0.0)
         if need > budget:
             delta = delta * (budget / need)
-        if not config.fractional:
+        if whole:
             delta = float(math.floor(delta + 1e-9))
         new_cash = cash - delta * buy_unit
         fill = buy_price if delta > 0.0 else price

@@ -6,8 +6,8 @@ the account arithmetic. Fills are identical to stepping the env (``tests/test_ba
 same decision at bar ``t`` and fill at bar ``t+1``, same "unchanged target never trades" rule, same
 borrow fee and wipe-out stop.
 
-- One symbol (``Stocks-v0``): a compiled loop over the bars that performs the arithmetic of
-  :func:`envs.execution.rebalance_one` and ``StocksEnv.step`` in the same order. A crossover on a
+- One symbol (``Stocks-v0``): a compiled loop over the bars that steps like ``StocksEnv.step`` and fills
+  through :func:`envs.execution.fill_one`, the env's own arithmetic compiled with numba. A crossover on a
   million one-minute bars reverses ~50,000 times; a Python loop over those events costs more than the
   rest of the backtest together, hence numba here.
 - Several symbols (``Portfolio-v0``): a Python loop over the bars where some target changes, each
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from envs.actions import ActionAdapter
-from envs.execution import ExecutionConfig, rebalance
+from envs.execution import ExecutionConfig, fill_one, rebalance
 from envs.market_data import CLOSE, HIGH, LOW, MarketData
 from envs.portfolio import Fill
 
@@ -99,11 +99,15 @@ def _replay_one(
     )
 
 
+# The env's own fill arithmetic, compiled: one implementation, no copy to keep in step.
+_fill_one = numba.njit(cache=True)(fill_one)
+
+
 @numba.njit(cache=True)
 def _stocks_kernel(
     price, low, high, close, decided, start, cash, c, per_share, k, whole, max_leverage, band, fee_rate
 ):  # pragma: no cover - compiled; parity with the env is tested through replay_weights
-    """``StocksEnv.step`` without observation and info, bar by bar, with ``rebalance_one``'s arithmetic.
+    """``StocksEnv.step`` without observation and info, bar by bar, filling through ``fill_one``.
 
     Returns equity and shares after each bar, and the fills (bar; quantity, price, commission, impact).
     """
@@ -123,38 +127,17 @@ def _stocks_kernel(
         want = decided[i]
         if want != target and (abs(want - target) > band or want == 0.0):
             p = price[t1]
-            eq = cash + shares * p
-            buy_price = min(p * (1.0 + k), high[t1])
-            sell_price = max(p * (1.0 - k), low[t1])
-            goal = want * (eq / p)
-            if whole:
-                goal = np.trunc(goal)
-            delta = goal - shares
-            fill = p
-            if delta < 0.0:
-                cash = cash + -delta * (sell_price * (1.0 - c) - per_share)
-                fill = sell_price
-            elif delta > 0.0:
-                buy_unit = buy_price * (1.0 + c) + per_share
-                need = delta * buy_unit
-                budget = max(cash + (max_leverage - 1.0) * eq, 0.0)
-                if need > budget:
-                    delta = delta * (budget / need)
-                if whole:
-                    delta = np.floor(delta + 1e-9)
-                cash = cash - delta * buy_unit
-                if delta > 0.0:
-                    fill = buy_price
+            cash, shares, delta, fill, commission, impact = _fill_one(
+                cash, shares, want, p, low[t1], high[t1], c, per_share, k, whole, max_leverage
+            )
             target = want
             if delta != 0.0:
-                size = abs(delta)
                 fill_bar[n_fills] = t1
                 fills[0, n_fills] = delta
                 fills[1, n_fills] = fill
-                fills[2, n_fills] = size * (fill * c + per_share)
-                fills[3, n_fills] = size * abs(fill - p)
+                fills[2, n_fills] = commission
+                fills[3, n_fills] = impact
                 n_fills += 1
-                shares = shares + delta
         mark = close[t1]
         if shares < 0.0 and fee_rate != 0.0:
             cash -= fee_rate * -shares * mark

@@ -26,15 +26,6 @@ from envs.market_data import MarketData  # noqa: E402
 from experiments.engine import BacktestConfig, run_backtest  # noqa: E402
 
 
-# Stocks-v0 sizes a new short as trunc(equity / price); backtesting.py as
-# floor((equity - commission to close the long) / (price * (1 + commission))), one share fewer on some
-# flips (first on 2004-12-20: -52 against -51). Long entries already match. Remove the mark once the env
-# sizes shorts that way.
-ENV_SHORT_SIZING = pytest.mark.xfail(
-    reason="Stocks-v0 does not yet size all-in shorts net of commission like backtesting.py", strict=False
-)
-
-
 class SmaCross(Strategy):
     n1 = 10
     n2 = 20
@@ -83,7 +74,6 @@ def test_same_trade_bars_sides_and_prices(reference, ours):
     np.testing.assert_allclose(mine["exit_price"], theirs["ExitPrice"])
 
 
-@ENV_SHORT_SIZING
 def test_same_trade_sizes_and_pnl(reference, ours):
     """Whole-share sizes and net PnL of every closed trade."""
     _, result = ours
@@ -93,7 +83,6 @@ def test_same_trade_sizes_and_pnl(reference, ours):
     np.testing.assert_allclose(mine["pnl"], theirs["PnL"], rtol=1e-9)
 
 
-@ENV_SHORT_SIZING
 def test_same_final_equity_as_backtesting_py(reference, ours):
     _, result = ours
     # backtesting.py leaves the last trade open and marks it at the last close, as we do.
