@@ -52,7 +52,8 @@ def lag(x: np.ndarray, k: int) -> np.ndarray:
     :param k: number of bars, ``>= 0``.
     """
     out = np.full(x.shape, np.nan)
-    out[k:] = x[: x.shape[0] - k]
+    if k < x.shape[0]:
+        out[k:] = x[: x.shape[0] - k]
     return out
 
 

@@ -441,3 +441,10 @@ def test_unknown_symbol_in_frame_raises(market: MarketData) -> None:
 def test_indicators_reject_one_dimensional_input() -> None:
     with pytest.raises(ValueError, match=r"\(time, symbol\) arrays"):
         ind.rolling_mean(np.ones(10), 3)
+
+
+def test_lag_longer_than_the_series_is_all_nan() -> None:
+    from envs.indicators import lag
+
+    out = lag(np.arange(4.0).reshape(2, 2), 20)
+    assert out.shape == (2, 2) and np.isnan(out).all()
