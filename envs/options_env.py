@@ -17,7 +17,7 @@ from envs.option_account import OptionAccount, OptionCosts, OptionFill, Settleme
 from envs.option_chains import ChainConfig, SyntheticChains
 from envs.option_strategies import MULTIPLIER, TEMPLATES, Leg, Strategy, build_strategy, profit_range
 from envs.rewards import Reward
-from envs.trading_env import DEFAULT_INITIAL_CASH, OBS_BOUND, resolve_data, safe_log_ratio
+from envs.trading_env import DEFAULT_INITIAL_CASH, OBS_BOUND, episode_bounds, resolve_data, safe_log_ratio
 
 ENV_ID = "AlpacaGym/Options-v0"
 FEATURE_WARMUP = 50  # the longest underlying feature (close / SMA50)
@@ -242,17 +242,10 @@ class OptionsEnv(gym.Env):
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        options = options or {}
-        if "start" in options:
-            start = int(options["start"])
-            if not self.first_t <= start < self.last_t:
-                raise ValueError(f"options['start'] must be in [{self.first_t}, {self.last_t - 1}], got {start}")
-        elif self.episode_length is None:
-            start = self.first_t
-        else:
-            start = int(self.np_random.integers(self.first_t, self.last_t - self.episode_length + 1))
-        self._t = self._start_t = start
-        self._end_t = self.last_t if self.episode_length is None else start + self.episode_length
+        self._start_t, self._end_t = episode_bounds(
+            self.np_random, self.first_t, self.last_t, self.episode_length, options
+        )
+        self._t = self._start_t
         self.account = OptionAccount(self.initial_cash, self.costs)
         self._equity = self.initial_cash
         self.reward_fn.reset(self._equity)

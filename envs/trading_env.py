@@ -74,20 +74,14 @@ class TradingEnvBase(gym.Env):
             raise ValueError(f"initial_cash must be a positive number, got {initial_cash!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.data = data
         self.execution = resolve_execution(execution)
         self.window_size = int(window_size)
         self.initial_cash = float(initial_cash)
         self.render_mode = render_mode
-        self.features = features if isinstance(features, Features) else compute_features(data, features)
-        if self.features.values.shape[:2] != (data.n_bars, data.n_symbols):
-            raise ValueError(
-                f"features cover {self.features.values.shape[:2]} (bars, symbols) but data has "
-                f"{(data.n_bars, data.n_symbols)}"
-            )
-        # the whole window must lie after the warm-up, where every feature is defined
-        self.first_t = self.features.warmup + self.window_size - 1
-        self.last_t = data.n_bars - 1
+        # Kept so that extend() can compute the features of new bars the same way.
+        self._feature_config = None if isinstance(features, Features) else features or FeatureConfig()
+        self._n_state = n_state
+        self._load(data, features if isinstance(features, Features) else compute_features(data, features))
         if self.last_t - self.first_t < 1:
             raise ValueError(
                 f"data has {data.n_bars} bars but the feature warm-up and window need {self.first_t + 2}"
@@ -99,22 +93,6 @@ class TradingEnvBase(gym.Env):
         self.episode_length = episode_length
         self.reward_fn = Reward(reward, eta=reward_eta, penalty=drawdown_penalty)
         self._log_reward = reward == "log_return"
-        n_feat = self.features.values.shape[2] * data.n_symbols
-        # Clipped once here so no step has to clip the window; rows before the warm-up are never read.
-        self._feat = np.clip(
-            np.nan_to_num(self.features.values.reshape(data.n_bars, n_feat)), -OBS_BOUND, OBS_BOUND
-        ).astype(np.float32)
-        self._n_window = self.window_size * n_feat
-        # Every observation window laid out once, when it fits in memory: one row copy per step is about
-        # twice as fast as assembling the window, and envs are stepped millions of times in training.
-        self._windows: np.ndarray | None = None
-        n_obs = self._n_window + n_state
-        if data.n_bars * n_obs <= WINDOW_TABLE_MAX_FLOATS:
-            view = np.lib.stride_tricks.sliding_window_view(self._feat, self.window_size, axis=0)
-            self._windows = np.zeros((view.shape[0], n_obs), dtype=np.float32)
-            self._windows[:, : self._n_window] = view.transpose(0, 2, 1).reshape(view.shape[0], -1)
-        # Timestamps as a list: pandas index lookups cost microseconds, a list lookup nanoseconds.
-        self._timestamps: list[pd.Timestamp] = data.index.tolist()
         # Features are clipped by their normalisation; the account state is clipped to the same bound.
         self.observation_space = gym.spaces.Box(
             -OBS_BOUND, OBS_BOUND, shape=(self._n_window + n_state,), dtype=np.float32
@@ -127,20 +105,74 @@ class TradingEnvBase(gym.Env):
         self._peak = self.initial_cash
         self.equity_curve: list[float] = []
 
+    # ------------------------------------------------------------------ data
+    def _load(self, data: MarketData, features: Features) -> None:
+        """Take ``data`` and its features, and lay out everything the steps read from them."""
+        if features.values.shape[:2] != (data.n_bars, data.n_symbols):
+            raise ValueError(
+                f"features cover {features.values.shape[:2]} (bars, symbols) but data has "
+                f"{(data.n_bars, data.n_symbols)}"
+            )
+        self.data = data
+        self.features = features
+        # the whole window must lie after the warm-up, where every feature is defined
+        self.first_t = features.warmup + self.window_size - 1
+        self.last_t = data.n_bars - 1
+        n_feat = features.values.shape[2] * data.n_symbols
+        # Clipped once here so no step has to clip the window; rows before the warm-up are never read.
+        self._feat = np.clip(
+            np.nan_to_num(features.values.reshape(data.n_bars, n_feat)), -OBS_BOUND, OBS_BOUND
+        ).astype(np.float32)
+        self._n_window = self.window_size * n_feat
+        # Every observation window laid out once, when it fits in memory: one row copy per step is about
+        # twice as fast as assembling the window, and envs are stepped millions of times in training.
+        self._windows: np.ndarray | None = None
+        n_obs = self._n_window + self._n_state
+        if data.n_bars * n_obs <= WINDOW_TABLE_MAX_FLOATS:
+            view = np.lib.stride_tricks.sliding_window_view(self._feat, self.window_size, axis=0)
+            self._windows = np.zeros((view.shape[0], n_obs), dtype=np.float32)
+            self._windows[:, : self._n_window] = view.transpose(0, 2, 1).reshape(view.shape[0], -1)
+        # Timestamps as a list: pandas index lookups cost microseconds, a list lookup nanoseconds.
+        self._timestamps: list[pd.Timestamp] = data.index.tolist()
+
+    def extend(self, data: MarketData) -> None:
+        """Carry the episode on over more bars, as a live feed delivers them.
+
+        ``data`` repeats the env's bars up to the current one and continues past them; bars after the
+        current one may differ from those the env held (nothing has observed them yet, e.g. a
+        placeholder for a bar still to come). The features are computed again over ``data``; they are
+        causal, so no observation up to now changes. Account, risk layer, reward state and the random
+        generator carry on; a full-length episode now ends at the last bar of ``data``.
+
+        :param data: the env's bars up to and including the current one, unchanged, then newer bars.
+        """
+        t = self._t
+        if self._feature_config is None:
+            raise ValueError("an env built on precomputed Features cannot be extended; pass a FeatureConfig")
+        if data.symbols != self.data.symbols:
+            raise ValueError(
+                f"extend: data has symbols {list(data.symbols)}, the env {list(self.data.symbols)}"
+            )
+        if data.n_bars <= t + 1:
+            raise ValueError(f"extend: data has {data.n_bars} bars; it must go past the current bar {t}")
+        seen = slice(0, t + 1)
+        if not (
+            data.index[seen].equals(self.data.index[seen])
+            and np.array_equal(data.values[seen], self.data.values[seen])
+        ):
+            raise ValueError(
+                f"extend: data must repeat the env's bars up to the current one ({self._timestamps[t]})"
+            )
+        self._load(data, compute_features(data, self._feature_config))
+        if self.episode_length is None:
+            self._end_t = self.last_t
+
     # ------------------------------------------------------------------ episode bounds
     def _choose_start(self, options: dict[str, Any] | None) -> None:
-        options = options or {}
-        if "start" in options:
-            start = int(options["start"])
-            if not self.first_t <= start < self.last_t:
-                raise ValueError(f"options['start'] must be in [{self.first_t}, {self.last_t - 1}], got {start}")
-        elif self.episode_length is None:
-            start = self.first_t
-        else:
-            start = int(self.np_random.integers(self.first_t, self.last_t - self.episode_length + 1))
-        self._start_t = start
-        self._t = start
-        self._end_t = self.last_t if self.episode_length is None else start + self.episode_length
+        self._start_t, self._end_t = episode_bounds(
+            self.np_random, self.first_t, self.last_t, self.episode_length, options
+        )
+        self._t = self._start_t
 
     # ------------------------------------------------------------------ observation and info
     def _window_rows(self, t: np.ndarray | int) -> np.ndarray:
@@ -234,6 +266,35 @@ class TradingEnvBase(gym.Env):
 
     def _drawdown(self) -> float:
         return 0.0 if self._equity >= self._peak else 1.0 - self._equity / self._peak
+
+
+def episode_bounds(
+    rng: np.random.Generator,
+    first_t: int,
+    last_t: int,
+    episode_length: int | None,
+    options: dict[str, Any] | None,
+) -> tuple[int, int]:
+    """First and last bar of an episode: ``options["start"]`` if given, else the first usable bar for a full
+    pass, or a uniformly random bar leaving room for ``episode_length`` steps.
+
+    :param rng: the env's seeded generator.
+    :param first_t: first bar an episode may start at.
+    :param last_t: last bar of the data.
+    :param episode_length: steps per episode, or ``None`` for a full pass.
+    :param options: the ``options`` given to ``reset``.
+    """
+    options = options or {}
+    if "start" in options:
+        start = int(options["start"])
+        if not first_t <= start < last_t:
+            raise ValueError(f"options['start'] must be in [{first_t}, {last_t - 1}], got {start}")
+    elif episode_length is None:
+        start = first_t
+    else:
+        start = int(rng.integers(first_t, last_t - episode_length + 1))
+    end = last_t if episode_length is None else min(start + episode_length, last_t)
+    return start, end
 
 
 def safe_log_ratio(now: float, prev: float) -> float:
