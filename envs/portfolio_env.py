@@ -7,10 +7,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from envs.actions import ActionAdapter
 from envs.execution import ExecutionConfig, rebalance
 from envs.features import FeatureConfig, Features
-from envs.history import History
 from envs.market_data import CLOSE, HIGH, LOW, MarketData
 from envs.portfolio import Fill, Portfolio
 from envs.trading_env import DEFAULT_INITIAL_CASH, TradingEnvBase, resolve_data, safe_log_ratio
@@ -92,20 +90,12 @@ class PortfolioEnv(TradingEnvBase):
             episode_length=episode_length,
             initial_cash=initial_cash,
             n_state=data.n_symbols + 2,
+            action_mode=action_mode,
+            risk=risk,
             render_mode=render_mode,
         )
         self.symbols = data.symbols
-        self.adapter = ActionAdapter(
-            action_mode, data.n_symbols, self.execution.allow_short, self.execution.max_leverage
-        )
-        self.action_space = self.adapter.space
         self.portfolio = Portfolio(self.symbols, self.initial_cash)
-        self.risk_config = risk
-        self._risk = None
-        if risk is not None:
-            from envs.risk import RiskManager
-
-            self._risk = RiskManager(risk, data.n_symbols)
         self._target = np.zeros(data.n_symbols)
         self.equity_curve = [self.initial_cash]
 
@@ -189,24 +179,4 @@ class PortfolioEnv(TradingEnvBase):
         return fills
 
     def _apply_risk(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
-        from envs.risk import RiskState
-
-        positions, weights, _ = self._account_state()
-        state = RiskState(
-            t=self._t,
-            timestamp=self.data.index[self._t],
-            equity=self._equity,
-            weights=weights,
-            positions=positions,
-            entry_prices=self.portfolio.avg_cost.copy(),
-            prices=self._closes(self._t).copy(),
-            history=History(self.data, self._t),
-        )
-        allowed, events = self._risk.apply(target, state)
-        reasons = np.full(self.data.n_symbols, "policy", dtype=object)
-        for event in events:
-            if event.symbol in self.symbols:
-                j = self.symbols.index(event.symbol)
-                if allowed[j] != target[j]:
-                    reasons[j] = event.rule
-        return np.asarray(allowed, dtype=np.float64), reasons, tuple(events)
+        return self._risk_check(target, self.portfolio.avg_cost.copy())

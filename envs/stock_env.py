@@ -8,10 +8,9 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from envs.actions import ActionAdapter, InvalidActionError
+from envs.actions import InvalidActionError
 from envs.execution import ExecutionConfig, rebalance_one, update_cost_basis_one
 from envs.features import FeatureConfig, Features
-from envs.history import History
 from envs.market_data import CLOSE, HIGH, LOW, MarketData
 from envs.portfolio import Fill
 from envs.trading_env import (
@@ -118,25 +117,20 @@ class StocksEnv(TradingEnvBase):
             episode_length=episode_length,
             initial_cash=initial_cash,
             n_state=3,
+            action_mode=action_mode,
+            risk=risk,
             render_mode=render_mode,
         )
         self.symbol = symbol
-        self.adapter = ActionAdapter(
-            action_mode, 1, self.execution.allow_short, self.execution.max_leverage
-        )
-        self.action_space = self.adapter.space
         self._discrete = action_mode == "discrete"
         self._choice_weight = tuple(float(w) for w in self.adapter._choice_weight) if self._discrete else ()
-        # Plain Python rows: indexing a list of floats is several times cheaper than numpy scalar access.
-        self._bars = self.data.values[:, 0, :].tolist()
-        self._closes = self.data.values[:, 0, CLOSE].tolist()
-        self.risk_config = risk
-        self._risk = None
-        if risk is not None:
-            from envs.risk import RiskManager
-
-            self._risk = RiskManager(risk, 1)
         self._reset_account()
+
+    def _load(self, data: MarketData, features: Features) -> None:
+        super()._load(data, features)
+        # Plain Python rows: indexing a list of floats is several times cheaper than numpy scalar access.
+        self._bars = data.values[:, 0, :].tolist()
+        self._closes = data.values[:, 0, CLOSE].tolist()
 
     # ------------------------------------------------------------------ account
     def _reset_account(self) -> None:
@@ -254,20 +248,5 @@ class StocksEnv(TradingEnvBase):
         return (fill,)
 
     def _apply_risk(self, target: float) -> tuple[float, str, tuple]:
-        from envs.risk import RiskState
-
-        positions, weights, _ = self._account_state()
-        state = RiskState(
-            t=self._t,
-            timestamp=self.data.index[self._t],
-            equity=self._equity,
-            weights=weights,
-            positions=positions,
-            entry_prices=np.array([self._avg_cost]),
-            prices=np.array([self._closes[self._t]]),
-            history=History(self.data, self._t),
-        )
-        allowed, events = self._risk.apply(np.array([target]), state)
-        allowed_target = float(allowed[0])
-        reason = events[0].rule if events and allowed_target != target else "policy"
-        return allowed_target, reason, tuple(events)
+        allowed, reasons, events = self._risk_check(np.array([target]), np.array([self._avg_cost]))
+        return float(allowed[0]), str(reasons[0]), events

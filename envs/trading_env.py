@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 
+from envs.actions import ActionAdapter
 from envs.execution import ExecutionConfig
 from envs.features import FeatureConfig, Features, compute_features
 from envs.history import History
@@ -66,6 +67,8 @@ class TradingEnvBase(gym.Env):
         episode_length: int | None,
         initial_cash: float,
         n_state: int,
+        action_mode: str,
+        risk: Any,
         render_mode: str | None,
     ) -> None:
         if not isinstance(window_size, (int, np.integer)) or window_size < 1:
@@ -98,6 +101,16 @@ class TradingEnvBase(gym.Env):
             -OBS_BOUND, OBS_BOUND, shape=(self._n_window + n_state,), dtype=np.float32
         )
         self._fill_field = self.execution.fill_field
+        self.adapter = ActionAdapter(
+            action_mode, data.n_symbols, self.execution.allow_short, self.execution.max_leverage
+        )
+        self.action_space = self.adapter.space
+        self.risk_config = risk
+        self._risk = None
+        if risk is not None:
+            from envs.risk import RiskManager
+
+            self._risk = RiskManager(risk, data.n_symbols)
         self._t = self.first_t
         self._end_t = self.last_t
         self._start_t = self.first_t
@@ -207,6 +220,33 @@ class TradingEnvBase(gym.Env):
 
     def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
         raise NotImplementedError
+
+    def _risk_check(
+        self, target: np.ndarray, entry_prices: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """Run the risk layer on ``target`` weights: allowed weights, the reason per symbol, the events."""
+        from envs.risk import RiskState
+
+        positions, weights, _ = self._account_state()
+        state = RiskState(
+            t=self._t,
+            timestamp=self._timestamps[self._t],
+            equity=self._equity,
+            weights=weights,
+            positions=positions,
+            entry_prices=entry_prices,
+            prices=self.data.values[self._t, :, CLOSE].copy(),
+            history=History(self.data, self._t),
+        )
+        allowed, events = self._risk.apply(target, state)
+        allowed = np.asarray(allowed, dtype=np.float64)
+        reasons = np.full(self.data.n_symbols, "policy", dtype=object)
+        for event in events:
+            if event.symbol in self.data.symbols:
+                j = self.data.symbols.index(event.symbol)
+                if allowed[j] != target[j]:
+                    reasons[j] = event.rule
+        return allowed, reasons, tuple(events)
 
     # ------------------------------------------------------------------ run record
     def equity_series(self) -> pd.Series:
