@@ -100,7 +100,7 @@ def training_data(config: RLConfig, data: MarketData, train: Period) -> list[Mar
         return [_traded(config, market) for market in markets]
     symbols = data.symbols if config.train_symbols == ("all",) else config.train_symbols
     datasets = []
-    for spec, market in zip(("data", *config.extra_train_data), markets):
+    for spec, market in zip((config.data, *config.extra_train_data), markets):
         missing = sorted(set(symbols) - set(market.symbols))
         if missing:
             raise ValueError(

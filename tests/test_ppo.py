@@ -267,3 +267,16 @@ def test_extra_markets_join_the_training_data(tmp_path: Path) -> None:
     assert parsed.extra_train_data == ("synthetic:seed=1,n_days=300", "synthetic:seed=2")
     with pytest.raises(ConfigError, match="extra_train_data"):
         config.replace(extra_train_data=(config.data,))
+
+
+@pytest.mark.parametrize(("algo", "mode"), [("a2c", "discrete"), ("sac", "weights")])
+def test_other_algorithms_through_the_same_command(algo: str, mode: str, tmp_path: Path) -> None:
+    config = RLConfig(
+        **{**TINY, "total_timesteps": 256, "learning_starts": 64},
+        algo=algo, action_mode=mode, runs_dir=str(tmp_path), run_name=algo,
+    )
+    run_dir = train(config).run_dir
+    agent = load_policy(run_dir)
+    assert isinstance(agent, SB3Agent) and agent.name == f"{algo}:{algo}"
+    action = agent.act(np.zeros(agent.model.observation_space.shape, dtype=np.float32), {})
+    assert action.shape == (1,) and 0.0 <= action[0] <= 1.0
