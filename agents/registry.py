@@ -37,6 +37,10 @@ BUILTIN_POLICIES: dict[str, str] = {
     "breakout": "baselines.breakout:Breakout",
     "consensus": "baselines.consensus:Consensus",
     "pairs_trading": "baselines.pairs_trading:PairsTrading",
+    "covered_calls": "baselines.options_bots:CoveredCalls",
+    "weekly_puts": "baselines.options_bots:WeeklyPuts",
+    "iron_condors": "baselines.options_bots:IronCondors",
+    "iv_timing": "baselines.options_bots:IVTiming",
 }
 
 # Saved-policy kinds whose loader lives in a module that registers it on import; imported on first use

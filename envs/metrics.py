@@ -254,7 +254,8 @@ def compute_stats(
 
     :param equity: equity after each bar, indexed by timestamp; the first value is the starting capital.
     :param trades: closed round trips (:func:`envs.trades.round_trips`) with columns ``pnl`` (cash, net
-        of costs) and ``return`` (fraction of the entry value); ``None`` or empty when nothing closed.
+        of costs) and ``return`` (fraction of the entry value, NaN for a trade opened at no cost, which
+        ``avg_trade_return`` leaves out); ``None`` or empty when nothing closed.
     :param positions: shares (or weights) held after each bar, shape ``(T,)`` or ``(T, S)``; used for
         exposure (share of bars with any open position).
     :param traded_value: gross cash value traded at each bar, shape ``(T,)``; used for turnover
@@ -276,6 +277,7 @@ def compute_stats(
 
     pnl = np.empty(0) if trades is None or len(trades) == 0 else trades["pnl"].to_numpy(float)
     trade_returns = np.empty(0) if len(pnl) == 0 else trades["return"].to_numpy(float)
+    trade_returns = trade_returns[np.isfinite(trade_returns)]
 
     exposure = float("nan")
     if positions is not None:
@@ -310,7 +312,7 @@ def compute_stats(
         win_rate=float(np.mean(pnl > 0)) if len(pnl) else float("nan"),
         profit_factor=profit_factor(pnl),
         avg_trade=float(np.mean(pnl)) if len(pnl) else float("nan"),
-        avg_trade_return=float(np.mean(trade_returns)) if len(pnl) else float("nan"),
+        avg_trade_return=float(np.mean(trade_returns)) if len(trade_returns) else float("nan"),
         exposure=exposure,
         turnover=turnover,
         var_95=value_at_risk(returns),

@@ -22,7 +22,9 @@ def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
     """One row per closed trade, ordered by exit time.
 
     ``pnl`` is the trade's net cash result, every cost included; ``return`` is ``pnl`` over the value of
-    the fills that opened or added to it; ``entry_price`` and ``exit_price`` are volume-weighted;
+    the fills that opened or added to it, and NaN when that value is zero (an option leg sold at a zero
+    bid: a return on no capital is undefined, while its ``pnl`` still counts); ``entry_price`` and
+    ``exit_price`` are volume-weighted;
     ``size`` is the largest absolute position; ``costs`` are commission plus slippage and spread. A
     position still open at the end is not a closed trade and is left out.
 
@@ -90,7 +92,7 @@ def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
         "entry_price": in_value / in_qty,
         "exit_price": out_value / out_qty,
         "pnl": pnl,
-        "return": pnl / in_value,
+        "return": np.divide(pnl, in_value, out=np.full(n_trades, np.nan), where=in_value > 0),
         "costs": costs,
     })
     if (np.diff(by_exit) == 1).all():

@@ -12,6 +12,14 @@ Examples::
 Each POLICY is a registered name (see ``--list``) or the folder of a saved policy. Parameters come from
 ``--params FILE.yaml`` (``{policy: {param: value}}``) and ``--param [policy.]key=value`` (later wins).
 The comparison table is printed, and the HTML report and PNG charts are written to ``--out``.
+
+Options bots (``covered_calls``, ``weekly_puts``, ``iron_condors``, ``iv_timing``) run in
+``AlpacaGym/Options-v0`` on one underlying and compare with stock bots on the same bars and start bar::
+
+    python -m experiments.backtest covered_calls iv_timing buy_and_hold --data synthetic --symbols SYN0
+
+The risk layer and the stock-only execution flags do not apply to them; the run says so under the table
+(see :mod:`experiments.engine` for what each metric means for an options run).
 """
 
 from __future__ import annotations
@@ -34,12 +42,15 @@ from agents.registry import (
 )
 from envs.execution import ExecutionConfig
 from envs.market_data import MarketData
+from envs.options_env import ENV_ID as OPTIONS_ENV_ID
 from envs.risk import RiskConfig
 from envs.sources import load_data
 from envs.splits import WalkForward
 from experiments.analysis import monte_carlo, parameter_grid, walk_forward
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
-from experiments.report import TABLE_FIELDS, format_value, plot_heatmap, readable, write_report
+from experiments.report import (
+    TABLE_FIELDS, format_value, plot_heatmap, readable, run_notes, short_env_id, write_report,
+)
 
 logger = logging.getLogger("experiments.backtest")
 
@@ -68,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-short", action="store_true",
                    help="allow short positions (and let bots with an allow_short parameter use them)")
     p.add_argument("--whole-shares", action="store_true", help="trade whole shares only")
+    p.add_argument("--contract-commission", type=float, default=0.65,
+                   help="commission per option contract (options bots)")
     p.add_argument("--no-risk", action="store_true", help="switch the risk layer off")
     p.add_argument("--risk", type=Path, help="YAML file with RiskConfig fields (default: the seed's limits)")
     p.add_argument("--periods-per-year", type=int, default=252, help="bars per year for annualising")
@@ -151,10 +164,13 @@ def print_table(results: Sequence[BacktestResult], console: Console) -> None:
     table = Table(title="Backtest comparison", show_lines=False)
     table.add_column("metric")
     for r in results:
-        table.add_column(f"{r.name}", justify="right")
+        table.add_column(r.name, justify="right", overflow="fold")
+    table.add_row("env", *(short_env_id(r.env_id) for r in results))
     for field in TABLE_FIELDS:
         table.add_row(field, *(format_value(field, asdict(r.stats)[field]) for r in results))
     console.print(table)
+    for note, names in run_notes(results).items():
+        console.print(f"note ({', '.join(names)}): {note}")
 
 
 def _list_policies(console: Console) -> None:
@@ -193,8 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     config = BacktestConfig(
         initial_cash=args.cash, execution=execution, risk=_risk(args),
         periods_per_year=args.periods_per_year, seed=args.seed,
+        commission_per_contract=args.contract_commission,
     )
-    start = start_bar(policies, data, config)
+    try:
+        start = start_bar(policies, data, config)
+    except ValueError as err:  # e.g. an options bot on several symbols, or too few bars for its env
+        raise SystemExit(f"error: {err}") from None
     long_run = data.n_bars * len(policies) > 50_000
     results = [
         run_backtest(p, data, config, start=start, progress=long_run)
@@ -228,10 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"walk-forward out-of-sample: total return {wf.stats.total_return:.2%}, "
                       f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")
         extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
-    settings = {
+    settings: dict[str, object] = {
         "data": args.data, "bars": data.n_bars, "start bar": start, "initial cash": args.cash,
         "execution": execution, "risk": config.risk or "off",
     }
+    if any(r.env_id == OPTIONS_ENV_ID for r in results):
+        settings["option costs"] = config.option_costs()
     path = write_report(results, data, args.out, settings=settings, extras=extras)
     console.print(f"report: {path}")
     return 0

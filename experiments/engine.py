@@ -10,9 +10,33 @@ bar, so their results compare. Two ways through it, with identical fills:
 - **replay**: with the risk layer off and a policy offering ``act_batch``, the whole action series is
   replayed with the env's fill model in one vectorised pass (:mod:`experiments.replay`).
 
-Policy hook: a policy may carry ``env_options``, a dict of env arguments (``window_size``,
+Policy hooks: a policy may carry ``env_options``, a dict of env arguments (``window_size``,
 ``features``, ``action_mode``) it was built for, e.g. a PPO agent trained on a feature window. Rule
-bots read only the raw history, so by default the env computes a single cheap feature.
+bots read only the raw history, so by default the env computes a single cheap feature. A policy may
+also name the env it trades in with ``env_id``; the options bots say ``"AlpacaGym/Options-v0"``.
+
+Options runs (``Options-v0``, always stepped) trade one underlying, start at the first bar where IV
+rank is defined, and go through the same metrics with these meanings:
+
+- **costs**: options fill at the quoted bid/ask (half the spread) plus
+  :attr:`BacktestConfig.commission_per_contract`; the stock leg pays the same commission and half
+  spread (plus slippage) as the stock envs, so a covered call's shares cost what a stock bot's do.
+  Fills are at the next open on whole contracts; the other :class:`~envs.execution.ExecutionConfig`
+  fields (``fill_at``, leverage, shorting, borrow) and the risk layer do not apply: the env sizes every
+  position so that cash covers its worst case. The result's ``notes`` say which settings were ignored.
+- **trades**: round trips per contract (OCC symbol) and for the shares, in shares-equivalent quantity
+  (contracts x 100) and per-share prices, so an iron condor is four trades; a leg held to expiry ends at
+  its settlement fill (0 if it expired worthless, intrinsic value if exercised or assigned), and shares
+  delivered by an assignment are a stock trade of their own. ``return`` is P/L over the premium paid
+  or received when the leg opened.
+- **positions and exposure**: ``positions`` holds shares and gross option contracts (all legs) after
+  each bar; exposure is the share of bars ending with either.
+- **turnover**: cash changing hands per year over average equity: option premium (price x 100 per
+  contract), shares traded, and the shares and intrinsic value moved by exercise and assignment.
+- **benchmark**: buy-and-hold of the underlying, as for a one-symbol stock run.
+
+When stock and options policies are compared, every env starts at the latest first bar among them and
+runs to the last bar, so all equity curves share one index.
 """
 
 from __future__ import annotations
@@ -29,10 +53,13 @@ from envs.execution import ExecutionConfig
 from envs.features import FeatureConfig, compute_features
 from envs.market_data import MarketData
 from envs.metrics import Stats, compute_stats
-from envs.trades import round_trips
+from envs.option_account import OptionCosts
+from envs.options_env import ENV_ID as OPTIONS_ENV_ID
+from envs.options_env import OptionsEnv
 from envs.portfolio_env import PortfolioEnv
 from envs.risk import RiskConfig, RiskEvent
 from envs.stock_env import StocksEnv
+from envs.trades import round_trips
 from envs.trading_env import TradingEnvBase
 from experiments.replay import replay_weights
 
@@ -40,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 # Rule bots ignore the observation; one feature keeps the env's warm-up at a single bar.
 MINIMAL_FEATURES = FeatureConfig(features=("ret_1",), normalize="none")
+
+STOCK_ENV_IDS = ("AlpacaGym/Stocks-v0", "AlpacaGym/Portfolio-v0")
 
 
 @dataclass(frozen=True)
@@ -52,6 +81,7 @@ class BacktestConfig:
     :param start: first decision bar; default the first bar every policy's env can start at.
     :param periods_per_year: bars per year for the annualised metrics.
     :param seed: seed passed to ``env.reset`` and ``policy.reset``.
+    :param commission_per_contract: commission per option contract (options runs).
     """
 
     initial_cash: float = 100_000.0
@@ -60,6 +90,20 @@ class BacktestConfig:
     start: int | None = None
     periods_per_year: int = 252
     seed: int = 0
+    commission_per_contract: float = 0.65
+
+    def option_costs(self) -> OptionCosts:
+        """The options env's costs: per-contract commission, and the stock envs' costs for shares.
+
+        Slippage is adverse by ``slippage_bps`` per fill, which is what half of a ``2 x slippage_bps``
+        spread costs, so it is folded into the stock spread.
+        """
+        ex = self.execution
+        return OptionCosts(
+            commission_per_contract=self.commission_per_contract,
+            stock_commission=ex.commission,
+            stock_spread_bps=ex.spread_bps + 2.0 * ex.slippage_bps,
+        )
 
 
 @dataclass(frozen=True)
@@ -70,11 +114,14 @@ class BacktestResult:
     :param equity: equity at each close from the start bar (first value: initial cash).
     :param fills: the env's trade log (one row per fill, with its reason).
     :param trades: closed round trips (:func:`envs.trades.round_trips`).
-    :param positions: shares held after each bar, ``(len(equity), S)``.
+    :param positions: shares held after each bar, ``(len(equity), S)``; for an options run
+        ``(len(equity), 2)``: shares of the underlying and option contracts held (gross, all legs).
     :param risk_events: every risk-layer intervention (fields of :class:`envs.risk.RiskEvent`).
     :param benchmark: equal-weight buy-and-hold of the same symbols, rebased to the initial cash.
     :param stats: the headline metrics.
     :param mode: ``"step"`` or ``"replay"``.
+    :param env_id: the env the policy ran in.
+    :param notes: settings of the backtest that did not apply to this run, and why.
     """
 
     name: str
@@ -86,21 +133,83 @@ class BacktestResult:
     benchmark: pd.Series
     stats: Stats
     mode: Literal["step", "replay"]
+    env_id: str = STOCK_ENV_IDS[0]
+    notes: tuple[str, ...] = ()
 
 
-def make_env(policy: Any, data: MarketData, config: BacktestConfig) -> TradingEnvBase:
+def policy_env_id(policy: Any, data: MarketData) -> str:
+    """The env ``policy`` trades in: its ``env_id``, else ``Stocks-v0`` for one symbol and
+    ``Portfolio-v0`` for several.
+
+    :param policy: the policy.
+    :param data: the bars.
+    """
+    env_id = getattr(policy, "env_id", None) or STOCK_ENV_IDS[data.n_symbols > 1]
+    known = (*STOCK_ENV_IDS, OPTIONS_ENV_ID)
+    if env_id not in known:
+        raise ValueError(f"{_name(policy)} names env_id {env_id!r}; the backtest runs {known}")
+    return env_id
+
+
+def make_env(policy: Any, data: MarketData, config: BacktestConfig) -> TradingEnvBase | OptionsEnv:
     """The env a policy is backtested in.
 
-    :param policy: the policy (its optional ``env_options`` dict overrides the defaults).
+    :param policy: the policy (its optional ``env_options`` dict overrides the defaults, its
+        ``env_id`` picks the env).
     :param data: the bars.
     :param config: the backtest settings.
     """
-    options: dict[str, Any] = {"window_size": 1, "features": MINIMAL_FEATURES, "action_mode": "weights"}
+    if policy_env_id(policy, data) == OPTIONS_ENV_ID:
+        if data.n_symbols != 1:
+            raise ValueError(
+                f"{_name(policy)} trades options on one underlying ({OPTIONS_ENV_ID}) but the data has "
+                f"{data.n_symbols} symbols {list(data.symbols)}: select one (--symbols on the command line)"
+            )
+        options: dict[str, Any] = {"costs": config.option_costs()}
+        options.update(getattr(policy, "env_options", None) or {})
+        return OptionsEnv(data, initial_cash=config.initial_cash, **options)
+    options = {"window_size": 1, "features": MINIMAL_FEATURES, "action_mode": "weights"}
     options.update(getattr(policy, "env_options", None) or {})
     env_cls = StocksEnv if data.n_symbols == 1 else PortfolioEnv
     return env_cls(
         data, initial_cash=config.initial_cash, execution=config.execution, risk=config.risk, **options
     )
+
+
+def options_notes(config: BacktestConfig) -> tuple[str, ...]:
+    """The settings of ``config`` that ``Options-v0`` does not apply, each with the reason.
+
+    :param config: the backtest settings.
+    """
+    notes = []
+    if config.risk is not None:
+        notes.append(
+            f"risk layer not applied in {OPTIONS_ENV_ID}: the env sizes each position so that cash covers "
+            "its worst case (stock policies do use it)"
+        )
+    ex, default = config.execution, ExecutionConfig()
+    ignored = [
+        f"{f.name}={getattr(ex, f.name)!r}"
+        for f in fields(ExecutionConfig)
+        if f.name in _OPTIONS_IGNORE and getattr(ex, f.name) != getattr(default, f.name)
+    ]
+    if ignored:
+        notes.append(
+            f"{OPTIONS_ENV_ID} ignores {', '.join(ignored)}: it fills at the next open, holds no short "
+            "stock, charges commission per contract and uses no margin"
+        )
+    return tuple(notes)
+
+
+# Execution settings the options env has no counterpart for (its stock leg is always cash-covered,
+# 100 whole shares per contract, filled at the next open). ``fractional=False`` holds there anyway.
+_OPTIONS_IGNORE = frozenset(
+    {"commission_per_share", "allow_short", "borrow_rate", "max_leverage", "fill_at", "min_weight_change"}
+)
+
+
+def _name(policy: Any) -> str:
+    return getattr(policy, "name", "") or type(policy).__name__
 
 
 def start_bar(policies: list[Any], data: MarketData, config: BacktestConfig) -> int:
@@ -119,7 +228,7 @@ def start_bar(policies: list[Any], data: MarketData, config: BacktestConfig) -> 
 
 
 def _first_bar(policy: Any, data: MarketData, config: BacktestConfig) -> int:
-    if getattr(policy, "env_options", None):
+    if getattr(policy, "env_options", None) or policy_env_id(policy, data) == OPTIONS_ENV_ID:
         return make_env(policy, data, config).first_t
     # Features are causal, so the warm-up seen on a short prefix is the whole series' warm-up; this
     # avoids building an env (and its features) over a long series just to learn the start bar.
@@ -145,9 +254,13 @@ def run_backtest(
     :param config: the backtest settings (defaults: the seed's trading config).
     :param start: first decision bar (default: :func:`start_bar` for this policy alone).
     :param progress: show a progress bar while stepping.
+    :returns: the run; its ``notes`` list the settings that did not apply to it (for an options
+        policy: the risk layer and the stock-only execution settings, see :func:`options_notes`).
     """
     config = config or BacktestConfig()
-    name = getattr(policy, "name", "") or type(policy).__name__
+    name = _name(policy)
+    env_id = policy_env_id(policy, data)
+    options = env_id == OPTIONS_ENV_ID
     if getattr(policy, "allow_short", False) and not config.execution.allow_short:
         raise ValueError(
             f"{name} goes short (allow_short=True) but the env is long-only: "
@@ -155,7 +268,7 @@ def run_backtest(
         )
     start = start_bar([policy], data, config) if start is None else start
     policy.reset(config.seed)
-    if _can_replay(policy, config):
+    if not options and _can_replay(policy, config):
         weights = np.asarray(policy.act_batch(data), dtype=np.float64)
         run = replay_weights(data, weights, config.execution, config.initial_cash, start)
         equity, positions, fills, events = run.equity, run.positions, run.fills, []
@@ -164,7 +277,10 @@ def run_backtest(
         equity, positions, fills, events = _step(policy, data, config, start, progress)
         mode = "step"
     close = data.close[start : start + len(equity)]
-    borrow = config.execution.borrow_per_bar * float((np.maximum(-positions[1:], 0.0) * close[1:]).sum())
+    # The options env never holds short stock, so it pays no borrow fee.
+    borrow = 0.0 if options else (
+        config.execution.borrow_per_bar * float((np.maximum(-positions[1:], 0.0) * close[1:]).sum())
+    )
     benchmark = pd.Series(
         config.initial_cash * (close / close[0]).mean(axis=1), index=equity.index, name="benchmark"
     )
@@ -179,8 +295,13 @@ def run_backtest(
         periods_per_year=config.periods_per_year,
     )
     risk_events = pd.DataFrame(events, columns=[f.name for f in fields(RiskEvent)])
+    notes = options_notes(config) if options else ()
+    for note in notes:
+        logger.info("%s: %s", name, note)
     logger.info("%s (%s): final equity %.2f, %d fills", name, mode, stats.final_equity, len(fills))
-    return BacktestResult(name, equity, fills, trades, positions, risk_events, benchmark, stats, mode)
+    return BacktestResult(
+        name, equity, fills, trades, positions, risk_events, benchmark, stats, mode, env_id, notes
+    )
 
 
 def _step(
@@ -189,7 +310,8 @@ def _step(
     env = make_env(policy, data, config)
     obs, info = env.reset(seed=config.seed, options={"start": start})
     actions = policy.act_batch(data) if hasattr(policy, "act_batch") else None
-    positions = [info["positions"]]
+    held = _options_holdings if isinstance(env, OptionsEnv) else _stock_holdings
+    positions = [held(info)]
     events: list[RiskEvent] = []
     bar = tqdm(total=data.n_bars - 1 - start, desc=getattr(policy, "name", "policy"),
                unit="bar", disable=not progress, leave=False)
@@ -197,12 +319,22 @@ def _step(
     while not done:
         action = actions[info["t"]] if actions is not None else policy.act(obs, info)
         obs, _, terminated, truncated, info = env.step(action)
-        positions.append(info["positions"])
+        positions.append(held(info))
         events.extend(info["risk_events"])
         done = terminated or truncated
         bar.update()
     bar.close()
     return env.equity_series(), np.array(positions, dtype=np.float64), env.trade_frame(), events
+
+
+def _stock_holdings(info: dict[str, Any]) -> np.ndarray:
+    return info["positions"]
+
+
+def _options_holdings(info: dict[str, Any]) -> np.ndarray:
+    """Shares, and gross option contracts: an iron condor nets to zero contracts but is a position."""
+    contracts = sum(abs(leg.quantity) for leg in info["legs"])
+    return np.array([info["positions"][0], contracts], dtype=np.float64)
 
 
 def _traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:

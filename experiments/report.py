@@ -4,7 +4,8 @@ The HTML embeds every chart as a base64 ``data:`` URI and its styles inline; it 
 image from anywhere, so it opens offline and can be mailed as a single file. Charts: equity curves
 (with the buy-and-hold benchmark), drawdowns, rolling Sharpe, and per policy the trades marked on the
 price and a monthly returns heatmap; optional extras (Monte Carlo intervals, walk-forward folds, a
-parameter-stability heatmap) are added when given.
+parameter-stability heatmap) are added when given. Stock and options policies share every chart; an
+options policy's trades are drawn on its underlying, each option leg at its strike.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from envs.market_data import MarketData  # noqa: E402
 from envs.metrics import PERIODS_PER_YEAR, drawdown  # noqa: E402
+from envs.options_env import ENV_ID as OPTIONS_ENV_ID  # noqa: E402
 from experiments.engine import BacktestResult  # noqa: E402
 
 # Fractions shown as percentages in the table; everything else as plain numbers.
@@ -40,16 +42,37 @@ TABLE_FIELDS = (
 )
 
 
+def short_env_id(env_id: str) -> str:
+    """``"AlpacaGym/Options-v0"`` -> ``"Options-v0"``.
+
+    :param env_id: a registered env id.
+    """
+    return env_id.rpartition("/")[2]
+
+
 def stats_table(results: Sequence[BacktestResult]) -> pd.DataFrame:
-    """Metrics as a frame: one row per metric of :data:`TABLE_FIELDS`, one column per policy.
+    """Metrics as a frame: the env each policy ran in, then one row per metric of
+    :data:`TABLE_FIELDS`; one column per policy.
 
     :param results: backtest results.
     """
     return pd.DataFrame(
-        {r.name: [asdict(r.stats)[f] for f in TABLE_FIELDS] for r in results},
-        index=list(TABLE_FIELDS),
+        {r.name: [short_env_id(r.env_id)] + [asdict(r.stats)[f] for f in TABLE_FIELDS] for r in results},
+        index=["env", *TABLE_FIELDS],
         dtype=object,
     )
+
+
+def run_notes(results: Sequence[BacktestResult]) -> dict[str, list[str]]:
+    """Each distinct note of the results (settings that did not apply) with the policies it concerns.
+
+    :param results: backtest results.
+    """
+    notes: dict[str, list[str]] = {}
+    for r in results:
+        for note in r.notes:
+            notes.setdefault(note, []).append(r.name)
+    return notes
 
 
 def format_value(field: str, value: object) -> str:
@@ -163,6 +186,8 @@ def plot_trades(result: BacktestResult, data: MarketData, max_symbols: int = 4) 
     :param data: the bars it ran on.
     :param max_symbols: how many symbols to draw (the most traded first).
     """
+    if result.env_id == OPTIONS_ENV_ID:
+        return plot_option_trades(result, data)
     fills = result.fills
     counts = fills["symbol"].value_counts() if len(fills) else pd.Series(dtype=int)
     symbols = list(counts.index[:max_symbols]) or list(data.symbols[:1])
@@ -176,6 +201,48 @@ def plot_trades(result: BacktestResult, data: MarketData, max_symbols: int = 4) 
             ax.scatter(part["timestamp"], part["price"], marker=marker, color=color, s=18, zorder=3)
         ax.set_title(f"{result.name}: {symbol} ({len(mine)} fills)", fontsize=10)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# Option fills that are settlements at expiry rather than trades (see envs.option_account.OptionFill).
+_SETTLED = ("expired", "exercised", "assigned", "cash_settled")
+
+
+def plot_option_trades(result: BacktestResult, data: MarketData) -> Figure:
+    """An options run's fills on its underlying: stock fills as triangles at their price, option trades
+    at their strike (circles calls, squares puts; green buys, red sells), and legs settled at expiry
+    (expired, exercised, assigned) as black crosses at their strike.
+
+    A leg's premium is a few dollars against an underlying in the hundreds, so drawing it at its
+    strike is what shows where the position sat against the price.
+
+    :param result: one options policy's result.
+    :param data: the bars it ran on (one symbol).
+    """
+    fills = result.fills
+    symbol = data.symbols[0]
+    window = data.slice(result.equity.index[0], result.equity.index[-1])
+    fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+    ax.plot(window.index, window.close[:, 0], color="0.3", lw=0.8, label=symbol)
+    kind = fills["kind"].to_numpy()
+    side = np.sign(fills["quantity"].to_numpy(float))
+    level = np.where(kind == "stock", fills["price"].to_numpy(float), fills["strike"].to_numpy(float))
+    settled = fills["reason"].isin(_SETTLED).to_numpy() & (kind != "stock")
+    times = fills["timestamp"]
+    for name, marker, label in (("stock", None, "shares"), ("call", "o", "call"), ("put", "s", "put")):
+        for sign, color, verb in ((1, "tab:green", "bought"), (-1, "tab:red", "sold")):
+            mask = (kind == name) & (side == sign) & ~settled
+            if mask.any():
+                shape = marker or ("^" if sign > 0 else "v")
+                ax.scatter(times[mask], level[mask], marker=shape, color=color, s=14, alpha=0.7, zorder=3,
+                           label=f"{label} {verb}")
+    if settled.any():
+        ax.scatter(times[settled], level[settled], marker="x", color="k", s=12, lw=0.8, zorder=4,
+                   label="settled at expiry")
+    ax.set_title(f"{result.name}: {symbol} and its options ({len(fills)} fills)", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7, ncol=3)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
@@ -309,7 +376,8 @@ def write_report(
     sections.append(image(plot_rolling_sharpe(results), "rolling_sharpe.png", "rolling Sharpe"))
     for r in results:
         slug = "".join(ch if ch.isalnum() else "_" for ch in r.name)
-        parts = [f"<h2>{html.escape(r.name)}</h2>"]
+        parts = [f"<h2>{html.escape(r.name)} <span class='note'>({short_env_id(r.env_id)})</span></h2>"]
+        parts += [f"<p class='note'>Note: {html.escape(note)}</p>" for note in r.notes]
         parts.append(image(plot_trades(r, data), f"trades_{slug}.png", f"{r.name} trades"))
         parts.append(image(plot_monthly_returns(r), f"monthly_{slug}.png", f"{r.name} monthly returns"))
         if len(r.risk_events):
