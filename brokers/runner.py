@@ -4,9 +4,9 @@ On every new bar:
 
 1. **reconcile**: stale orders of earlier bars are cancelled, unfinished orders are polled and their fills
    journalled, and the broker's positions become the truth (:func:`brokers.reconcile.reconcile`);
-2. **observe**: a shadow env, built by the same factory the backtest uses over the bars so far, is reset
-   at the run's first bar and replays the run's journalled actions, so the policy receives exactly the
-   observation and ``info`` the backtest env would give it after the same decisions;
+2. **observe**: a shadow env (:class:`brokers.shadow.ShadowEnv`), built once by the factory the backtest
+   uses and stepped once per bar with the run's decisions, gives the policy exactly the observation and
+   ``info`` the backtest env would give it after the same decisions;
 3. **decide**: ``policy.act(obs, info)``, turned into target weights by the env's action adapter, then the
    risk layer (:class:`envs.risk.RiskManager`) on the broker's real account;
 4. **order**: as in the env, only symbols whose target changed trade, plus those whose previous orders
@@ -18,13 +18,13 @@ On every new bar:
 The decision (action, weights, risk state) is journalled before any order, so a restarted runner re-uses
 it for that bar instead of asking the policy again, and resends nothing that already reached the broker.
 Replaying the journal at start-up also rebuilds a stateful policy's memory by feeding it the past bars.
-The shadow env is rebuilt each bar (cost grows with the run's length; ample for daily and hourly bars).
+After that, a bar costs the same however long the run has been going: one env step, one policy call, and
+journal look-ups by key (the journal is read in full only once, at start-up).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,17 +37,18 @@ from brokers.order_ids import client_order_id
 from brokers.planning import PlannedOrder, plan_orders
 from brokers.reconcile import Reconciliation, reconcile
 from brokers.router import OrderRouter
+from brokers.shadow import EnvFactory, ShadowEnv
 from envs.execution import ExecutionConfig
 from envs.history import History
 from envs.market_data import CLOSE, MarketData
 from envs.risk import RiskConfig, RiskManager, RiskState
-from envs.trading_env import TradingEnvBase
 
 log = logging.getLogger(__name__)
 
-EnvFactory = Callable[[MarketData], TradingEnvBase]
 KILLED = "kill_switch"
 UNFILLED = frozenset({UNSENT, "canceled", "expired", "rejected", "done_for_day"})
+LEGS = ("", "close", "open")
+"""The order legs :func:`brokers.planning.plan_orders` names a symbol's orders of one decision with."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class LiveRunner:
     :param make_env: builds the backtest's env over given bars (e.g. ``experiments.engine.make_env``).
     :param symbols: the traded symbols, in the env's order.
     :param config: trading settings.
+    :param bars: every bar of the run when known up front (a sim replay): the shadow env is built on them
+        once instead of growing bar by bar (features are causal, so the policy sees the same).
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class LiveRunner:
         make_env: EnvFactory,
         symbols: tuple[str, ...],
         config: RunnerConfig,
+        bars: MarketData | None = None,
     ) -> None:
         self.policy = policy
         self.broker = broker
@@ -121,9 +125,12 @@ class LiveRunner:
         self.config = config
         self.router = OrderRouter(broker, journal, config.run_id, dry_run=config.dry_run)
         self.risk = RiskManager(config.risk, len(self.symbols), self.symbols) if config.risk else None
+        self.shadow = ShadowEnv(make_env, config.seed, None if bars is None else bars.select(list(symbols)))
         self.last_decision: Decision | None = None
         self.last_reconciliation: Reconciliation | None = None
-        self._warm = False
+        # The run's decisions, oldest first: read from the journal once, then appended as they are made.
+        self._decisions: list[tuple[pd.Timestamp, dict[str, Any]]] = []
+        self._stopped: str | None = None
 
     # ------------------------------------------------------------------ the bar step
     def on_bar(self, data: MarketData) -> Decision:
@@ -139,27 +146,30 @@ class LiveRunner:
         self.router.send_pending(ts)  # settles orders of earlier bars that never went out
         rec = self.last_reconciliation = reconcile(self.broker, self.journal, run)
         account = self.broker.account()
-        decisions = self.journal.decisions(run)
-        killed = [t for t, p in decisions if KILLED in p]
-        if killed:
+        if not self.shadow.started:
+            self._load_decisions()
+        if self._stopped is not None:
             raise RuntimeError(
-                f"run {run!r} was stopped by the kill switch at {killed[0]}; start a new run id"
+                f"run {run!r} was stopped by the kill switch at {self._stopped}; start a new run id"
             )
-        past = [(t, p) for t, p in decisions if t < ts]
+        before = self._decision_before(ts)
+        if before is None or not self.shadow.started:
+            self._start(data, account.equity)
+        else:
+            self.shadow.advance(data, before[1]["action"])
         recorded = self.journal.decision(run, ts)
-        if not self._warm:
-            self._start(data, past, account.equity)
         if recorded is None:
-            payload = self._decide(data, past, rec, account.equity)
+            payload = self._decide(data, rec, account.equity)
             self.journal.record_decision(run, ts, payload)
+            self._decisions.append((ts, payload))
         else:
             payload = recorded
             log.info("bar %s already decided before a restart; re-using the journalled decision", ts)
         self._restore_risk(payload)
-        previous = past[-1][1]["target"] if past else self._held_weights(rec.positions, data, account.equity)
+        previous = before[1]["target"] if before else self._held_weights(rec.positions, data, account.equity)
         changed = self._changed(previous, payload["target"])
-        if past:
-            retry = self._unfilled_symbols(past[-1][0]) - set(changed)
+        if before:
+            retry = self._unfilled_symbols(before[0]) - set(changed)
             changed.update({s: payload["target"][s] for s in sorted(retry)})
         prices = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
         plan = plan_orders(
@@ -205,6 +215,7 @@ class LiveRunner:
         now = pd.Timestamp.now(tz="UTC").floor("s")
         rec = reconcile(self.broker, self.journal, self.config.run_id)
         self.journal.record_decision(self.config.run_id, now, {KILLED: reason})
+        self._stopped = str(now)
         plan = [
             PlannedOrder(
                 OrderRequest(
@@ -228,65 +239,46 @@ class LiveRunner:
         return f"{when} equity {acct.equity:,.2f} cash {acct.cash:,.2f} | {held} | target {decided}"
 
     # ------------------------------------------------------------------ internals
-    def _shadow(
-        self, data: MarketData, past: list[tuple[pd.Timestamp, dict[str, Any]]]
-    ) -> tuple[TradingEnvBase, np.ndarray, dict[str, Any], list[tuple[np.ndarray, dict[str, Any]]]]:
-        """The backtest env over ``data``, stepped through the run's journalled actions to the last bar.
+    def _load_decisions(self) -> None:
+        """Read the run's decisions from the journal (once per process) and note a kill-switch stop."""
+        self._decisions = []
+        for ts, payload in self.journal.decisions(self.config.run_id):
+            if KILLED in payload:
+                self._stopped = self._stopped or str(ts)
+            else:
+                self._decisions.append((ts, payload))
 
-        Bars without a journalled decision (the runner was down) repeat the previous action, which in
-        the env means holding. A placeholder bar (the last close, flat) is appended so the env can stand
-        at the last real bar; features are causal, so nothing observed there depends on it.
+    def _decision_before(self, ts: pd.Timestamp) -> tuple[pd.Timestamp, dict[str, Any]] | None:
+        """The latest decision on a bar before ``ts`` (normally the last one made)."""
+        for k in range(len(self._decisions) - 1, -1, -1):
+            if self._decisions[k][0] < ts:
+                return self._decisions[k]
+        return None
 
-        :return: the env, the observation and info at the last bar, and (obs, info) at every replayed bar.
-        """
-        last = data.values[-1:].copy()
-        last[..., :4] = last[..., CLOSE : CLOSE + 1]
-        last[..., 4] = 0.0
-        step = data.index[-1] - data.index[-2] if data.n_bars > 1 else pd.Timedelta(days=1)
-        index = data.index.append(pd.DatetimeIndex([data.index[-1] + step]))
-        env = self.make_env(MarketData(np.concatenate([data.values, last]), index, data.symbols))
-        actions = {ts: payload["action"] for ts, payload in past}
-        missing = [ts for ts in actions if ts not in data.index]
-        if missing:
-            raise ValueError(f"the feed lacks journalled bar(s) {missing[:3]}; feed more history")
-        start = int(data.index.get_loc(past[0][0])) if past else data.n_bars - 1
-        if start < env.first_t:
-            raise ValueError(
-                f"bar {data.index[start]} is inside the env's warm-up ({env.first_t} bars); feed more history"
-            )
-        obs, info = env.reset(seed=self.config.seed, options={"start": start})
-        seen = []
-        action = None
-        for k in range(start, data.n_bars - 1):
-            seen.append((obs, info))
-            action = actions.get(data.index[k], action)
-            obs, _, _, _, info = env.step(_as_action(env, action))
-        return env, obs, info, seen
-
-    def _start(
-        self, data: MarketData, past: list[tuple[pd.Timestamp, dict[str, Any]]], equity: float
-    ) -> None:
-        """First bar of this process: reset the policy and the risk layer, then replay the journal."""
+    def _start(self, data: MarketData, equity: float) -> None:
+        """The run's first bar in this process: reset the policy and the risk layer, build the shadow env
+        and bring it to now through the journalled decisions, which the policy sees again to rebuild its
+        memory."""
+        ts = data.index[-1]
+        past = [(t, p) for t, p in self._decisions if t < ts]
         self.policy.reset(self.config.seed)
         if self.risk is not None:
             self.risk.reset(equity)
+        seen = self.shadow.start(data, [(t, p["action"]) for t, p in past])
         if past:
-            _, _, _, seen = self._shadow(data, past)
             journalled = dict(past)
-            start = int(data.index.get_loc(past[0][0]))
-            for k, (obs, info) in enumerate(seen, start):
+            for obs, info in seen:
                 replayed = _jsonable(self.policy.act(obs, info))
-                payload = journalled.get(data.index[k])
+                payload = journalled.get(info["timestamp"])
                 if payload is not None and replayed != payload["action"]:
                     log.warning(
                         "policy state rebuilt: bar %s gives %s now, %s was journalled",
-                        data.index[k],
+                        info["timestamp"],
                         replayed,
                         payload["action"],
                     )
             self._restore_risk(past[-1][1])
             log.info("resumed run %s after %d journalled decisions", self.config.run_id, len(past))
-        self._warm = True
 
     def _restore_risk(self, payload: dict[str, Any]) -> None:
         if self.risk is not None:
@@ -294,16 +286,9 @@ class LiveRunner:
             self.risk.peak_equity, self.risk.halted = state["peak_equity"], state["halted"]
             self.risk.blocked[:] = state["blocked"]
 
-    def _decide(
-        self,
-        data: MarketData,
-        past: list[tuple[pd.Timestamp, dict[str, Any]]],
-        rec: Reconciliation,
-        equity: float,
-    ) -> dict[str, Any]:
-        env, obs, info, _ = self._shadow(data, past)
-        action = self.policy.act(obs, info)
-        requested = env.adapter.to_weights(action)
+    def _decide(self, data: MarketData, rec: Reconciliation, equity: float) -> dict[str, Any]:
+        action = self.policy.act(self.shadow.obs, self.shadow.info)
+        requested = self.shadow.env.adapter.to_weights(action)
         allowed, events = requested, []
         if self.risk is not None:
             closes = data.values[-1, :, CLOSE]
@@ -346,12 +331,15 @@ class LiveRunner:
 
     def _unfilled_symbols(self, bar_ts: pd.Timestamp) -> set[str]:
         """Symbols whose orders of ``bar_ts`` ended without filling (a flip's opening leg left unsent, a
-        partial fill cancelled, a reject): they trade again towards the current target."""
-        return {
-            o.request.symbol
-            for o in self.journal.orders(self.config.run_id)
-            if o.bar_ts == bar_ts and o.status in UNFILLED
-        }
+        partial fill cancelled, a reject): they trade again towards the current target. The orders are
+        looked up by their deterministic ids, so the cost does not grow with the run."""
+        out = set()
+        for s in self.symbols:
+            for leg in LEGS:
+                order = self.journal.order(client_order_id(self.config.run_id, bar_ts, s, leg))
+                if order is not None and order.status in UNFILLED:
+                    out.add(s)
+        return out
 
     def _held_weights(self, positions: dict[str, float], data: MarketData, equity: float) -> dict[str, float]:
         closes = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
@@ -361,11 +349,3 @@ class LiveRunner:
 def _jsonable(action: Any) -> Any:
     arr = np.asarray(action)
     return arr.tolist() if arr.ndim else arr.item()
-
-
-def _as_action(env: TradingEnvBase, value: Any) -> Any:
-    """A journalled action back in the form the policy gave it (JSON keeps ints and floats apart; float64
-    is kept, as the backtest passes the policy's action to the env unconverted)."""
-    arr = np.asarray(value)
-    shape = env.action_space.shape
-    return arr.reshape(shape) if shape else arr.item()

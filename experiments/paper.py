@@ -84,6 +84,7 @@ def make_runner(
     symbols: tuple[str, ...],
     runner_config: RunnerConfig,
     initial_cash: float,
+    bars: MarketData | None = None,
 ) -> LiveRunner:
     """A runner whose shadow env is exactly the backtest's env for this policy.
 
@@ -93,6 +94,8 @@ def make_runner(
     :param symbols: traded symbols.
     :param runner_config: trading settings.
     :param initial_cash: the shadow env's starting cash.
+    :param bars: every bar of the run when known up front (``--broker sim``), so the shadow env is built
+        once on them.
     """
     backtest = BacktestConfig(
         initial_cash=initial_cash,
@@ -101,7 +104,7 @@ def make_runner(
         seed=runner_config.seed,
     )
     return LiveRunner(
-        policy, broker, journal, lambda d: make_env(policy, d, backtest), symbols, runner_config
+        policy, broker, journal, lambda d: make_env(policy, d, backtest), symbols, runner_config, bars
     )
 
 
@@ -300,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"--data {args.data!r} has symbols {list(data.symbols)}, not {list(symbols)}"
                     )
                 broker = SimBroker(symbols, args.initial_cash, execution)
-                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
+                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash, data)
                 backtest = BacktestConfig(
                     initial_cash=args.initial_cash, execution=execution, risk=config.risk
                 )
