@@ -1,8 +1,9 @@
 """The backtest engine: run one policy through the trading env and collect what a report needs.
 
-Every policy runs in the same env (``Stocks-v0`` for one symbol, ``Portfolio-v0`` for several, in the
-``"weights"`` action mode unless the policy asks otherwise) with the same costs, risk layer and start
-bar, so their results compare. Two ways through it, with identical fills:
+Every stock policy runs in the same env (``Stocks-v0`` for one symbol, ``Portfolio-v0`` for several, in
+the ``"weights"`` action mode unless the policy asks otherwise) with the same costs, risk layer and start
+bar, so their results compare; options policies run in ``Options-v0`` on the same bars from the same
+start bar (see below). Two ways through a stock env, with identical fills:
 
 - **step**: ``env.reset`` then ``env.step`` bar by bar, the policy's ``act`` called on each ``info``
   (or its ``act_batch`` actions looked up per bar). Needed whenever the risk layer is on, because risk
@@ -26,9 +27,10 @@ rank is defined, and go through the same metrics with these meanings:
   position so that cash covers its worst case. The result's ``notes`` say which settings were ignored.
 - **trades**: round trips per contract (OCC symbol) and for the shares, in shares-equivalent quantity
   (contracts x 100) and per-share prices, so an iron condor is four trades; a leg held to expiry ends at
-  its settlement fill (0 if it expired worthless, intrinsic value if exercised or assigned), and shares
-  delivered by an assignment are a stock trade of their own. ``return`` is P/L over the premium paid
-  or received when the leg opened.
+  its settlement fill (0 if it expired worthless, intrinsic value if exercised or assigned); shares
+  delivered by an exercise or assignment are stock fills at the settlement close, so they open or close
+  stock trades (a covered call's assignment closes its shares). ``return`` is P/L over the premium paid
+  or received when the leg opened (NaN for a leg sold at a zero bid).
 - **positions and exposure**: ``positions`` holds shares and gross option contracts (all legs) after
   each bar; exposure is the share of bars ending with either.
 - **turnover**: cash changing hands per year over average equity: option premium (price x 100 per
