@@ -134,13 +134,16 @@ class PortfolioEnv(TradingEnvBase):
             raise RuntimeError("step() called after the episode ended; call reset()")
         target = self.adapter.to_weights(action)
         reasons = np.full(self.data.n_symbols, "policy", dtype=object)
+        force = np.zeros(self.data.n_symbols, dtype=bool)
         risk_events: tuple = ()
         if self._risk is not None:
-            target, reasons, risk_events = self._apply_risk(target)
+            target, reasons, force, risk_events = self._apply_risk(target)
         t1 = self._t + 1
         bar = self.data.values[t1]
         changed = target != self._target
-        active = changed & ((np.abs(target - self._target) > self.execution.min_weight_change) | (target == 0))
+        active = force | (
+            changed & ((np.abs(target - self._target) > self.execution.min_weight_change) | (target == 0))
+        )
         fills: tuple = ()
         if active.any():
             result = rebalance(
@@ -178,5 +181,5 @@ class PortfolioEnv(TradingEnvBase):
             self.portfolio.trades[-len(fills) :] = fills
         return fills
 
-    def _apply_risk(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    def _apply_risk(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
         return self._risk_check(target, self.portfolio.avg_cost.copy())

@@ -9,8 +9,10 @@ causal by construction. Rules, each switched off by setting it to ``None``:
 2. **stop_loss**: a position whose last close is this far beyond its average entry price (below for a
    long, above for a short) is closed. The exit fills with the next order (next bar's open), so gaps can
    lose more than the stop. Re-entry in the same direction is blocked until the policy asks for a flat
-   or opposite position, so a bot that keeps saying "long" does not buy straight back in.
-3. **max_position**: absolute weight per symbol is capped.
+   or opposite position, or until ``stop_cooldown`` bars have passed, so a bot that keeps saying "long"
+   does not buy straight back in, yet an always-invested policy (buy-and-hold) is not locked out for good.
+3. **max_position**: absolute weight per symbol is capped; a held position the market carries more than
+   ``position_drift`` above the cap is trimmed back to it (a forced trade, see :attr:`RiskEvent.force`).
 4. **max_correlation**: a new position is refused if its return correlation with a position already
    accepted (same-direction exposure: correlation times the product of the signs) exceeds the limit,
    measured over the last ``correlation_lookback`` closes.
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 
-_Record = Callable[[int, str, str, float], None]
+_Record = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class RiskConfig:
     :param max_heat: largest total open risk (sum of ``|weight| x stop distance``).
     :param max_correlation: largest same-direction return correlation between two open positions.
     :param correlation_lookback: closes used to measure correlation and, with stops off, volatility.
+    :param position_drift: how far (relative) a held position may drift above ``max_position`` with the
+        market before it is trimmed back to the cap.
+    :param stop_cooldown: bars after a stop before the same direction may be re-entered even if the policy
+        never asked to go flat; ``None`` keeps the block until the policy's signal resets.
     """
 
     max_position: float | None = 0.15
@@ -56,6 +62,8 @@ class RiskConfig:
     max_heat: float | None = 0.06
     max_correlation: float | None = 0.8
     correlation_lookback: int = 60
+    stop_cooldown: int | None = 5
+    position_drift: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("max_position", "stop_loss", "max_drawdown", "max_heat"):
@@ -72,6 +80,10 @@ class RiskConfig:
             raise ValueError(
                 f"RiskConfig.max_correlation must be in [-1, 1], got {self.max_correlation}"
             )
+        if self.position_drift < 0:
+            raise ValueError(f"RiskConfig.position_drift must be >= 0, got {self.position_drift}")
+        if self.stop_cooldown is not None and self.stop_cooldown < 1:
+            raise ValueError(f"RiskConfig.stop_cooldown must be at least 1 bar or None, got {self.stop_cooldown}")
         if self.correlation_lookback < 3:
             raise ValueError(
                 f"RiskConfig.correlation_lookback must be at least 3, got {self.correlation_lookback}"
@@ -88,6 +100,8 @@ class RiskEvent:
     :param reason: human readable explanation with the numbers.
     :param requested: weight the policy asked for.
     :param allowed: weight the risk layer allowed.
+    :param force: trade to ``allowed`` even though the policy's target did not change (a held position
+        breached a limit, e.g. drifted above ``max_position``); envs otherwise trade only on a new target.
     """
 
     timestamp: pd.Timestamp
@@ -96,6 +110,7 @@ class RiskEvent:
     reason: str
     requested: float
     allowed: float
+    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,7 @@ class RiskManager:
         if self.symbols is not None and len(self.symbols) != self.n_symbols:
             raise ValueError(f"{len(self.symbols)} symbol names for n_symbols={self.n_symbols}")
         self.blocked = np.zeros(self.n_symbols, dtype=np.int8)
+        self.blocked_at = np.zeros(self.n_symbols, dtype=np.int64)
 
     def reset(self, initial_equity: float) -> None:
         """Start a new episode.
@@ -173,9 +189,9 @@ class RiskManager:
         names = self._names(state)
         events: list[RiskEvent] = []
 
-        def record(j: int, rule: str, reason: str, allowed: float) -> None:
+        def record(j: int, rule: str, reason: str, allowed: float, force: bool = False) -> None:
             events.append(
-                RiskEvent(state.timestamp, names[j], rule, reason, float(requested[j]), allowed)
+                RiskEvent(state.timestamp, names[j], rule, reason, float(requested[j]), allowed, force)
             )
 
         if self.halted:
@@ -200,6 +216,15 @@ class RiskManager:
                 record(j, "max_position", f"|weight| {abs(weights[j]):.4f} > {cfg.max_position}",
                        capped)
                 weights[j] = capped
+            # A held position that the market carried well above the cap is trimmed back to it.
+            drifted = (np.abs(state.weights) > cfg.max_position * (1.0 + cfg.position_drift)) & (
+                np.sign(weights) == np.sign(state.weights)
+            )
+            for j in np.flatnonzero(drifted):
+                capped = float(np.sign(weights[j]) * min(abs(weights[j]), cfg.max_position))
+                record(j, "max_position", f"held |weight| {abs(state.weights[j]):.4f} drifted above "
+                       f"{cfg.max_position} by more than {cfg.position_drift:.0%}: trimmed", capped, True)
+                weights[j] = capped
         self._apply_slots(weights, state, names, record)
         if cfg.max_heat is not None:
             self._apply_heat(weights, state, record)
@@ -213,8 +238,11 @@ class RiskManager:
         stop = self.config.stop_loss
         if stop is None:
             return
-        # A block lifts once the policy stops asking for that direction.
-        self.blocked[np.sign(weights) != self.blocked] = 0
+        # A block lifts once the policy stops asking for that direction, or after the cooldown.
+        lift = np.sign(weights) != self.blocked
+        if self.config.stop_cooldown is not None:
+            lift |= state.t - self.blocked_at >= self.config.stop_cooldown
+        self.blocked[lift] = 0
         side = np.sign(state.positions)
         with np.errstate(invalid="ignore"):
             adverse = side * (state.entry_prices - state.prices) / state.entry_prices
@@ -223,8 +251,9 @@ class RiskManager:
         for j in np.flatnonzero(hit):
             record(j, "stop_loss", f"close {state.prices[j]:.4f} is {adverse[j]:.2%} against entry "
                    f"{state.entry_prices[j]:.4f} (stop {stop:.2%}); re-entry blocked until the "
-                   "signal resets", 0.0)
+                   f"signal resets or {self.config.stop_cooldown} bars pass", 0.0)
             self.blocked[j] = side[j]
+            self.blocked_at[j] = state.t
         weights[(self.blocked != 0) & (np.sign(weights) == self.blocked)] = 0.0
 
     def _apply_slots(

@@ -203,14 +203,15 @@ class StocksEnv(TradingEnvBase):
             raise RuntimeError("step() called after the episode ended; call reset()")
         target = self._target_weight(action)
         reason = "policy"
+        force = False
         risk_events: tuple = ()
         if self._risk is not None:
-            target, reason, risk_events = self._apply_risk(target)
+            target, reason, force, risk_events = self._apply_risk(target)
         t1 = self._t + 1
         bar = self._bars[t1]
         fills: tuple = ()
         band = self.execution.min_weight_change
-        if target != self._target and (abs(target - self._target) > band or target == 0.0):
+        if force or (target != self._target and (abs(target - self._target) > band or target == 0.0)):
             fills = self._trade(target, bar, t1, reason)
         close = bar[CLOSE]
         if self._shares < 0 and self.execution.borrow_rate:
@@ -247,6 +248,6 @@ class StocksEnv(TradingEnvBase):
         self.trades.append(fill)
         return (fill,)
 
-    def _apply_risk(self, target: float) -> tuple[float, str, tuple]:
-        allowed, reasons, events = self._risk_check(np.array([target]), np.array([self._avg_cost]))
-        return float(allowed[0]), str(reasons[0]), events
+    def _apply_risk(self, target: float) -> tuple[float, str, bool, tuple]:
+        allowed, reasons, force, events = self._risk_check(np.array([target]), np.array([self._avg_cost]))
+        return float(allowed[0]), str(reasons[0]), bool(force[0]), events

@@ -223,8 +223,12 @@ class TradingEnvBase(gym.Env):
 
     def _risk_check(
         self, target: np.ndarray, entry_prices: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, tuple]:
-        """Run the risk layer on ``target`` weights: allowed weights, the reason per symbol, the events."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+        """Run the risk layer on ``target`` weights.
+
+        :returns: allowed weights, the reason per symbol, which symbols must trade even with an unchanged
+            target (:attr:`envs.risk.RiskEvent.force`), and the events.
+        """
         from envs.risk import RiskState
 
         positions, weights, _ = self._account_state()
@@ -241,12 +245,14 @@ class TradingEnvBase(gym.Env):
         allowed, events = self._risk.apply(target, state)
         allowed = np.asarray(allowed, dtype=np.float64)
         reasons = np.full(self.data.n_symbols, "policy", dtype=object)
+        force = np.zeros(self.data.n_symbols, dtype=bool)
         for event in events:
             if event.symbol in self.data.symbols:
                 j = self.data.symbols.index(event.symbol)
-                if allowed[j] != target[j]:
+                if allowed[j] != target[j] or event.force:
                     reasons[j] = event.rule
-        return allowed, reasons, tuple(events)
+                force[j] |= event.force
+        return allowed, reasons, force, tuple(events)
 
     # ------------------------------------------------------------------ run record
     def equity_series(self) -> pd.Series:

@@ -169,3 +169,32 @@ def test_bad_input_raises_clear_errors():
         RiskConfig(stop_loss=1.5)
     with pytest.raises(ValueError, match="RiskConfig.max_positions"):
         RiskConfig(max_positions=0)
+
+
+@pytest.mark.parametrize("cooldown", [3, None])
+def test_stop_block_lifts_after_the_cooldown_for_an_always_invested_policy(cooldown):
+    risk = manager(replace(OFF, stop_loss=0.02, stop_cooldown=cooldown), n_symbols=1)
+    close = np.full((5, 1), 100.0)
+    close[-1] = 97.0
+    hit = make_state(close, positions=[10], entry_prices=[100.0])
+    assert risk.apply(np.array([1.0]), hit)[0][0] == 0.0
+    for extra in range(1, 6):
+        later = make_state(np.full((5 + extra, 1), 97.0))
+        allowed = risk.apply(np.array([1.0]), later)[0][0]
+        reentered = cooldown is not None and extra >= cooldown
+        assert allowed == (1.0 if reentered else 0.0), f"{extra} bars after the stop"
+    with pytest.raises(ValueError, match="stop_cooldown"):
+        RiskConfig(stop_cooldown=0)
+
+
+def test_held_position_drifting_above_the_cap_is_trimmed_with_a_forced_event():
+    risk = manager(replace(OFF, max_position=0.15, position_drift=0.1), n_symbols=1)
+    close = np.full((5, 1), 100.0)
+    inside = make_state(close, positions=[160.0], entry_prices=[90.0])  # weight 0.16: within the drift
+    allowed, events = risk.apply(np.array([0.15]), inside)
+    assert allowed[0] == 0.15 and events == []
+    drifted = make_state(close, positions=[180.0], entry_prices=[90.0])  # weight 0.18 > 0.165
+    allowed, events = risk.apply(np.array([0.15]), drifted)
+    assert allowed[0] == 0.15
+    assert [(e.rule, e.force) for e in events] == [("max_position", True)]
+    assert "drifted" in events[0].reason
