@@ -78,7 +78,7 @@ class PredictorPipeline:
         if labels.horizons != self.horizons:
             raise ValueError(f"labels have horizons {labels.horizons}, the model {self.horizons}")
         if self.regime is not None:
-            self.detector = RegimeDetector(self.regime, self.seed).fit(inputs.regime[start:], stop - start)
+            self.detector = RegimeDetector(self.regime, self.seed).fit(inputs.regime[start:stop], stop - start)
             self.feature_names = (*inputs.names, *self.detector.names)
         else:
             self.feature_names = inputs.names
