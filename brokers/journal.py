@@ -30,6 +30,9 @@ UNSENT = "unsent"
 """Planned for a bar that passed before it could be sent (e.g. the runner was down); never sent."""
 _LOCAL_TERMINAL = (DRY_RUN, UNSENT)
 _BROKER_TERMINAL = ("filled", "canceled", "expired", "replaced", "rejected", "done_for_day")
+# Written out rather than bound as parameters: SQLite uses the partial index below only for a query whose
+# condition is the index's own, literally.
+_UNFINISHED = "status NOT IN ({})".format(", ".join(f"'{s}'" for s in _LOCAL_TERMINAL + _BROKER_TERMINAL))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -57,6 +60,8 @@ CREATE TABLE IF NOT EXISTS orders (
     depends_on TEXT,
     updated_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS orders_by_bar ON orders (run_id, bar_ts);
+CREATE INDEX IF NOT EXISTS orders_unfinished ON orders (run_id) WHERE {unfinished};
 CREATE TABLE IF NOT EXISTS fills (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     client_order_id TEXT NOT NULL REFERENCES orders(client_order_id),
@@ -123,7 +128,10 @@ class Journal:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA.format(unfinished=_UNFINISHED))
+        # run -> (id of the last fill counted, expected positions): fills are only ever appended and the
+        # start snapshot never changes once written, so each call adds only the fills journalled since.
+        self._held: dict[str, tuple[int, dict[str, float]]] = {}
 
     def close(self) -> None:
         """Close the database."""
@@ -179,12 +187,31 @@ class Journal:
         return {k: float(v) for k, v in json.loads(row["positions"]).items()}
 
     def expected_positions(self, run_id: str) -> dict[str, float]:
-        """Start positions plus every journalled fill of the run: what the broker should hold."""
-        row = self._db.execute("SELECT positions FROM snapshots WHERE run_id = ?", (run_id,)).fetchone()
-        held = {} if row is None else {k: float(v) for k, v in json.loads(row["positions"]).items()}
-        for fill in self.fills(run_id):
-            held[fill.symbol] = held.get(fill.symbol, 0.0) + fill.signed_qty
-        return {s: q for s, q in held.items() if abs(q) > 1e-9}
+        """Start positions plus every journalled fill of the run: what the broker should hold.
+
+        Called before every decision, so once the start snapshot exists it adds only the fills journalled
+        since the last call.
+        """
+        cached = self._held.get(run_id)
+        if cached is None:
+            row = self._db.execute("SELECT positions FROM snapshots WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:  # no start snapshot to build on yet: count every fill, remember nothing
+                return _nonzero(self._add_fills(run_id, 0, {})[1])
+            cached = (0, {k: float(v) for k, v in json.loads(row["positions"]).items()})
+        self._held[run_id] = self._add_fills(run_id, *cached)
+        return _nonzero(self._held[run_id][1])
+
+    def _add_fills(self, run_id: str, after: int, held: dict[str, float]) -> tuple[int, dict[str, float]]:
+        """Add the run's fills journalled after fill id ``after`` to ``held``; return the last id and it."""
+        rows = self._db.execute(
+            "SELECT f.id, f.symbol, f.side, f.qty FROM fills f JOIN orders o "
+            "ON o.client_order_id = f.client_order_id WHERE o.run_id = ? AND f.id > ? ORDER BY f.id",
+            (run_id, after),
+        )
+        for r in rows:
+            after = r["id"]
+            held[r["symbol"]] = held.get(r["symbol"], 0.0) + Side(r["side"]).sign * float(r["qty"])
+        return after, held
 
     # ------------------------------------------------------------------ orders
     def plan_orders(
@@ -252,9 +279,8 @@ class Journal:
             clauses.append("run_id = ?")
             args.append(run_id)
         if unfinished:
-            done = _LOCAL_TERMINAL + _BROKER_TERMINAL
-            clauses.append(f"status NOT IN ({', '.join('?' * len(done))})")
-            args.extend(done)
+            # Every decision asks for these: the partial index keeps that cheap however long the run.
+            clauses.append(_UNFINISHED)
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         return [_journal_order(r) for r in self._db.execute(query + " ORDER BY rowid", args)]
@@ -340,6 +366,10 @@ class Journal:
             )
             for r in rows
         ]
+
+
+def _nonzero(held: dict[str, float]) -> dict[str, float]:
+    return {s: q for s, q in held.items() if abs(q) > 1e-9}
 
 
 def _journal_order(row: sqlite3.Row) -> JournalOrder:

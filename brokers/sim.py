@@ -68,6 +68,9 @@ class SimBroker:
         self.portfolio = Portfolio(self.symbols, initial_cash)
         self._col = {s: j for j, s in enumerate(self.symbols)}
         self._orders: dict[str, Order] = {}
+        # Ids of the orders still open, in submission order: every bar looks at these, not at every order
+        # of the run.
+        self._open: dict[str, None] = {}
         self._by_client: dict[str, str] = {}
         self._bar: np.ndarray | None = None
         self._now: pd.Timestamp | None = None
@@ -147,17 +150,11 @@ class SimBroker:
             raise OrderRejected("SimBroker fills market orders only", 422, cid)
         if order.is_fractional and not self.execution.fractional:
             raise OrderRejected("fractional shares are switched off (ExecutionConfig.fractional)", 422, cid)
-        if any(
-            o.is_open and o.symbol == order.symbol and o.side is order.side.opposite
-            for o in self._orders.values()
-        ):
+        same_symbol = self.open_orders(order.symbol)
+        if any(o.side is order.side.opposite for o in same_symbol):
             raise WashTradeRejected("potential wash trade detected. use complex orders", 422, cid)
         held = float(self.portfolio.shares[self._col[order.symbol]])
-        pending = sum(
-            o.remaining_qty * o.side.sign
-            for o in self._orders.values()
-            if o.is_open and o.symbol == order.symbol
-        )
+        pending = sum(o.remaining_qty * o.side.sign for o in same_symbol)
         after = held + pending + order.signed_qty
         if held * order.side.sign < 0 and after * held < 0:
             raise OrderRejected(
@@ -181,7 +178,7 @@ class SimBroker:
             time_in_force=order.time_in_force,
             submitted_at=self._now,
         )
-        self._orders[placed.id] = placed
+        self._store(placed)
         self._by_client[cid] = placed.id
         return placed
 
@@ -189,7 +186,7 @@ class SimBroker:
         """Cancel an order still waiting for its bar."""
         order = self._order(order_id)
         if order.is_open:
-            self._orders[order_id] = replace(order, status=OrderStatus.CANCELED)
+            self._store(replace(order, status=OrderStatus.CANCELED))
 
     def get_order(self, order_id: str | None = None, *, client_order_id: str | None = None) -> Order:
         """One order by id or client order id."""
@@ -203,9 +200,17 @@ class SimBroker:
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Orders waiting for the next bar."""
-        return [o for o in self._orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
+        waiting = (self._orders[i] for i in self._open)
+        return [o for o in waiting if symbol is None or o.symbol == symbol]
 
     # ------------------------------------------------------------------ fills
+    def _store(self, order: Order) -> None:
+        self._orders[order.id] = order
+        if order.is_open:
+            self._open[order.id] = None
+        else:
+            self._open.pop(order.id, None)
+
     def _order(self, order_id: str) -> Order:
         if order_id not in self._orders:
             raise OrderNotFound(f"no order with id {order_id!r}")
@@ -252,9 +257,7 @@ class SimBroker:
             status = (
                 OrderStatus.FILLED if math.isclose(done, order.qty, abs_tol=1e-9) else OrderStatus.CANCELED
             )
-            self._orders[order.id] = replace(
-                order, filled_qty=float(done), filled_avg_price=avg, status=status
-            )
+            self._store(replace(order, filled_qty=float(done), filled_avg_price=avg, status=status))
             if qty > 0:
                 fills.append(
                     Fill(

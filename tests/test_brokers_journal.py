@@ -89,6 +89,30 @@ def test_journal_turns_filled_quantity_into_fills(tmp_path: Path) -> None:
     assert [f.qty for f in reopened.fills(RUN)] == pytest.approx([4, 6])
 
 
+def test_expected_positions_count_every_fill_once_across_calls_and_connections(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    journal, other = Journal(path), Journal(path)
+
+    def fill(cid: str, side: str, qty: float, run: str = RUN) -> None:
+        req = OrderRequest("SPY", side, qty, cid)
+        journal.plan_orders(run, pd.Timestamp(f"2024-03-{len(cid):02d}", tz="UTC"), [PlannedOrder(req)])
+        filled = Order("id-" + cid, cid, "SPY", req.side, qty, qty, 100.0, OrderStatus.FILLED)
+        other.update_from_broker(filled)
+
+    assert journal.expected_positions(RUN) == {}
+    fill("a", "buy", 5)  # journalled before the start snapshot
+    assert journal.expected_positions(RUN) == {"SPY": 5}
+    assert journal.record_start_positions(RUN, {"AAPL": 2.0}) == {"AAPL": 2.0}
+    assert journal.expected_positions(RUN) == {"AAPL": 2, "SPY": 5}
+    fill("bb", "sell", 2)  # through the other connection, after the first call counted the earlier fills
+    fill("ccc", "buy", 7, run="another-run")
+    assert journal.expected_positions(RUN) == {"AAPL": 2, "SPY": 3}
+    assert journal.expected_positions(RUN) == {"AAPL": 2, "SPY": 3}, "a second call adds nothing twice"
+    fill("dddd", "sell", 3)
+    assert journal.expected_positions(RUN) == {"AAPL": 2}
+    assert Journal(path).expected_positions(RUN) == {"AAPL": 2}
+
+
 def test_update_of_unknown_order_is_an_error() -> None:
     journal = Journal(":memory:")
     with pytest.raises(KeyError, match="not in the journal"):

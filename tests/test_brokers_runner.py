@@ -1,4 +1,5 @@
-"""The live runner: same decisions as the backtest, crash and resume, the broker loop and the kill switch."""
+"""The live runner: same decisions as the backtest, crash and resume, per-bar work that does not grow, the
+broker loop and the kill switch."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from brokers.base import Order, OrderRequest
 from brokers.journal import Journal
 from brokers.reconcile import reconcile
 from brokers.retry import RetryPolicy
-from brokers.runner import RunnerConfig
+from brokers.runner import LiveRunner, RunnerConfig
 from brokers.sim import SimBroker
 from envs.data_alpaca import AlpacaSource
 from envs.execution import ExecutionConfig
 from envs.market_data import MarketData
 from envs.risk import RiskConfig
 from envs.synthetic import generate_market
-from experiments.engine import BacktestConfig, run_backtest, start_bar
+from experiments.engine import BacktestConfig, make_env, run_backtest, start_bar
 from experiments.paper import KillSwitch, complete_bars, main, make_runner, run_broker, run_sim
 
 EXECUTION = ExecutionConfig(commission=0.001, slippage_bps=2.0, allow_short=True)
@@ -94,21 +95,29 @@ def policy() -> Any:
     return make_policy("sma_crossover", {"fast": 3, "slow": 8, "allow_short": True, "fraction": 0.4})
 
 
-def sim_run(market: MarketData, journal: Journal, bot: Any, broker: Any = None) -> tuple[SimBroker, Any]:
+# A sim replay can give the runner every bar up front (the shadow env is built once on them) or let them
+# arrive one by one as from a live feed (the shadow env is extended each bar); both must act the same.
+PRELOAD = pytest.mark.parametrize("preload", [False, True], ids=["bar-by-bar", "bars-up-front"])
+
+
+def sim_run(
+    market: MarketData, journal: Journal, bot: Any, broker: Any = None, preload: bool = False
+) -> tuple[SimBroker, Any]:
     sim = broker or SimBroker(market.symbols, 100_000.0, EXECUTION)
     config = RunnerConfig(run_id="paper-test", execution=EXECUTION, risk=RISK)
-    runner = make_runner(bot, sim, journal, market.symbols, config, 100_000.0)
+    runner = make_runner(bot, sim, journal, market.symbols, config, 100_000.0, market if preload else None)
     start = start_bar([bot], market, BacktestConfig(execution=EXECUTION, risk=RISK))
     run_sim(runner, sim, market, start, KillSwitch(), progress=False)
     return sim, runner
 
 
-def test_sim_paper_run_makes_the_backtests_decisions(market: MarketData) -> None:
+@PRELOAD
+def test_sim_paper_run_makes_the_backtests_decisions(market: MarketData, preload: bool) -> None:
     backtest_bot = Recorder(policy())
     run_backtest(backtest_bot, market, BacktestConfig(execution=EXECUTION, risk=RISK))
     journal = Journal(":memory:")
     paper_bot = Recorder(policy())
-    sim_run(market, journal, paper_bot)
+    sim_run(market, journal, paper_bot, preload=preload)
     journalled = {ts: payload["action"] for ts, payload in journal.decisions("paper-test")}
     assert len(journalled) == len(backtest_bot.actions) > 50
     assert journalled == backtest_bot.actions == paper_bot.actions
@@ -116,21 +125,23 @@ def test_sim_paper_run_makes_the_backtests_decisions(market: MarketData) -> None
     assert len(traded) >= 4, "the crossover bot should have traded several times"
 
 
-def test_crash_mid_bar_resumes_without_duplicates(market: MarketData, tmp_path: Path) -> None:
+@PRELOAD
+def test_crash_mid_bar_resumes_without_duplicates(market: MarketData, tmp_path: Path, preload: bool) -> None:
     market = market.iloc(slice(0, 50))
+    bars = market if preload else None
     clean_journal = Journal(":memory:")
-    clean_sim, _ = sim_run(market, clean_journal, policy())
+    clean_sim, _ = sim_run(market, clean_journal, policy(), preload=preload)
 
     path = tmp_path / "journal.sqlite"
     sim = SimBroker(market.symbols, 100_000.0, EXECUTION)
     with pytest.raises(Crash):
-        sim_run(market, Journal(path), policy(), CrashOnSubmit(sim, n=3))
+        sim_run(market, Journal(path), policy(), CrashOnSubmit(sim, n=3), preload=preload)
     crashed_at = max(o.submitted_at for o in sim.open_orders())
 
     # Restart: a new process, a fresh policy object, the journal reopened, the same broker account.
     journal = Journal(path)
     config = RunnerConfig(run_id="paper-test", execution=EXECUTION, risk=RISK)
-    runner = make_runner(policy(), sim, journal, market.symbols, config, 100_000.0)
+    runner = make_runner(policy(), sim, journal, market.symbols, config, 100_000.0, bars)
     t = int(market.index.get_loc(crashed_at))
     decision = runner.on_bar(market.iloc(slice(0, t + 1)))
     assert decision.resumed
@@ -144,6 +155,70 @@ def test_crash_mid_bar_resumes_without_duplicates(market: MarketData, tmp_path: 
     assert sorted(ids) == sorted(o.client_order_id for o in clean_sim._orders.values())
     assert sim.portfolio.cash == pytest.approx(clean_sim.portfolio.cash)
     np.testing.assert_allclose(sim.portfolio.shares, clean_sim.portfolio.shares)
+
+
+class Alternating:
+    """Swaps its two target weights every bar, so every bar trades the same way."""
+
+    name = "alternating"
+
+    def reset(self, seed: int | None = None) -> None:
+        """Stateless."""
+
+    def act(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        return np.array([0.2, 0.1] if info["t"] % 2 else [0.1, 0.2])
+
+
+class CountingEnvs:
+    """The backtest's env factory, counting env builds and every ``step`` and ``extend`` of the envs built."""
+
+    def __init__(self, policy: Any, config: BacktestConfig) -> None:
+        self.policy = policy
+        self.config = config
+        self.counts = {"build": 0, "step": 0, "extend": 0}
+
+    def __call__(self, data: MarketData) -> Any:
+        env = make_env(self.policy, data, self.config)
+        self.counts["build"] += 1
+        for name in ("step", "extend"):
+            setattr(env, name, self._counted(name, getattr(env, name)))
+        return env
+
+    def _counted(self, name: str, method: Any) -> Any:
+        def counted(*args: Any) -> Any:
+            self.counts[name] += 1
+            return method(*args)
+
+        return counted
+
+
+@PRELOAD
+def test_per_bar_work_does_not_grow_with_the_run(market: MarketData, preload: bool) -> None:
+    bot = Alternating()
+    envs = CountingEnvs(bot, BacktestConfig(execution=EXECUTION, risk=None))
+    journal = Journal(":memory:")
+    sql = {"work": 0}  # SQLite virtual machine instructions, in tens: the journal's work, exactly
+    journal._db.set_progress_handler(lambda: sql.update(work=sql["work"] + 1), 10)
+    reads = []
+    journal_decisions = journal.decisions
+    journal.decisions = lambda run: reads.append(run) or journal_decisions(run)
+    sim = SimBroker(market.symbols, 100_000.0, EXECUTION)
+    config = RunnerConfig(run_id="flat", execution=EXECUTION, risk=None)
+    runner = LiveRunner(bot, sim, journal, envs, market.symbols, config, market if preload else None)
+    per_bar = []
+    for t in range(5, market.n_bars - 1):
+        sim.on_bar(market.index[t], market.values[t])
+        before = {**envs.counts, **sql}
+        decision = runner.on_bar(market.iloc(slice(0, t + 1)))
+        per_bar.append({k: v - before[k] for k, v in {**envs.counts, **sql}.items()})
+        assert len(decision.orders) == 2
+    assert per_bar[0]["build"] == 1 and per_bar[0]["step"] == 0, "built once, reset at the run's first bar"
+    later = per_bar[1:]
+    assert all(bar["build"] == 0 and bar["step"] == 1 for bar in later), "one env step per bar, no rebuild"
+    assert all(bar["extend"] == (0 if preload else 1) for bar in later)
+    assert reads == ["flat"], "the journal's decisions are read in full once, at start-up"
+    work = [bar["work"] for bar in later]
+    assert len(work) > 70 and np.mean(work[-20:]) <= 1.2 * np.mean(work[:20]), work
 
 
 def test_unsent_opening_leg_of_a_flip_goes_out_on_the_next_bar(market: MarketData) -> None:
