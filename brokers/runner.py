@@ -120,7 +120,6 @@ class LiveRunner:
         self.policy = policy
         self.broker = broker
         self.journal = journal
-        self.make_env = make_env
         self.symbols = tuple(symbols)
         self.config = config
         self.router = OrderRouter(broker, journal, config.run_id, dry_run=config.dry_run)
