@@ -40,7 +40,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from agents.ppo import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE, load_agent, write_manifest
 from agents.registry import make_policy
 from agents.rl_callbacks import EvaluationHook, StepsPerSecondCallback, TradingEvalCallback
-from agents.rl_eval import EnvFactory, Evaluation, Period, evaluate, split_periods
+from agents.rl_eval import EnvFactory, Period, evaluate, split_periods
 from envs.features import FeatureConfig
 from envs.market_data import MarketData
 from envs.portfolio_env import PortfolioEnv
@@ -289,7 +289,9 @@ def train(
         "algo": config.algo,
         "env": config.env_id,
         "data": config.data,
-        "periods": {p.name: dict(zip(("start", "end"), p.dates(data))) for p in (train_period, val_period, test_period)},
+        "periods": {
+            p.name: dict(zip(("start", "end"), p.dates(data))) for p in (train_period, val_period, test_period)
+        },
         "timesteps": int(model.num_timesteps),
         "train_seconds": seconds,
         "steps_per_second": model.num_timesteps / seconds,

@@ -1,4 +1,4 @@
-"""Ray Tune sweeps: the trial function with a stand-in reporter (fast) and a 2-trial sweep end to end."""
+"""Ray Tune sweeps: the trial function with a stand-in reporter, and a 2-trial sweep end to end (~15 s)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,6 @@ def test_trial_reports_every_evaluation_and_checkpoints_loadable_agents(tmp_path
     assert metrics["timesteps"] == 512
 
 
-@pytest.mark.slow
 def test_two_trial_sweep_end_to_end(tmp_path: Path) -> None:
     base = RLConfig(**TINY, runs_dir=str(tmp_path))
     folder = sweep(base, samples=2, name="tiny", cpus_per_trial=1)

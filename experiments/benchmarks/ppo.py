@@ -111,6 +111,7 @@ def run(quick: bool) -> list[str]:
     rounds = 1 if quick else 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # gym-anytrading's env checker warnings
+        _sb3_default_run("CartPole-v1", 256)  # warm-up: first-call costs of torch and SB3 count for nobody
         best = _best_of(rounds, {
             "Stocks-v0 (SB3 defaults)": lambda: _sb3_default_run("AlpacaGym/Stocks-v0", default_steps),
             "CartPole-v1 (SB3 defaults)": lambda: _sb3_default_run("CartPole-v1", default_steps),
