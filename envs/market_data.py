@@ -273,6 +273,13 @@ class MarketData:
         return data
 
     # ------------------------------------------------------------------ misc
+    def __copy__(self) -> "MarketData":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "MarketData":
+        # Immutable (frozen, read-only arrays), so sharing is a faithful copy and skips re-validation.
+        return self
+
     def __repr__(self) -> str:
         if self.n_bars == 0:
             return f"MarketData(0 bars, symbols={list(self.symbols)})"

@@ -278,3 +278,13 @@ def test_stocks_env_matches_portfolio_env_with_one_symbol(market: MarketData) ->
         assert i_s["equity"] == pytest.approx(i_p["equity"], rel=1e-12)
         assert r_s == pytest.approx(r_p, abs=1e-12)
         np.testing.assert_allclose(os_[:-3], op[:-3])
+
+
+def test_deep_copying_info_shares_the_read_only_history(market: MarketData) -> None:
+    import copy
+
+    env = make("AlpacaGym/Portfolio-v0", market)
+    _, info = env.reset(seed=0)
+    clone = copy.deepcopy(info)
+    assert clone["history"] is info["history"] and copy.deepcopy(market) is market
+    assert clone["history"] == info["history"] and clone["positions"] is not info["positions"]
