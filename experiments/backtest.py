@@ -31,6 +31,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
 import yaml
 from rich.console import Console
 from rich.table import Table
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the registered policies and their parameters")
     p.add_argument("--data", default="synthetic", help="data spec: synthetic, csv:PATH, sample:GOOG, ...")
     p.add_argument("--symbols", help="comma-separated symbols to trade (default: all in the data)")
-    p.add_argument("--start", help="first date (inclusive)")
+    p.add_argument("--start", help="first decision date (inclusive); earlier bars only warm up indicators")
     p.add_argument("--end", help="last date (inclusive)")
     p.add_argument("--out", default="reports/backtest", help="output folder for report.html and PNGs")
     p.add_argument("--params", type=Path, help="YAML file {policy: {param: value}}")
@@ -102,9 +103,22 @@ def _load_data(args: argparse.Namespace) -> MarketData:
     data = load_data(args.data)
     if args.symbols:
         data = data.select([s.strip() for s in args.symbols.split(",")])
-    if args.start or args.end:
-        data = data.slice(args.start, args.end)
+    if args.end:
+        data = data.slice(None, args.end)
     return data
+
+
+def _start_index(data: MarketData, start: str | None) -> int | None:
+    """Bar index of the first decision at or after ``start``. Earlier bars stay in the data: features and
+    indicators are causal, so they warm up on history before the start without seeing past it."""
+    if not start:
+        return None
+    when = pd.Timestamp(start)
+    when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
+    index = int(data.index.searchsorted(when))
+    if index >= data.n_bars - 1:
+        raise SystemExit(f"error: --start {start} leaves no bars to trade (data ends {data.index[-1]:%Y-%m-%d})")
+    return index
 
 
 def _risk(args: argparse.Namespace) -> RiskConfig | None:
@@ -209,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     config = BacktestConfig(
         initial_cash=args.cash, execution=execution, risk=_risk(args),
         periods_per_year=args.periods_per_year, seed=args.seed,
-        commission_per_contract=args.contract_commission,
+        commission_per_contract=args.contract_commission, start=_start_index(data, args.start),
     )
     try:
         start = start_bar(policies, data, config)

@@ -14,6 +14,7 @@ from envs.execution import ExecutionConfig
 from envs.market_data import MarketData
 from envs.trades import round_trips
 from envs.risk import RiskConfig
+from envs.sources import load_data
 from envs.synthetic import generate_market
 from experiments import backtest as cli
 from experiments.engine import BacktestConfig, run_backtest
@@ -210,3 +211,17 @@ def test_command_line_reports_bad_input(tmp_path):
     with pytest.raises(SystemExit, match=r"unknown RiskConfig field\(s\) \['max_positon'\]"):
         cli.main(["sma_crossover", "--data", "synthetic:n_days=100", "--risk", str(risk),
                   "--out", str(tmp_path)])
+
+
+def test_start_date_keeps_earlier_bars_for_warm_up(tmp_path, capsys):
+    out = tmp_path / "report"
+    data = load_data("synthetic:n_symbols=1,n_days=400")
+    start = data.index[300]
+    code = cli.main([
+        "sma_crossover", "--data", "synthetic:n_symbols=1,n_days=400", "--no-risk",
+        "--start", f"{start:%Y-%m-%d}", "--out", str(out),
+    ])
+    assert code == 0
+    direct = run_backtest(make_policy("sma_crossover"), data, BacktestConfig(risk=None), start=300)
+    assert direct.equity.index[0] == start
+    assert f"{direct.stats.final_equity:,.2f}" in capsys.readouterr().out
