@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    console = Console()
+    # Piped output (CI logs, `make demo | tee`) has no terminal width; rich would squeeze the table to 80.
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     if args.list:
         _list_policies(console)
         return 0
