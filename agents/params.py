@@ -12,6 +12,8 @@ the wrong type, and :func:`coerce` turns command-line strings (``"fast=5"``) int
 
 from __future__ import annotations
 
+import re
+
 import types
 import typing
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
@@ -68,7 +70,8 @@ def coerce(owner: str, name: str, hint: Any, value: Any) -> Any:
         if hint is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            return int(value)
+            # "1e6" on a command line means a million steps, not an error
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
         if hint is float:
             if isinstance(value, bool):
                 raise ValueError
@@ -114,3 +117,9 @@ class Parameterised:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"{type(self).__name__}({args})"
+
+
+def param_docs(cls: type) -> dict[str, str]:
+    """Each ``:param name: text`` of ``cls``'s docstring, as ``{name: text}`` (help text for configs)."""
+    doc = re.sub(r"\s+", " ", cls.__doc__ or "")
+    return dict(re.findall(r":param (\w+): (.*?)(?= :param |$)", doc))

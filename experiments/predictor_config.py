@@ -10,7 +10,6 @@ value raises :class:`~envs.execution.ConfigError` naming the field.
 from __future__ import annotations
 
 import dataclasses
-import re
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from agents.predictors.inputs import PREDICTOR_FEATURES
 from agents.predictors.labels import DEFAULT_HORIZONS
 from agents.predictors.models import MODELS
+from agents.params import coerce, param_docs
 from envs.execution import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -152,23 +152,17 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
         return tuple(_coerce(name, args[0], item) for item in value)
     if isinstance(value, str) and hint is not str:
         value = _parse_text(name, value)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"PredictorConfig.{name} must be one of {list(args)}, got {value!r}")
-        return value
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"PredictorConfig.{name} must be a mapping, got {value!r}")
         return dict(value)
-    ok = (
-        (hint is bool and isinstance(value, bool))
-        or (hint is int and isinstance(value, int) and not isinstance(value, bool))
-        or (hint is float and isinstance(value, (int, float)) and not isinstance(value, bool))
-        or (hint is str and isinstance(value, str))
-    )
-    if not ok:
+    # Strings were parsed as YAML above, so a str reaching a number or bool field is an error here.
+    if isinstance(value, str) and hint in (bool, int, float):
         raise ConfigError(f"PredictorConfig.{name} must be {hint.__name__}, got {value!r}")
-    return float(value) if hint is float else value
+    try:
+        return coerce("PredictorConfig", name, hint, value)
+    except TypeError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _parse_text(name: str, text: str) -> Any:
@@ -202,8 +196,7 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 def field_help() -> dict[str, str]:
     """Each field's ``:param:`` text from the :class:`PredictorConfig` docstring."""
-    doc = re.sub(r"\s+", " ", PredictorConfig.__doc__ or "")
-    return dict(re.findall(r":param (\w+): (.*?)(?= :param |$)", doc))
+    return param_docs(PredictorConfig)
 
 
 def load_config(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import types
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin,
 
 import yaml
 
+from agents.params import coerce, param_docs
 from envs.execution import ConfigError
 from envs.rewards import REWARDS
 
@@ -181,7 +181,6 @@ class RLConfig:
 
 
 _HINTS = get_type_hints(RLConfig)
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
 def _coerce(name: str, hint: Any, value: Any) -> Any:
@@ -191,10 +190,6 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
             return None
         return _coerce(name, next(a for a in args if a is not type(None)), value)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"RLConfig.{name} must be one of {list(args)}, got {value!r}")
-        return value
     if origin is tuple:
         # Items that contain commas themselves (data specs) are separated by semicolons instead.
         if isinstance(value, str):
@@ -204,30 +199,15 @@ def _coerce(name: str, hint: Any, value: Any) -> Any:
             raise ConfigError(f"RLConfig.{name} must be a list, got {value!r}")
         return tuple(_coerce(name, args[0], item) for item in items)
     try:
-        if hint is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text not in _TRUE | _FALSE:
-                raise ValueError
-            return text in _TRUE
-        if hint is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        return str(value).strip()
-    except (TypeError, ValueError):
-        raise ConfigError(f"RLConfig.{name} must be {hint.__name__}, got {value!r}") from None
+        value = coerce("RLConfig", name, hint, value)
+    except TypeError as err:
+        raise ConfigError(str(err)) from None
+    return value.strip() if isinstance(value, str) else value
 
 
 def field_help() -> dict[str, str]:
     """Each field's ``:param:`` text from the :class:`RLConfig` docstring."""
-    doc = re.sub(r"\s+", " ", RLConfig.__doc__ or "")
-    return dict(re.findall(r":param (\w+): (.*?)(?= :param |$)", doc))
+    return param_docs(RLConfig)
 
 
 def load_config(
