@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from envs.actions import InvalidActionError
-from envs.execution import ExecutionConfig, rebalance_one, update_cost_basis_one
+from envs.execution import ExecutionConfig, fill_one, update_cost_basis_one
 from envs.features import FeatureConfig, Features
 from envs.market_data import CLOSE, HIGH, LOW, MarketData
 from envs.portfolio import Fill
@@ -123,6 +123,11 @@ class StocksEnv(TradingEnvBase):
         )
         self.symbol = symbol
         self._discrete = action_mode == "discrete"
+        # Settings read every step, looked up once: attribute chains cost as much as the arithmetic here.
+        ex = self.execution
+        self._band = ex.min_weight_change
+        self._borrow_per_bar = ex.borrow_per_bar if ex.borrow_rate else 0.0
+        self._cost_args = (ex.commission, ex.commission_per_share, ex.price_impact, not ex.fractional, ex.max_leverage)
         self._choice_weight = tuple(float(w) for w in self.adapter._choice_weight) if self._discrete else ()
         self._reset_account()
 
@@ -148,9 +153,8 @@ class StocksEnv(TradingEnvBase):
         self.equity_curve = [self.initial_cash]
 
     def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
-        price = self._closes[self._t]
-        weight = self._shares * price / self._equity if self._equity > 0 else 0.0
-        return np.array([self._shares]), np.array([weight]), self._cash
+        weight = self._shares * self._closes[self._t] / self._equity if self._equity > 0 else 0.0
+        return np.array((self._shares,)), np.array((weight,)), self._cash
 
     def _observation_now(self) -> np.ndarray:
         """Observation at the current bar; the scalar twin of the base class's, for speed."""
@@ -210,12 +214,11 @@ class StocksEnv(TradingEnvBase):
         t1 = self._t + 1
         bar = self._bars[t1]
         fills: tuple = ()
-        band = self.execution.min_weight_change
-        if force or (target != self._target and (abs(target - self._target) > band or target == 0.0)):
+        if force or (target != self._target and (abs(target - self._target) > self._band or target == 0.0)):
             fills = self._trade(target, bar, t1, reason)
         close = bar[CLOSE]
-        if self._shares < 0 and self.execution.borrow_rate:
-            fee = self.execution.borrow_per_bar * -self._shares * close
+        if self._shares < 0 and self._borrow_per_bar:
+            fee = self._borrow_per_bar * -self._shares * close
             self._cash -= fee
             self.borrow_paid += fee
         prev = self._equity
@@ -233,8 +236,8 @@ class StocksEnv(TradingEnvBase):
         return self._observation_now(), reward, terminated, truncated, self._info(fills, risk_events)
 
     def _trade(self, target: float, bar: list[float], t1: int, reason: str) -> tuple:
-        cash, shares, traded, price, commission, impact = rebalance_one(
-            self._cash, self._shares, target, bar[self._fill_field], bar[LOW], bar[HIGH], self.execution
+        cash, shares, traded, price, commission, impact = fill_one(
+            self._cash, self._shares, target, bar[self._fill_field], bar[LOW], bar[HIGH], *self._cost_args
         )
         self._target = target
         if not traded:
