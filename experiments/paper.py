@@ -277,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         symbols = tuple(split_symbols(args.symbols))
         params = {key: value for _, key, value in parse_overrides(args.param)}
         policy = make_policy(args.policy, params)
+        if getattr(policy, "env_id", None) == "AlpacaGym/Options-v0":
+            raise ValueError(
+                f"{args.policy} trades options (AlpacaGym/Options-v0); the live runner places stock orders "
+                "only. Evaluate it with `python -m experiments.backtest` instead."
+            )
         execution = ExecutionConfig(
             commission=args.commission, fractional=not args.whole_shares, allow_short=args.allow_short
         )

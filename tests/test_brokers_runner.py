@@ -388,6 +388,8 @@ def test_cli_sim_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert code == 0 and "bar(s) decided" in out
     assert main(["no_such_bot", "--symbols", "SYN0"]) == 2
+    assert main(["covered_calls", "--symbols", "SYN0", "--data", "synthetic:n_symbols=1,n_days=40"]) == 2
+    assert "trades options" in capsys.readouterr().err
 
 
 def test_cli_alpaca_dry_run_with_kill_file(alpaca_env: FakeAlpaca, daily: MarketData, tmp_path: Path) -> None:
