@@ -1,10 +1,12 @@
-"""A batched vector env: N trading episodes stepped at once in numpy, plus an SB3 ``VecEnv`` adapter.
+"""A batched vector env: N trading episodes stepped at once, plus an SB3 ``VecEnv`` adapter.
 
-Training throughput comes from here. Every account is a row of ``(N,)`` / ``(N, S)`` arrays and one call
-of :func:`envs.execution.rebalance` fills them all, with the same arithmetic as the single envs, so a
-one-env batch reproduces :class:`~envs.stock_env.StocksEnv` or :class:`~envs.portfolio_env.PortfolioEnv`
-exactly (a test checks it). Finished episodes reset in the same step (``AutoresetMode.SAME_STEP``); the
-last observation is in ``info["final_obs"]``, which is also what SB3 expects.
+Training throughput comes from here. Every account is a row of ``(N,)`` / ``(N, S)`` arrays. One symbol
+(``Stocks-v0``) steps in one compiled loop (:func:`envs.vector_kernel.step_stocks`) that fills through the
+single env's own compiled ``fill_one``; several symbols (``Portfolio-v0``) fill with one call of
+:func:`envs.execution.rebalance` in numpy, as ``PortfolioEnv`` does. Either way a one-env batch
+reproduces :class:`~envs.stock_env.StocksEnv` or :class:`~envs.portfolio_env.PortfolioEnv` exactly (tests
+check it). Finished episodes reset in the same step (``AutoresetMode.SAME_STEP``); the last observation
+is in ``info["final_obs"]``, which is also what SB3 expects.
 """
 
 from __future__ import annotations
@@ -21,9 +23,18 @@ from envs.execution import rebalance, update_cost_basis
 from envs.market_data import CLOSE, HIGH, LOW
 from envs.portfolio_env import PortfolioEnv
 from envs.stock_env import StocksEnv
-from envs.trading_env import OBS_BOUND
+from envs.vector_kernel import (
+    CONTINUOUS,
+    DISCRETE,
+    TARGETS,
+    WEIGHTS,
+    WIPED_OUT_REWARD,
+    observe_all,
+    reset_rows,
+    step_stocks,
+)
 
-WIPED_OUT_REWARD = -20.0
+_KERNEL_MODES = {"discrete": DISCRETE, "weights": WEIGHTS, "continuous": CONTINUOUS}
 
 
 class TradingVectorEnv(VectorEnv):
@@ -34,6 +45,9 @@ class TradingVectorEnv(VectorEnv):
     features, spaces and validation are shared with the single env. With ``episode_length`` every copy
     starts at its own random bar; without it every copy makes a full pass. The risk layer is not
     supported here: it belongs to backtests, which use the single envs.
+
+    ``info`` holds ``equity``, ``cash`` and ``t`` (bar index) per copy; a step where copies finish adds
+    ``final_obs`` / ``_final_obs`` and ``final_info`` (their final ``equity``) before they reset.
 
     :param num_envs: number of parallel episodes.
     :param kind: ``"stocks"`` or ``"portfolio"``.
@@ -60,12 +74,17 @@ class TradingVectorEnv(VectorEnv):
         self.action_space = batch_space(t.action_space, self.num_envs)
         self.execution = t.execution
         self.adapter = t.adapter
-        self._values = t.data.values
-        self._n_window = t._n_window
-        self._fill_field = t.execution.fill_field
         self._reward = t.reward_fn
         self._log_reward = t._log_reward
+        self._obs_shape = (self.num_envs, t.observation_space.shape[0])
+        # What the compiled step takes without asking the adapter: a batch of actions of the space's
+        # shape and a numeric kind, read as (N, values per action) float64.
+        self._batch_action_shape = (self.num_envs, *t.action_space.shape)
+        self._kernel_action_shape = (self.num_envs, max(1, int(np.prod(t.action_space.shape))))
+        self._kernel_mode = _KERNEL_MODES[self.adapter.mode]
+        self._action_kinds = "iub" if self.adapter.mode == "discrete" else "fiub"
         n, s = self.num_envs, t.data.n_symbols
+        # The account of every copy, allocated once and updated in place: the compiled loops write into it.
         self._cash = np.full(n, t.initial_cash)
         self._shares = np.zeros((n, s))
         self._avg_cost = np.full((n, s), np.nan)
@@ -73,26 +92,44 @@ class TradingVectorEnv(VectorEnv):
         self._equity = np.full(n, t.initial_cash)
         self._peak = self._equity.copy()
         self._t = np.full(n, t.first_t)
-        self._start = self._t.copy()
         self._end = np.full(n, t.last_t)
+        self._account = (
+            self._cash, self._shares, self._avg_cost, self._target, self._equity, self._peak, self._t, self._end
+        )
+        # One array layout and scalar type per argument, so each loop compiles once per machine.
+        self._values = np.ascontiguousarray(t.data.values).view()
+        self._values.flags.writeable = False
+        self._feat = np.ascontiguousarray(t._feat)
+        self._observe_args = (self._feat, t.window_size, self._values, kind == "stocks")
+        ex = self.execution
+        self._step_args = (
+            self.adapter._choice_weight if self.adapter.mode == "discrete" else np.zeros(0),
+            -1.0 if ex.allow_short else 0.0,
+            float(ex.max_leverage),
+            self._values,
+            ex.fill_field,
+            float(ex.commission),
+            float(ex.commission_per_share),
+            float(ex.price_impact),
+            not ex.fractional,
+            float(ex.min_weight_change),
+            float(ex.borrow_per_bar) if ex.borrow_rate else 0.0,
+            *self._account,
+            self._feat,
+            t.window_size,
+        )
 
     # ------------------------------------------------------------------ episodes
-    def _reset_rows(self, rows: np.ndarray) -> None:
+    def _reset_rows(self, rows: np.ndarray, obs: np.ndarray) -> None:
+        """New episodes in ``rows`` (indices), their first observations written into ``obs``."""
         t = self.template
-        k = int(rows.sum()) if rows.dtype == bool else len(rows)
         if t.episode_length is None:
-            starts = np.full(k, t.first_t)
+            starts = np.full(rows.size, t.first_t)
+            ends = np.full(rows.size, t.last_t)
         else:
-            starts = self.np_random.integers(t.first_t, t.last_t - t.episode_length + 1, size=k)
-        self._t[rows] = starts
-        self._start[rows] = starts
-        self._end[rows] = t.last_t if t.episode_length is None else starts + t.episode_length
-        self._cash[rows] = t.initial_cash
-        self._shares[rows] = 0.0
-        self._avg_cost[rows] = np.nan
-        self._target[rows] = 0.0
-        self._equity[rows] = t.initial_cash
-        self._peak[rows] = t.initial_cash
+            starts = self.np_random.integers(t.first_t, t.last_t - t.episode_length + 1, size=rows.size)
+            ends = starts + t.episode_length
+        reset_rows(rows, starts, ends, t.initial_cash, *self._account, obs, *self._observe_args)
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -101,18 +138,67 @@ class TradingVectorEnv(VectorEnv):
             seed = seed[0]
         if seed is not None or self._np_random is None:
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
-        all_rows = np.ones(self.num_envs, dtype=bool)
-        self._reset_rows(all_rows)
+        obs = np.empty(self._obs_shape, dtype=np.float32)
+        self._reset_rows(np.arange(self.num_envs), obs)
         self._reward.reset(self._equity)
-        return self._observations(), self._infos()
+        return obs, {"equity": self._equity.copy(), "cash": self._cash.copy(), "t": self._t.copy()}
 
     # ------------------------------------------------------------------ step
     def step(
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        # Everything returned is new each step: callers (and gymnasium's checker) keep it.
+        n = self.num_envs
+        obs = np.empty(self._obs_shape, dtype=np.float32)
+        rewards = np.empty(n)
+        terminated = np.empty(n, dtype=bool)
+        truncated = np.empty(n, dtype=bool)
+        infos = {"equity": np.empty(n), "cash": np.empty(n), "t": np.empty(n, dtype=np.int64)}
+        outputs = (obs, rewards, terminated, truncated, infos["equity"], infos["cash"], infos["t"])
+        prev = None if self._log_reward else self._equity.copy()
+        if self.kind == "stocks":
+            n_done = self._step_compiled(actions, outputs)
+        else:
+            n_done = self._step_numpy(actions, outputs)
+        if prev is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rewards = np.where(terminated, WIPED_OUT_REWARD, self._reward(prev, self._equity))
+        if n_done:
+            done = terminated | truncated
+            rows = np.flatnonzero(done)
+            final_obs = np.empty(n, dtype=object)
+            for i in rows:
+                final_obs[i] = obs[i].copy()
+            infos["final_obs"] = final_obs
+            infos["_final_obs"] = done
+            infos["final_info"] = {"equity": infos["equity"].copy(), "_equity": done}
+            infos["_final_info"] = done
+            self._reset_rows(rows, obs)
+            if not self._log_reward:  # the log return keeps no state
+                self._reward.reset(self._equity, done)
+        return obs, rewards, terminated, truncated, infos
+
+    def _step_compiled(self, actions: Any, outputs: tuple[np.ndarray, ...]) -> int:
+        arr = np.asarray(actions)
+        if arr.shape == self._batch_action_shape and arr.dtype.kind in self._action_kinds:
+            arr = np.array(arr, dtype=np.float64, order="C").reshape(self._kernel_action_shape)
+            n_done = step_stocks(arr, self._kernel_mode, *self._step_args, *outputs)
+            if n_done >= 0:
+                return n_done
+        # The loop takes the actions it can check cheaply; the adapter converts the rest or raises its
+        # error naming the env.
+        return step_stocks(self._adapter_targets(actions), TARGETS, *self._step_args, *outputs)
+
+    def _adapter_targets(self, actions: Any) -> np.ndarray:
         target = self.adapter.to_weights_batch(actions)
         if target.shape[0] != self.num_envs:
             raise ValueError(f"expected {self.num_envs} actions, got {target.shape[0]}")
+        return np.ascontiguousarray(target, dtype=np.float64)
+
+    def _step_numpy(self, actions: Any, outputs: tuple[np.ndarray, ...]) -> int:
+        """The step of several symbols: ``PortfolioEnv.step``'s arithmetic over the batch."""
+        obs, rewards, terminated, truncated, equity, cash, t_out = outputs
+        target = self._adapter_targets(actions)
         t1 = self._t + 1
         bar = self._values[t1]
         active = (target != self._target) & (
@@ -123,70 +209,35 @@ class TradingVectorEnv(VectorEnv):
                 self._cash,
                 self._shares,
                 target,
-                bar[:, :, self._fill_field],
+                bar[:, :, self.execution.fill_field],
                 bar[:, :, LOW],
                 bar[:, :, HIGH],
                 self.execution,
                 active,
             )
-            self._avg_cost, _ = update_cost_basis(
+            self._avg_cost[...] = update_cost_basis(
                 self._shares, self._avg_cost, result.traded, result.fill_price
-            )
-            self._cash, self._shares = result.cash, result.shares
-            self._target = np.where(active, target, self._target)
+            )[0]
+            self._cash[...] = result.cash
+            self._shares[...] = result.shares
+            np.copyto(self._target, target, where=active)
         close = bar[:, :, CLOSE]
         if self.execution.borrow_rate:
             self._cash -= self.execution.borrow_per_bar * (np.maximum(-self._shares, 0.0) * close).sum(axis=1)
-        prev = self._equity
-        self._equity = self._cash + (self._shares * close).sum(axis=1)
+        prev = self._equity.copy()
+        np.add(self._cash, (self._shares * close).sum(axis=1), out=self._equity)
         np.maximum(self._peak, self._equity, out=self._peak)
-        self._t = t1
-        terminated = self._equity <= 0.0
+        self._t[...] = t1
+        np.less_equal(self._equity, 0.0, out=terminated)
+        np.greater_equal(t1, self._end, out=truncated)
+        truncated &= ~terminated
         with np.errstate(divide="ignore", invalid="ignore"):
-            rewards = self._reward(prev, self._equity)
-        if terminated.any():
-            rewards = np.where(terminated, WIPED_OUT_REWARD, rewards)
-        truncated = (t1 >= self._end) & ~terminated
-        obs = self._observations()
-        infos = self._infos()
-        done = terminated | truncated
-        if done.any():
-            final_obs = np.empty(self.num_envs, dtype=object)
-            for i in np.flatnonzero(done):
-                final_obs[i] = obs[i].copy()
-            infos["final_obs"] = final_obs
-            infos["_final_obs"] = done
-            infos["final_info"] = {"equity": self._equity.copy(), "_equity": done}
-            infos["_final_info"] = done
-            self._reset_rows(done)
-            self._reward.reset(self._equity, done)
-            obs[done] = self._observations()[done]
-        return obs, rewards.astype(np.float64), terminated, truncated, infos
-
-    # ------------------------------------------------------------------ observation and info
-    def _observations(self) -> np.ndarray:
-        obs = self.template._window_rows(self._t)
-        if obs.base is not None:
-            obs = obs.copy()
-        close = self._values[self._t, :, CLOSE]
-        weights = self._shares * close / self._equity[:, None]
-        drawdown = 1.0 - self._equity / self._peak
-        if self.kind == "stocks":
-            avg = self._avg_cost[:, 0]
-            price = close[:, 0]
-            shares = self._shares[:, 0]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                unrealised = np.where(
-                    shares > 0, price / avg - 1.0, np.where(shares < 0, 1.0 - price / avg, 0.0)
-                )
-            state = (weights[:, 0], unrealised, drawdown)
-        else:
-            state = (*weights.T, 1.0 - weights.sum(axis=1), drawdown)
-        obs[:, self._n_window :] = np.clip(np.stack(state, axis=1), -OBS_BOUND, OBS_BOUND)
-        return obs
-
-    def _infos(self) -> dict[str, Any]:
-        return {"equity": self._equity.copy(), "cash": self._cash.copy(), "t": self._t.copy()}
+            rewards[...] = np.where(terminated, WIPED_OUT_REWARD, np.log(self._equity / prev))
+        equity[...] = self._equity
+        cash[...] = self._cash
+        t_out[...] = t1
+        observe_all(obs, self._t, self._shares, self._avg_cost, self._equity, self._peak, *self._observe_args)
+        return int(np.count_nonzero(terminated | truncated))
 
     def close_extras(self, **kwargs: Any) -> None:
         self.template.close()
@@ -229,7 +280,7 @@ class SB3VecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, terminated, truncated, info = self.env.step(self._actions)
         dones = terminated | truncated
-        infos: list[dict[str, Any]] = [{"equity": float(e)} for e in info["equity"]]
+        infos: list[dict[str, Any]] = [{"equity": e} for e in info["equity"].tolist()]
         if dones.any():
             for i in np.flatnonzero(dones):
                 infos[i]["terminal_observation"] = info["final_obs"][i]

@@ -1,0 +1,219 @@
+"""Compiled loops of the batched vector env: the one-symbol step, observation rows and episode resets.
+
+At the batch sizes training uses (64-256 envs) a numpy step is about forty array calls of a microsecond
+or more each, whatever the batch size, so fixed cost rather than arithmetic sets the speed. These loops
+make one call per step instead. They are compiled with numba and fill through the env's own
+:func:`envs.execution.fill_one` and :func:`envs.execution.update_cost_basis_one`, compiled here rather
+than copied, so ``StocksEnv.step`` and the batch share one implementation of the fill and cost-basis
+arithmetic. Several symbols (``Portfolio-v0``) fill with :func:`envs.execution.rebalance` in numpy, whose
+sells-before-buys budget is shared across symbols; the observation and reset loops serve both kinds.
+
+Observation rows are copied straight from the clipped feature matrix: the window of bars
+``t - window + 1 .. t`` is one contiguous run of ``window * features`` floats there, in the same order as
+the single env's window table, and the matrix is ``window`` times smaller than the table, so it stays in
+cache.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from envs.execution import fill_one, update_cost_basis_one
+from envs.market_data import CLOSE, HIGH, LOW
+from envs.trading_env import OBS_BOUND
+
+DISCRETE, WEIGHTS, CONTINUOUS, TARGETS = range(4)
+"""How :func:`step_stocks` reads its actions: a choice index, a weight, a weight plus a cash weight
+(each as :class:`~envs.actions.ActionAdapter` converts them), or target weights already converted."""
+
+ACTION_TOLERANCE = 1e-6
+"""How far outside ``[low, 1]`` a weight may be and still be clipped in, as the action adapter allows."""
+
+WIPED_OUT_REWARD = -20.0
+"""Reward of the step that wipes the account out (the single envs' ``safe_log_ratio``)."""
+
+# The env's own arithmetic, compiled with the same options as experiments/replay.py so both share the
+# cached machine code.
+_fill_one = numba.njit(cache=True)(fill_one)
+_update_cost_basis_one = numba.njit(cache=True)(update_cost_basis_one)
+
+# error_model="numpy": a division by a zero equity gives inf/nan as in numpy, not an exception.
+_jit = numba.njit(cache=True, error_model="numpy")
+_inline = numba.njit(cache=True, error_model="numpy", inline="always")
+
+
+@_inline
+def _clip(x: float) -> float:  # pragma: no cover - compiled
+    # comparisons keep a NaN as NaN, like np.clip
+    if x > OBS_BOUND:
+        return OBS_BOUND
+    if x < -OBS_BOUND:
+        return -OBS_BOUND
+    return x
+
+
+@_inline
+def _in_range(x: float, low: float) -> bool:  # pragma: no cover - compiled
+    # False for NaN and infinities too
+    return low - ACTION_TOLERANCE <= x <= 1.0 + ACTION_TOLERANCE
+
+
+@_inline
+def _target_weight(actions, i, mode, choices, low, max_leverage):  # pragma: no cover - compiled
+    """Row ``i``'s target weight, or NaN if the action is outside the space. The arithmetic and order of
+    ``ActionAdapter.to_weights_batch`` for one symbol."""
+    a = actions[i, 0]
+    if mode == TARGETS:
+        return a
+    if mode == DISCRETE:
+        return choices[int(a)] if 0.0 <= a < choices.size else math.nan
+    if not _in_range(a, low):
+        return math.nan
+    a = min(max(a, low), 1.0)
+    if mode == WEIGHTS:
+        gross = abs(a)
+        return a * (max_leverage / max(gross, 1e-12)) if gross > max_leverage else a
+    cash_weight = actions[i, 1]
+    if not _in_range(cash_weight, low):
+        return math.nan
+    total = abs(a) + abs(min(max(cash_weight, low), 1.0))
+    return (a / total if total > 1e-12 else 0.0) * max_leverage
+
+
+@_inline
+def _write_window(obs, i, t, feat, window_size):  # pragma: no cover - compiled
+    n_feat = feat.shape[1]
+    first = t - window_size + 1
+    for r in range(window_size):
+        for j in range(n_feat):
+            obs[i, r * n_feat + j] = feat[first + r, j]
+
+
+@_inline
+def _write_stock_state(obs, i, held, avg_cost, price, equity, peak):  # pragma: no cover - compiled
+    # Scalars rather than the state arrays: passing arrays to a call costs reference counting per row.
+    unrealised = 0.0
+    if held > 0.0:
+        unrealised = price / avg_cost - 1.0
+    elif held < 0.0:
+        unrealised = 1.0 - price / avg_cost
+    n = obs.shape[1] - 3
+    obs[i, n] = _clip(held * price / equity)
+    obs[i, n + 1] = _clip(unrealised)
+    obs[i, n + 2] = _clip(1.0 - equity / peak)
+
+
+@_jit
+def observe(obs, i, t, shares, avg_cost, equity, peak, feat, window_size, bars, stocks):  # pragma: no cover
+    """Write row ``i`` of ``obs``: the feature window ending at bar ``t``, then the account state.
+
+    State, clipped to the observation bound: for one symbol (``stocks``) its weight, its unrealised return
+    against average cost and the drawdown; for a portfolio every symbol's weight, the cash weight and the
+    drawdown.
+    """
+    _write_window(obs, i, t, feat, window_size)
+    if stocks:
+        _write_stock_state(obs, i, shares[i, 0], avg_cost[i, 0], bars[t, 0, CLOSE], equity[i], peak[i])
+        return
+    n_symbols = shares.shape[1]
+    n = window_size * feat.shape[1]
+    invested = 0.0
+    for j in range(n_symbols):
+        weight = shares[i, j] * bars[t, j, CLOSE] / equity[i]
+        invested += weight
+        obs[i, n + j] = _clip(weight)
+    obs[i, n + n_symbols] = _clip(1.0 - invested)
+    obs[i, n + n_symbols + 1] = _clip(1.0 - equity[i] / peak[i])
+
+
+@_jit
+def observe_all(obs, t, shares, avg_cost, equity, peak, feat, window_size, bars, stocks):  # pragma: no cover
+    """:func:`observe` for every row, row ``i`` at bar ``t[i]``."""
+    for i in range(obs.shape[0]):
+        observe(obs, i, t[i], shares, avg_cost, equity, peak, feat, window_size, bars, stocks)
+
+
+@_jit
+def reset_rows(
+    rows, starts, ends, initial_cash, cash, shares, avg_cost, target, equity, peak, t, end,
+    obs, feat, window_size, bars, stocks,
+):  # pragma: no cover - compiled
+    """Start new episodes in ``rows`` (all cash at bar ``starts``, ending at ``ends``) and write their
+    first observations into ``obs``."""
+    for r in range(rows.size):
+        i = rows[r]
+        t[i] = starts[r]
+        end[i] = ends[r]
+        cash[i] = equity[i] = peak[i] = initial_cash
+        shares[i, :] = 0.0
+        avg_cost[i, :] = np.nan
+        target[i, :] = 0.0
+        observe(obs, i, t[i], shares, avg_cost, equity, peak, feat, window_size, bars, stocks)
+
+
+@_jit
+def step_stocks(
+    actions, mode, choices, low, max_leverage,
+    bars, fill_field, c, per_share, k, whole, band, fee_rate,
+    cash, shares, avg_cost, target, equity, peak, t, end,
+    feat, window_size, obs, rewards, terminated, truncated, equity_out, cash_out, t_out,
+):  # pragma: no cover - compiled; parity with StocksEnv.step is tested through the vector env
+    """One ``StocksEnv.step`` for every row, in place, without the autoreset.
+
+    Converts and checks every action first and returns ``-1 - row`` for the first one outside the action
+    space, having changed nothing. Otherwise trades where the target changed (by more than ``band``, or
+    to flat), fills through ``fill_one``, charges the borrow fee, marks equity at the close, writes the
+    observation at the new bar and the outputs, and returns the number of finished rows.
+
+    :param actions: ``(N, A)`` float64 actions, read as ``mode`` says.
+    :param bars: the data's ``(T, 1, 5)`` OHLCV values.
+    :param fill_field: OHLCV field fills happen at.
+    :param feat: the clipped ``(T, features)`` feature matrix, C-contiguous.
+    :param rewards: the log return (``WIPED_OUT_REWARD`` on a wipe-out).
+    :param terminated: wiped out. :param truncated: at the episode's last bar.
+    :param equity_out: equity, :param cash_out: cash and :param t_out: bar of every row after the step.
+    """
+    n = actions.shape[0]
+    for i in range(n):
+        if math.isnan(_target_weight(actions, i, mode, choices, low, max_leverage)):
+            return -1 - i
+    n_done = 0
+    for i in range(n):
+        want = _target_weight(actions, i, mode, choices, low, max_leverage)
+        held = shares[i, 0]
+        money = cash[i]
+        t1 = t[i] + 1
+        old = target[i, 0]
+        if want != old and (abs(want - old) > band or want == 0.0):
+            filled_cash, filled, traded, price, _, _ = _fill_one(
+                money, held, want, bars[t1, 0, fill_field], bars[t1, 0, LOW], bars[t1, 0, HIGH], c,
+                per_share, k, whole, max_leverage,
+            )
+            target[i, 0] = want
+            if traded != 0.0:
+                avg_cost[i, 0] = _update_cost_basis_one(held, avg_cost[i, 0], traded, price)[0]
+                money = filled_cash
+                shares[i, 0] = held = filled
+        close = bars[t1, 0, CLOSE]
+        if held < 0.0 and fee_rate != 0.0:
+            money -= fee_rate * -held * close
+        prev = equity[i]
+        eq = money + held * close
+        cash[i] = cash_out[i] = money
+        equity[i] = equity_out[i] = eq
+        if eq > peak[i]:
+            peak[i] = eq
+        t[i] = t_out[i] = t1
+        wiped = eq <= 0.0
+        ended = t1 >= end[i]
+        terminated[i] = wiped
+        truncated[i] = ended and not wiped
+        rewards[i] = WIPED_OUT_REWARD if wiped else math.log(eq / prev)
+        if wiped or ended:
+            n_done += 1
+        _write_window(obs, i, t1, feat, window_size)
+        _write_stock_state(obs, i, held, avg_cost[i, 0], close, eq, peak[i])
+    return n_done
