@@ -35,6 +35,7 @@ from envs.vector_kernel import (
 )
 
 _KERNEL_MODES = {"discrete": DISCRETE, "weights": WEIGHTS, "continuous": CONTINUOUS}
+_BOUND = ("_account", "_values", "_observe_args", "_step_args")
 
 
 class TradingVectorEnv(VectorEnv):
@@ -93,15 +94,18 @@ class TradingVectorEnv(VectorEnv):
         self._peak = self._equity.copy()
         self._t = np.full(n, t.first_t)
         self._end = np.full(n, t.last_t)
+        self._bind()
+
+    def _bind(self) -> None:
+        """Lay out the compiled loops' arguments: the data's arrays, the costs and the account."""
+        t, ex = self.template, self.execution
         self._account = (
             self._cash, self._shares, self._avg_cost, self._target, self._equity, self._peak, self._t, self._end
         )
-        # One array layout and scalar type per argument, so each loop compiles once per machine.
-        self._values = np.ascontiguousarray(t.data.values).view()
-        self._values.flags.writeable = False
-        self._feat = np.ascontiguousarray(t._feat)
-        self._observe_args = (self._feat, t.window_size, self._values, kind == "stocks")
-        ex = self.execution
+        # Python floats and the data's own arrays (read-only): one argument type each, so each loop
+        # compiles once per machine.
+        self._values = t.data.values
+        self._observe_args = (t._feat, t.window_size, self._values, self.kind == "stocks")
         self._step_args = (
             self.adapter._choice_weight if self.adapter.mode == "discrete" else np.zeros(0),
             -1.0 if ex.allow_short else 0.0,
@@ -115,9 +119,18 @@ class TradingVectorEnv(VectorEnv):
             float(ex.min_weight_change),
             float(ex.borrow_per_bar) if ex.borrow_rate else 0.0,
             *self._account,
-            self._feat,
+            t._feat,
             t.window_size,
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickle would restore the data's array as writeable (a second compiled variant); the unpickled
+        # template's data is read-only again, and _bind takes its arrays from there.
+        return {k: v for k, v in self.__dict__.items() if k not in _BOUND}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind()
 
     # ------------------------------------------------------------------ episodes
     def _reset_rows(self, rows: np.ndarray, obs: np.ndarray) -> None:
