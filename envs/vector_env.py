@@ -78,12 +78,13 @@ class TradingVectorEnv(VectorEnv):
         self._reward = t.reward_fn
         self._log_reward = t._log_reward
         self._obs_shape = (self.num_envs, t.observation_space.shape[0])
-        # What the compiled step takes without asking the adapter: a batch of actions of the space's
-        # shape and a numeric kind, read as (N, values per action) float64.
+        # What the compiled step takes without asking the adapter: a batch of actions of the space's shape
+        # and a numeric kind, as C-contiguous choice indices (int64) or weights (float64).
         self._batch_action_shape = (self.num_envs, *t.action_space.shape)
-        self._kernel_action_shape = (self.num_envs, max(1, int(np.prod(t.action_space.shape))))
         self._kernel_mode = _KERNEL_MODES[self.adapter.mode]
-        self._action_kinds = "iub" if self.adapter.mode == "discrete" else "fiub"
+        discrete = self.adapter.mode == "discrete"
+        self._action_kinds = "iub" if discrete else "fiub"
+        self._action_dtype = np.int64 if discrete else np.float64
         n, s = self.num_envs, t.data.n_symbols
         # The account of every copy, allocated once and updated in place: the compiled loops write into it.
         self._cash = np.full(n, t.initial_cash)
@@ -166,13 +167,16 @@ class TradingVectorEnv(VectorEnv):
         rewards = np.empty(n)
         terminated = np.empty(n, dtype=bool)
         truncated = np.empty(n, dtype=bool)
-        infos = {"equity": np.empty(n), "cash": np.empty(n), "t": np.empty(n, dtype=np.int64)}
-        outputs = (obs, rewards, terminated, truncated, infos["equity"], infos["cash"], infos["t"])
+        equity = np.empty(n)
+        cash = np.empty(n)
+        t = np.empty(n, dtype=np.int64)
+        outputs = (obs, rewards, terminated, truncated, equity, cash, t)
         prev = None if self._log_reward else self._equity.copy()
         if self.kind == "stocks":
             n_done = self._step_compiled(actions, outputs)
         else:
             n_done = self._step_numpy(actions, outputs)
+        infos = {"equity": equity, "cash": cash, "t": t}
         if prev is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 rewards = np.where(terminated, WIPED_OUT_REWARD, self._reward(prev, self._equity))
@@ -184,7 +188,7 @@ class TradingVectorEnv(VectorEnv):
                 final_obs[i] = obs[i].copy()
             infos["final_obs"] = final_obs
             infos["_final_obs"] = done
-            infos["final_info"] = {"equity": infos["equity"].copy(), "_equity": done}
+            infos["final_info"] = {"equity": equity.copy(), "_equity": done}
             infos["_final_info"] = done
             self._reset_rows(rows, obs)
             if not self._log_reward:  # the log return keeps no state
@@ -194,7 +198,7 @@ class TradingVectorEnv(VectorEnv):
     def _step_compiled(self, actions: Any, outputs: tuple[np.ndarray, ...]) -> int:
         arr = np.asarray(actions)
         if arr.shape == self._batch_action_shape and arr.dtype.kind in self._action_kinds:
-            arr = np.array(arr, dtype=np.float64, order="C").reshape(self._kernel_action_shape)
+            arr = np.ascontiguousarray(arr, dtype=self._action_dtype)
             n_done = step_stocks(arr, self._kernel_mode, *self._step_args, *outputs)
             if n_done >= 0:
                 return n_done

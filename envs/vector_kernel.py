@@ -65,7 +65,7 @@ def _in_range(x: float, low: float) -> bool:  # pragma: no cover - compiled
 def _target_weight(actions, i, mode, choices, low, max_leverage):  # pragma: no cover - compiled
     """Row ``i``'s target weight, or NaN if the action is outside the space. The arithmetic and order of
     ``ActionAdapter.to_weights_batch`` for one symbol."""
-    a = actions[i, 0]
+    a = float(actions[i, 0])
     if mode == TARGETS:
         return a
     if mode == DISCRETE:
@@ -76,7 +76,7 @@ def _target_weight(actions, i, mode, choices, low, max_leverage):  # pragma: no 
     if mode == WEIGHTS:
         gross = abs(a)
         return a * (max_leverage / max(gross, 1e-12)) if gross > max_leverage else a
-    cash_weight = actions[i, 1]
+    cash_weight = float(actions[i, 1])
     if not _in_range(cash_weight, low):
         return math.nan
     total = abs(a) + abs(min(max(cash_weight, low), 1.0))
@@ -106,8 +106,8 @@ def _write_stock_state(obs, i, held, avg_cost, price, equity, peak):  # pragma: 
     obs[i, n + 2] = _clip(1.0 - equity / peak)
 
 
-@_jit
-def observe(obs, i, t, shares, avg_cost, equity, peak, feat, window_size, bars, stocks):  # pragma: no cover
+@_inline
+def _observe(obs, i, t, shares, avg_cost, equity, peak, feat, window_size, bars, stocks):  # pragma: no cover
     """Write row ``i`` of ``obs``: the feature window ending at bar ``t``, then the account state.
 
     State, clipped to the observation bound: for one symbol (``stocks``) its weight, its unrealised return
@@ -131,9 +131,21 @@ def observe(obs, i, t, shares, avg_cost, equity, peak, feat, window_size, bars, 
 
 @_jit
 def observe_all(obs, t, shares, avg_cost, equity, peak, feat, window_size, bars, stocks):  # pragma: no cover
-    """:func:`observe` for every row, row ``i`` at bar ``t[i]``."""
+    """Write every observation row, row ``i`` at bar ``t[i]`` (see :func:`_observe`).
+
+    :param obs: the ``(N, D)`` float32 observations to write.
+    :param t: bar per row.
+    :param shares: ``(N, S)`` shares.
+    :param avg_cost: ``(N, S)`` average cost.
+    :param equity: equity per row.
+    :param peak: peak equity per row.
+    :param feat: the clipped ``(T, S * features)`` feature matrix.
+    :param window_size: bars per observation window.
+    :param bars: the data's ``(T, S, 5)`` OHLCV values.
+    :param stocks: one-symbol state (weight, unrealised return, drawdown) instead of the portfolio's.
+    """
     for i in range(obs.shape[0]):
-        observe(obs, i, t[i], shares, avg_cost, equity, peak, feat, window_size, bars, stocks)
+        _observe(obs, i, t[i], shares, avg_cost, equity, peak, feat, window_size, bars, stocks)
 
 
 @_jit
@@ -141,8 +153,26 @@ def reset_rows(
     rows, starts, ends, initial_cash, cash, shares, avg_cost, target, equity, peak, t, end,
     obs, feat, window_size, bars, stocks,
 ):  # pragma: no cover - compiled
-    """Start new episodes in ``rows`` (all cash at bar ``starts``, ending at ``ends``) and write their
-    first observations into ``obs``."""
+    """Start new episodes in ``rows``, all cash, and write their first observations.
+
+    :param rows: indices of the rows to reset.
+    :param starts: first bar of each new episode.
+    :param ends: last bar of each new episode.
+    :param initial_cash: starting cash.
+    :param cash: cash per row.
+    :param shares: ``(N, S)`` shares.
+    :param avg_cost: ``(N, S)`` average cost (NaN when flat).
+    :param target: ``(N, S)`` last traded target weights.
+    :param equity: equity per row.
+    :param peak: peak equity per row.
+    :param t: current bar per row.
+    :param end: last bar of each row's episode.
+    :param obs: the ``(N, D)`` float32 observations to write the rows of.
+    :param feat: the clipped ``(T, S * features)`` feature matrix.
+    :param window_size: bars per observation window.
+    :param bars: the data's ``(T, S, 5)`` OHLCV values.
+    :param stocks: one-symbol state instead of the portfolio's (see :func:`observe_all`).
+    """
     for r in range(rows.size):
         i = rows[r]
         t[i] = starts[r]
@@ -151,7 +181,7 @@ def reset_rows(
         shares[i, :] = 0.0
         avg_cost[i, :] = np.nan
         target[i, :] = 0.0
-        observe(obs, i, t[i], shares, avg_cost, equity, peak, feat, window_size, bars, stocks)
+        _observe(obs, i, t[i], shares, avg_cost, equity, peak, feat, window_size, bars, stocks)
 
 
 @_jit
@@ -168,15 +198,39 @@ def step_stocks(
     to flat), fills through ``fill_one``, charges the borrow fee, marks equity at the close, writes the
     observation at the new bar and the outputs, and returns the number of finished rows.
 
-    :param actions: ``(N, A)`` float64 actions, read as ``mode`` says.
+    :param actions: ``N`` actions of ``A`` values each, C-contiguous.
+    :param mode: how to read them (:data:`DISCRETE`, :data:`WEIGHTS`, :data:`CONTINUOUS`, :data:`TARGETS`).
+    :param choices: the discrete modes' weight per choice index.
+    :param low: lowest weight of the action space (-1 with shorting, else 0).
+    :param max_leverage: gross exposure cap over equity.
     :param bars: the data's ``(T, 1, 5)`` OHLCV values.
     :param fill_field: OHLCV field fills happen at.
-    :param feat: the clipped ``(T, features)`` feature matrix, C-contiguous.
-    :param rewards: the log return (``WIPED_OUT_REWARD`` on a wipe-out).
-    :param terminated: wiped out. :param truncated: at the episode's last bar.
-    :param equity_out: equity, :param cash_out: cash and :param t_out: bar of every row after the step.
+    :param c: commission fraction.
+    :param per_share: commission per share.
+    :param k: price impact (slippage plus half the spread) as a fraction.
+    :param whole: whole shares only.
+    :param band: ``min_weight_change``.
+    :param fee_rate: borrow fee per bar on short notional (0 for none).
+    :param cash: cash per row, updated.
+    :param shares: ``(N, 1)`` shares, updated.
+    :param avg_cost: ``(N, 1)`` average cost (NaN when flat), updated.
+    :param target: ``(N, 1)`` last traded target weight, updated.
+    :param equity: equity per row, updated.
+    :param peak: peak equity per row, updated.
+    :param t: current bar per row, advanced by one.
+    :param end: last bar of each row's episode.
+    :param feat: the clipped ``(T, features)`` feature matrix.
+    :param window_size: bars per observation window.
+    :param obs: the ``(N, D)`` float32 observations to write.
+    :param rewards: out: the log return (``WIPED_OUT_REWARD`` on a wipe-out).
+    :param terminated: out: wiped out.
+    :param truncated: out: at the episode's last bar and not wiped out.
+    :param equity_out: out: equity after the step.
+    :param cash_out: out: cash after the step.
+    :param t_out: out: the new bar.
     """
     n = actions.shape[0]
+    actions = actions.reshape(n, -1)
     for i in range(n):
         if math.isnan(_target_weight(actions, i, mode, choices, low, max_leverage)):
             return -1 - i

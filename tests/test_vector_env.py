@@ -148,17 +148,26 @@ def test_borrow_fee_accrues_on_shorts_only(market: MarketData) -> None:
         assert info["cash"][1] == cash[1] == 100_000.0
 
 
-@pytest.mark.parametrize("mode, good, bad, match", [
-    ("discrete", [1, 0, 1, 1], [1, 0, 2, 1], "env 2"),
-    ("discrete", [1, 0, 1, 1], [1.0, 0.0, 1.0, 1.0], "integers"),
-    ("weights", [[1.0], [0.0], [0.5], [1 + 5e-7]], [[1.0], [0.0], [np.nan], [0.5]], "env 2"),
-    ("weights", [[1.0], [0.0], [0.5], [1 + 5e-7]], [[1.0], [0.0], [1 + 2e-6], [0.5]], "env 2"),
-    ("continuous", [[1.0, 0.0], [0.0, 0.0], [0.25, 0.75], [0.5, 1.0]], [[1.0, 0.0], [0.0, 0.0], [0.2, -0.1], [0.5, 1.0]], "env 2"),
-    ("continuous", [[1.0, 0.0], [0.0, 0.0], [0.25, 0.75], [0.5, 1.0]], [[0.5], [0.5], [0.5], [0.5]], "shape"),
+# Valid actions per mode, the same in float32 (1 + 5e-7 is within the adapter's tolerance and clips to 1)
+GOOD = {
+    "discrete": [1, 0, 1, 1],
+    "weights": [[1.0], [0.0], [0.5], [1 + 5e-7]],
+    "continuous": [[1.0, 0.0], [0.0, 0.0], [0.25, 0.75], [0.5, 1.0]],
+}
+
+
+@pytest.mark.parametrize("mode, bad, match", [
+    ("discrete", [1, 0, 2, 1], "env 2"),
+    ("discrete", [1.0, 0.0, 1.0, 1.0], "integers"),
+    ("weights", [[1.0], [0.0], [np.nan], [0.5]], "env 2"),
+    ("weights", [[1.0], [0.0], [1 + 2e-6], [0.5]], "env 2"),
+    ("continuous", [[1.0, 0.0], [0.0, 0.0], [0.2, -0.1], [0.5, 1.0]], "env 2"),
+    ("continuous", [[0.5], [0.5], [0.5], [0.5]], "shape"),
 ])
 def test_bad_stock_action_names_the_env_and_changes_nothing(
-    market: MarketData, mode: str, good: list, bad: list, match: str
+    market: MarketData, mode: str, bad: list, match: str
 ) -> None:
+    good = GOOD[mode]
     vec = TradingVectorEnv(4, data=market, action_mode=mode)
     twin = TradingVectorEnv(4, data=market, action_mode=mode)
     vec.reset(seed=0)
