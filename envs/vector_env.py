@@ -196,6 +196,7 @@ class TradingVectorEnv(VectorEnv):
         return obs, rewards, terminated, truncated, infos
 
     def _step_compiled(self, actions: Any, outputs: tuple[np.ndarray, ...]) -> int:
+        """The step of one symbol: one call of the compiled loop, writing into ``outputs``."""
         arr = np.asarray(actions)
         if arr.shape == self._batch_action_shape and arr.dtype.kind in self._action_kinds:
             arr = np.ascontiguousarray(arr, dtype=self._action_dtype)
@@ -207,6 +208,7 @@ class TradingVectorEnv(VectorEnv):
         return step_stocks(self._adapter_targets(actions), TARGETS, *self._step_args, *outputs)
 
     def _adapter_targets(self, actions: Any) -> np.ndarray:
+        """``(N, S)`` target weights from the action adapter, which raises on anything outside the space."""
         target = self.adapter.to_weights_batch(actions)
         if target.shape[0] != self.num_envs:
             raise ValueError(f"expected {self.num_envs} actions, got {target.shape[0]}")
