@@ -9,6 +9,8 @@ The agent speaks the backtest's language: ``act`` returns target weights, so it 
 ``action_mode="weights"`` like every rule bot, whatever action mode it was trained in (a discrete
 "long" becomes weight 1). Its observations must be built like the training env's: :attr:`SB3Agent.env_options`
 lists the settings (window, features) for the backtest engine, and a mismatch raises an error naming them.
+An agent trained on ``Options-v0`` instead acts in that env, named by :attr:`SB3Agent.env_id` (what the
+backtest engine builds for it, as for the options bots), and returns the env's action indices.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
+import gymnasium as gym
 import numpy as np
 import torch
 import yaml
@@ -28,6 +31,7 @@ from agents.params import coerce
 from agents.registry import MANIFEST, RegistryError, register_loader
 from envs.actions import ActionAdapter
 from envs.features import FeatureConfig
+from envs.options_env import ENV_ID as OPTIONS_ENV_ID
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
 MODEL_FILE = "model.zip"
@@ -40,7 +44,8 @@ class SB3Agent:
     :param model: the trained algorithm.
     :param env_kwargs: the single-env settings that shape observations (``window_size``, ``features`` as
         a list of names or ``None`` for the default set, ``symbol`` or ``symbols``) plus the training
-        ``action_mode`` and ``allow_short``; plain values, as stored in ``policy.yaml``.
+        ``action_mode`` and ``allow_short``; plain values, as stored in ``policy.yaml``. An options agent
+        has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is fixed).
     :param normalizer: the ``VecNormalize`` whose observation statistics the model was trained with, or
         ``None`` if observations were not normalised.
     :param name: display name.
@@ -60,6 +65,17 @@ class SB3Agent:
         self.normalizer = normalizer if normalizer is not None and normalizer.norm_obs else None
         self.name = name
         self.deterministic = deterministic
+        # None: a stock agent, run in Stocks-v0 or Portfolio-v0 by the number of symbols.
+        self.env_id: str | None = self.env_kwargs.get("env_id")
+        self._obs_shape = model.observation_space.shape
+        self.adapter: ActionAdapter | None = None
+        if self.env_id == OPTIONS_ENV_ID:
+            if not isinstance(model.action_space, gym.spaces.Discrete):
+                raise ValueError(f"{name}: an {OPTIONS_ENV_ID} agent acts in a Discrete space, got {model.action_space}")
+            self.n_symbols = 1
+            return
+        if self.env_id is not None:
+            raise ValueError(f"{name}: env_id must be {OPTIONS_ENV_ID!r} or absent (a stock env), got {self.env_id!r}")
         self.n_symbols = self._n_symbols(model)
         self.adapter = ActionAdapter(
             self.env_kwargs.get("action_mode", "discrete"), self.n_symbols, bool(self.env_kwargs.get("allow_short"))
@@ -69,7 +85,6 @@ class SB3Agent:
                 f"{name}: action_mode {self.adapter.mode!r} gives {self.adapter.space}, but the model acts in "
                 f"{model.action_space}"
             )
-        self._obs_shape = model.observation_space.shape
 
     def _n_symbols(self, model: BaseAlgorithm) -> int:
         space = model.action_space
@@ -79,7 +94,10 @@ class SB3Agent:
 
     @property
     def env_options(self) -> dict[str, Any]:
-        """Env arguments under which observations match training, in ``weights`` mode (the backtest's hook)."""
+        """Env arguments under which observations match training, in ``weights`` mode (the backtest's hook);
+        none for an options agent, whose env has one observation layout and the default action buckets."""
+        if self.env_id == OPTIONS_ENV_ID:
+            return {}
         options: dict[str, Any] = {"window_size": self.env_kwargs.get("window_size", 10), "action_mode": "weights"}
         if self.env_kwargs.get("features"):
             options["features"] = FeatureConfig(features=tuple(self.env_kwargs["features"]))
@@ -90,11 +108,12 @@ class SB3Agent:
         if seed is not None:
             torch.manual_seed(seed)
 
-    def act(self, obs: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray:
-        """Target weights ``(S,)`` for the bar that just closed.
+    def act(self, obs: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray | int:
+        """Target weights ``(S,)`` for the bar that just closed, or an options agent's action index.
 
         :param obs: the env observation.
-        :param info: the env info (unused: everything the network reads is in ``obs``).
+        :param info: the env info (a stock agent reads only ``obs``; an options agent checks that
+            ``info["actions"]``, the env's action layout, has as many actions as it was trained with).
         """
         obs = np.asarray(obs, dtype=np.float32)
         if obs.shape != self._obs_shape:
@@ -105,6 +124,14 @@ class SB3Agent:
         if self.normalizer is not None:
             obs = self.normalizer.normalize_obs(obs)
         action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        if self.adapter is None:
+            layout = (info or {}).get("actions")
+            if layout is not None and layout.n != self.model.action_space.n:
+                raise ValueError(
+                    f"{self.name} was trained on {self.model.action_space.n} options actions but the env offers "
+                    f"{layout.n}; build {OPTIONS_ENV_ID} with its default templates and buckets"
+                )
+            return int(action)
         return self.adapter.to_weights(action).astype(np.float32)
 
 

@@ -2,7 +2,8 @@
 
 The training callbacks use it on the validation period and the trainer on the test period, so model
 selection and the final out-of-sample number are measured exactly as a backtest measures them: the
-single env in ``weights`` action mode (what every policy speaks), fills at the next open, costs on.
+single env in ``weights`` action mode (what every stock policy speaks), or the options env for options
+policies (whose actions are strategy indices), fills at the next open, costs on.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from agents.policy import Policy
+from envs.execution import ExecutionConfig
 from envs.market_data import MarketData
 from envs.metrics import Stats, compute_stats, round_trips
+from envs.options_env import OptionsEnv
 from envs.trading_env import TradingEnvBase
 
 
@@ -79,7 +82,8 @@ class Evaluation:
         }
 
 
-EnvFactory = Callable[[MarketData], TradingEnvBase]
+EvalEnv = TradingEnvBase | OptionsEnv
+EnvFactory = Callable[[MarketData], EvalEnv]
 
 
 def evaluate(policy: Policy, data: MarketData, period: Period, make_env: EnvFactory, seed: int = 0) -> Evaluation:
@@ -88,10 +92,12 @@ def evaluate(policy: Policy, data: MarketData, period: Period, make_env: EnvFact
     The env is built on the bars up to the end of the period only, so nothing after it exists for the
     policy or the features; the bars before the period feed the features' warm-up and normalisation.
 
-    :param policy: the policy; its actions must be target weights (``weights`` action mode).
+    :param policy: the policy; its actions must be target weights (``weights`` action mode), or action
+        indices of the options env.
     :param data: the full data set.
     :param period: which bars to trade.
-    :param make_env: builds the single env (``weights`` action mode) on the data it is given.
+    :param make_env: builds the single env (a stock env in ``weights`` action mode, or the options env) on
+        the data it is given.
     :param seed: passed to ``policy.reset`` and ``env.reset``.
     """
     env = make_env(data.iloc(slice(0, period.stop)))
@@ -103,25 +109,45 @@ def evaluate(policy: Policy, data: MarketData, period: Period, make_env: EnvFact
     policy.reset(seed)
     obs, info = env.reset(seed=seed, options={"start": period.start})
     n_steps = period.stop - 1 - period.start
-    positions = np.empty((n_steps + 1, env.data.n_symbols))
-    traded = np.zeros(n_steps + 1)
-    positions[0] = info["positions"]
+    held = _options_holdings if isinstance(env, OptionsEnv) else _stock_holdings
+    first = held(info)
+    positions = np.empty((n_steps + 1, first.size))
+    positions[0] = first
     for k in range(1, n_steps + 1):
         obs, _, terminated, _, info = env.step(policy.act(obs, info))
-        positions[k] = info["positions"]
-        traded[k] = sum(abs(f.quantity) * f.price for f in info["fills"])
+        positions[k] = held(info)
         if terminated:
-            positions, traded = positions[: k + 1], traded[: k + 1]
+            positions = positions[: k + 1]
             break
     fills = env.trade_frame()
     equity = env.equity_series()
+    # The options env has no execution settings: its bars are daily, like the stock envs' default.
+    execution = env.execution if isinstance(env, TradingEnvBase) else ExecutionConfig()
     stats = compute_stats(
         equity,
         trades=round_trips(fills) if len(fills) else None,
         positions=positions,
-        traded_value=traded,
+        traded_value=_traded_value(fills, equity.index),
         costs=float(fills["commission"].sum() + fills["impact_cost"].sum()) if len(fills) else 0.0,
-        periods_per_year=int(env.execution.periods_per_year),
+        periods_per_year=int(execution.periods_per_year),
     )
     return Evaluation(period, stats, equity)
+
+
+def _stock_holdings(info: dict) -> np.ndarray:
+    return np.asarray(info["positions"], dtype=np.float64)
+
+
+def _options_holdings(info: dict) -> np.ndarray:
+    """Shares, and gross option contracts: an iron condor nets to zero contracts but is a position."""
+    return np.array([info["positions"][0], sum(abs(leg.quantity) for leg in info["legs"])], dtype=np.float64)
+
+
+def _traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
+    """Gross cash traded at each bar of ``index`` (trade-log quantities are in shares, prices per share)."""
+    traded = np.zeros(len(index))
+    if len(fills):
+        value = np.abs(fills["quantity"].to_numpy(float)) * fills["price"].to_numpy(float)
+        np.add.at(traded, index.searchsorted(fills["timestamp"]), value)
+    return traded
 

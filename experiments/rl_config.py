@@ -24,6 +24,11 @@ from envs.rewards import REWARDS
 Algo = Literal["ppo", "a2c", "sac"]
 ALGOS: tuple[str, ...] = get_args(Algo)
 CONFIG_DIR = Path(__file__).parent / "configs"
+STOCK_BASELINES: tuple[str, ...] = (
+    "buy_and_hold", "sma_crossover", "rsi_reversion", "bollinger_reversion", "macd_momentum", "breakout", "consensus",
+)
+# Buy-and-hold of the underlying is the yardstick every options strategy is measured against.
+OPTIONS_BASELINES: tuple[str, ...] = ("buy_and_hold", "covered_calls", "weekly_puts", "iron_condors", "iv_timing")
 
 
 @dataclass(frozen=True)
@@ -31,11 +36,14 @@ class RLConfig:
     """Everything one training run needs; the run folder keeps a copy as ``config.yaml``.
 
     :param algo: the stable-baselines3 algorithm: ppo, a2c or sac (sac needs a continuous action mode).
-    :param env: the environment: Stocks-v0 (one symbol) or Portfolio-v0 (every symbol of the data).
+    :param env: the environment: Stocks-v0 (one symbol), Portfolio-v0 (every symbol of the data) or
+        Options-v0 (option strategies on one underlying; its observation is fixed, so window_size and
+        features do not apply, and it needs the discrete action mode).
     :param data: data spec for envs.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
-    :param symbol: symbol traded by Stocks-v0 (default: the first one of the data).
-    :param train_symbols: Stocks-v0 only: symbols whose train-period bars the agent learns from, each in its
-        own batch of envs (empty: the traded symbol only; all: every symbol of the data).
+    :param symbol: symbol traded by Stocks-v0, or the underlying of Options-v0 (default: the first one of
+        the data).
+    :param train_symbols: Stocks-v0 and Options-v0: symbols whose train-period bars the agent learns from,
+        each in its own batch of envs (empty: the traded symbol only; all: every symbol of the data).
     :param extra_train_data: data specs of other, independent markets (e.g. synthetic:seed=1) whose bars,
         all of them, are added to the training data for the same symbols: training on a simulator. Never the
         market being tested.
@@ -49,7 +57,8 @@ class RLConfig:
     :param reward_eta: adaptation rate of the differential Sharpe reward.
     :param drawdown_penalty: weight of drawdown increases in the drawdown_penalty reward.
     :param episode_length: bars per training episode, each starting at a random bar of the train period.
-    :param commission: commission as a fraction of traded notional.
+    :param commission: commission as a fraction of traded notional (Options-v0: of the shares traded).
+    :param commission_per_contract: Options-v0: commission per option contract traded.
     :param slippage_bps: slippage per leg in basis points.
     :param allow_short: allow short positions.
     :param num_envs: parallel episodes in the batched vector env.
@@ -74,11 +83,12 @@ class RLConfig:
     :param run_name: name of the run folder (default: date, time and seed).
     :param torch_threads: torch intra-op threads; 1 keeps several runs from fighting over the cores.
     :param progress: show a progress bar.
-    :param baselines: registered policies scored on the same periods for comparison (agents.registry names).
+    :param baselines: registered policies scored on the same periods for comparison (agents.registry names;
+        default: the env's rule bots, i.e. the stock bots, or the options bots for Options-v0).
     """
 
     algo: Algo = "ppo"
-    env: Literal["Stocks-v0", "Portfolio-v0"] = "Stocks-v0"
+    env: Literal["Stocks-v0", "Portfolio-v0", "Options-v0"] = "Stocks-v0"
     data: str = "synthetic"
     symbol: str | None = None
     train_symbols: tuple[str, ...] = ()
@@ -93,6 +103,7 @@ class RLConfig:
     drawdown_penalty: float = 1.0
     episode_length: int = 252
     commission: float = 0.001
+    commission_per_contract: float = 0.65
     slippage_bps: float = 0.0
     allow_short: bool = False
     num_envs: int = 16
@@ -117,10 +128,7 @@ class RLConfig:
     run_name: str | None = None
     torch_threads: int = 1
     progress: bool = True
-    baselines: tuple[str, ...] = (
-        "buy_and_hold", "sma_crossover", "rsi_reversion", "bollinger_reversion", "macd_momentum", "breakout",
-        "consensus",
-    )
+    baselines: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -136,7 +144,8 @@ class RLConfig:
         for name in ("gamma", "gae_lambda"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"RLConfig.{name} must be in (0, 1], got {getattr(self, name)}")
-        for name in ("ent_coef", "commission", "slippage_bps", "drawdown_penalty", "learning_starts"):
+        for name in ("ent_coef", "commission", "commission_per_contract", "slippage_bps", "drawdown_penalty",
+                     "learning_starts"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"RLConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not (0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
@@ -149,8 +158,14 @@ class RLConfig:
             raise ConfigError(f"RLConfig.net_arch must list positive layer sizes, got {self.net_arch}")
         if self.algo == "sac" and self.action_mode == "discrete":
             raise ConfigError("RLConfig.action_mode: sac needs 'weights' or 'continuous', got 'discrete'")
-        if self.train_symbols and self.env != "Stocks-v0":
-            raise ConfigError("RLConfig.train_symbols applies to Stocks-v0 only (Portfolio-v0 trades every symbol)")
+        if self.train_symbols and self.env == "Portfolio-v0":
+            raise ConfigError("RLConfig.train_symbols applies to one-symbol envs (Portfolio-v0 trades every symbol)")
+        if self.env == "Options-v0" and self.action_mode != "discrete":
+            raise ConfigError(
+                f"RLConfig.action_mode: Options-v0 chooses among strategies (discrete), got {self.action_mode!r}"
+            )
+        if self.env == "Options-v0" and self.allow_short:
+            raise ConfigError("RLConfig.allow_short does not apply to Options-v0 (it never holds short stock)")
         if self.data in self.extra_train_data:
             raise ConfigError(f"RLConfig.extra_train_data must not contain the evaluated data {self.data!r}")
         if self.reward not in REWARDS:
@@ -160,6 +175,13 @@ class RLConfig:
     def env_id(self) -> str:
         """The Gymnasium id, ``AlpacaGym/<env>``."""
         return f"AlpacaGym/{self.env}"
+
+    @property
+    def baseline_names(self) -> tuple[str, ...]:
+        """The policies compared with the agent: ``baselines``, or the env's rule bots when it is ``None``."""
+        if self.baselines is not None:
+            return self.baselines
+        return OPTIONS_BASELINES if self.env == "Options-v0" else STOCK_BASELINES
 
     def replace(self, **changes: Any) -> "RLConfig":
         """A copy with ``changes`` applied (validated like the constructor).

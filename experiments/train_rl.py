@@ -4,9 +4,12 @@
 :class:`~experiments.rl_config.RLConfig` field is a flag). The data is split in time order into train,
 validation and test periods. Training runs on the train period through the batched vector env
 (:class:`~envs.vector_env.TradingVectorEnv` behind SB3's ``VecNormalize``), episodes of
-``episode_length`` bars starting at random train bars. Every ``eval_freq`` steps the policy trades the
+``episode_length`` bars starting at random train bars. ``Options-v0`` has no batched env: SB3's
+``DummyVecEnv`` steps copies of :class:`~envs.options_env.OptionsEnv` (sharing one set of option chains
+per data set) behind the same ``VecNormalize``. Every ``eval_freq`` steps the policy trades the
 validation period and the model with the best validation Sharpe is kept. At the end that model alone
-trades the test period, next to buy-and-hold and the rule bots on the same bars.
+trades the test period, next to the env's rule bots on the same bars (buy-and-hold and the stock bots,
+or buy-and-hold and the options bots for ``Options-v0``).
 
 A run is the folder ``runs/<algo>/<run_name>/``::
 
@@ -35,20 +38,26 @@ import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from agents.ppo import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE, load_agent, write_manifest
 from agents.registry import make_policy
 from agents.rl_callbacks import EvaluationHook, StepsPerSecondCallback, TradingEvalCallback
-from agents.rl_eval import EnvFactory, Period, evaluate, split_periods
+from agents.rl_eval import EnvFactory, EvalEnv, Period, evaluate, split_periods
 from envs.features import FeatureConfig
 from envs.market_data import MarketData
+from envs.option_account import OptionCosts
+from envs.option_chains import SyntheticChains
+from envs.options_env import ENV_ID as OPTIONS_ENV_ID
+from envs.options_env import OptionsEnv
 from envs.portfolio_env import PortfolioEnv
 from envs.sources import load_data
 from envs.stock_env import StocksEnv
 from envs.trading_env import TradingEnvBase
 from envs.vector_env import SB3VecEnv, TradingVectorEnv
 from experiments.concat_vec_env import ConcatVecEnv
+from experiments.engine import MINIMAL_FEATURES
 from experiments.rl_config import ALGOS, RLConfig, add_config_arguments, load_config, overrides_from_args
 
 logger = logging.getLogger(__name__)
@@ -68,7 +77,7 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------- environments
 def load_market(config: RLConfig) -> MarketData:
-    """The config's data, cut to the traded symbol for Stocks-v0.
+    """The config's data, cut to the traded symbol for Stocks-v0 and Options-v0.
 
     :param config: the run config.
     """
@@ -76,7 +85,7 @@ def load_market(config: RLConfig) -> MarketData:
 
 
 def _traded(config: RLConfig, data: MarketData) -> MarketData:
-    if config.env != "Stocks-v0":
+    if config.env == "Portfolio-v0":
         return data
     symbol = config.symbol or data.symbols[0]
     if symbol not in data.symbols:
@@ -116,6 +125,8 @@ def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
     :param config: the run config.
     :param data: the loaded data (for the symbol names).
     """
+    if config.env == "Options-v0":
+        return {"env_id": OPTIONS_ENV_ID, "symbol": data.symbols[0], "action_mode": "discrete"}
     kwargs: dict[str, Any] = {
         "window_size": config.window_size,
         "features": list(config.features) or None,
@@ -144,15 +155,40 @@ def _single_env_kwargs(config: RLConfig) -> dict[str, Any]:
     }
 
 
-def eval_env_factory(config: RLConfig) -> EnvFactory:
-    """Builds the single env policies are scored in: the training costs, ``weights`` action mode.
+def _options_env_kwargs(config: RLConfig) -> dict[str, Any]:
+    # The backtest engine's convention: slippage per fill is half of a spread of twice its size.
+    costs = OptionCosts(
+        commission_per_contract=config.commission_per_contract,
+        stock_commission=config.commission,
+        stock_spread_bps=2.0 * config.slippage_bps,
+    )
+    return {"costs": costs, "reward": config.reward}
+
+
+def eval_env_factory(config: RLConfig, env: str | None = None) -> EnvFactory:
+    """Builds the single env policies are scored in, with the training costs: a stock env in ``weights``
+    action mode, or the options env (whose actions are strategy indices).
 
     :param config: the run config.
+    :param env: the env to build (default: ``config.env``), e.g. Stocks-v0 for a stock bot compared with an
+        options agent.
     """
-    env_cls: type[TradingEnvBase] = StocksEnv if config.env == "Stocks-v0" else PortfolioEnv
-    kwargs = _single_env_kwargs(config)
+    env = env or config.env
+    if env == "Options-v0":
+        options_kwargs = _options_env_kwargs(config)
 
-    def make(data: MarketData) -> TradingEnvBase:
+        def make_options(data: MarketData) -> EvalEnv:
+            return OptionsEnv(data, **options_kwargs)
+
+        return make_options
+    env_cls: type[TradingEnvBase] = StocksEnv if env == "Stocks-v0" else PortfolioEnv
+    kwargs = _single_env_kwargs(config)
+    if config.env == "Options-v0":
+        # A stock bot next to an options agent reads only the raw history, as in a backtest; the config's
+        # features (which Options-v0 ignores) would only delay its first bar.
+        kwargs.update(window_size=1, features=MINIMAL_FEATURES)
+
+    def make(data: MarketData) -> EvalEnv:
         return env_cls(data, action_mode="weights", **kwargs)
 
     return make
@@ -167,6 +203,41 @@ def make_train_env(config: RLConfig, datasets: Sequence[MarketData]) -> VecEnv:
     if config.num_envs < len(datasets):
         raise ValueError(f"RLConfig.num_envs ({config.num_envs}) must be >= the {len(datasets)} training data sets")
     sizes = [len(part) for part in np.array_split(np.arange(config.num_envs), len(datasets))]
+    if config.env == "Options-v0":
+        venv: VecEnv = _options_train_env(config, datasets, sizes)
+    else:
+        venv = _stock_train_env(config, datasets, sizes)
+    return VecNormalize(
+        venv, norm_obs=config.norm_obs, norm_reward=config.norm_reward, gamma=config.gamma, clip_obs=10.0
+    )
+
+
+def _options_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: Sequence[int]) -> VecEnv:
+    """``sizes[k]`` copies of the options env on ``datasets[k]``, stepped in turn by ``DummyVecEnv``.
+
+    The env is a Python loop per step with no batched counterpart; its cost is a fraction of PPO's own
+    per-step work at this observation size, so the simple ``DummyVecEnv`` is enough.
+    """
+    kwargs = _options_env_kwargs(config)
+    factories = []
+    for data, n in zip(datasets, sizes):
+        # The chains depend only on the bars, so the copies of one data set share them.
+        chains = SyntheticChains.from_market(data)
+        length = _episode_length(config, data)
+        factories += [_options_env_maker(data, chains, length, kwargs)] * n
+    return DummyVecEnv(factories)
+
+
+def _options_env_maker(
+    data: MarketData, chains: SyntheticChains, episode_length: int, kwargs: dict[str, Any]
+) -> Any:
+    def make() -> Monitor:
+        return Monitor(OptionsEnv(data, chains=chains, episode_length=episode_length, **kwargs))
+
+    return make
+
+
+def _stock_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: Sequence[int]) -> VecEnv:
     venvs = []
     for data, n in zip(datasets, sizes):
         vector = TradingVectorEnv(
@@ -178,10 +249,7 @@ def make_train_env(config: RLConfig, datasets: Sequence[MarketData]) -> VecEnv:
             **_single_env_kwargs(config),
         )
         venvs.append(SB3VecEnv(vector))
-    venv = venvs[0] if len(venvs) == 1 else ConcatVecEnv(venvs)
-    return VecNormalize(
-        venv, norm_obs=config.norm_obs, norm_reward=config.norm_reward, gamma=config.gamma, clip_obs=10.0
-    )
+    return venvs[0] if len(venvs) == 1 else ConcatVecEnv(venvs)
 
 
 def _episode_length(config: RLConfig, data: MarketData) -> int:
@@ -255,6 +323,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
 
+    if config.env == "Options-v0":
+        logger.info("Options-v0 has a fixed observation (market, volatility, Greeks, account): "
+                    "window_size and features do not apply")
     full = load_data(config.data)
     data = _traded(config, full)
     train_period, val_period, test_period = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
@@ -298,7 +369,7 @@ def train(
         "best_timesteps": evaluator.best_timesteps,
         "validation_history": [{"timesteps": t, **s} for t, s in evaluator.history],
         "best": {p.name: evaluate(agent, data, p, make_env).scalars() for p in (val_period, test_period)},
-        "baselines": compare_baselines(config.baselines, data, (val_period, test_period), make_env),
+        "baselines": compare_baselines(config, data, (val_period, test_period)),
     }
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
     logger.info("run written to %s", run_dir)
@@ -314,18 +385,23 @@ def _save_model(model: BaseAlgorithm, folder: Path) -> None:
 
 
 def compare_baselines(
-    names: Sequence[str], data: MarketData, periods: Sequence[Period], make_env: EnvFactory
+    config: RLConfig, data: MarketData, periods: Sequence[Period]
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Score registered rule bots on the same periods and env as the agent.
+    """Score the config's baselines on the same periods, bars and costs as the agent.
 
-    :param names: registered policy names (``buy_and_hold``, ``sma_crossover``, ...).
+    Each bot trades in its own kind of env: an options bot in Options-v0, a stock bot in the config's stock
+    env (Stocks-v0 on the underlying when the agent trades options).
+
+    :param config: the run config (``baseline_names``, env and costs).
     :param data: the full data set.
     :param periods: the periods to score.
-    :param make_env: the evaluation env factory.
     """
+    stock_env = "Stocks-v0" if config.env == "Options-v0" else config.env
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for name in names:
+    for name in config.baseline_names:
         policy = make_policy(name)
+        env = "Options-v0" if getattr(policy, "env_id", None) == OPTIONS_ENV_ID else stock_env
+        make_env = eval_env_factory(config, env)
         results[name] = {p.name: evaluate(policy, data, p, make_env).scalars() for p in periods}
     return results
 
