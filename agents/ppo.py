@@ -71,7 +71,9 @@ class SB3Agent:
         self.adapter: ActionAdapter | None = None
         if self.env_id == OPTIONS_ENV_ID:
             if not isinstance(model.action_space, gym.spaces.Discrete):
-                raise ValueError(f"{name}: an {OPTIONS_ENV_ID} agent acts in a Discrete space, got {model.action_space}")
+                raise ValueError(
+                    f"{name}: an {OPTIONS_ENV_ID} agent acts in a Discrete space, got {model.action_space}"
+                )
             self.n_symbols = 1
             return
         if self.env_id is not None:

