@@ -45,6 +45,23 @@ def resolve_execution(execution: ExecutionConfig | Mapping[str, Any] | None) -> 
     return ExecutionConfig(**execution)
 
 
+class StepInfo(dict):
+    """The ``info`` of a step: a plain dict whose deep copy copies only what can change.
+
+    Its arrays (positions, weights) are copied; everything else in it cannot be changed in place (numbers,
+    the ``pd.Timestamp``, the read-only history, tuples of immutable fill and risk-event records), so a deep
+    copy may share them. SB3's ``DummyVecEnv`` deep-copies every info every step, and a generic deep copy
+    spent most of its time rebuilding timestamps (about 9 of 15 µs).
+    """
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict) -> "StepInfo":
+        return StepInfo(
+            {key: value.copy() if isinstance(value, np.ndarray) else value for key, value in self.items()}
+        )
+
+
 class TradingEnvBase(gym.Env):
     """Base of :class:`~envs.stock_env.StocksEnv` and :class:`~envs.portfolio_env.PortfolioEnv`.
 
@@ -206,7 +223,7 @@ class TradingEnvBase(gym.Env):
 
     def _info(self, fills: tuple = (), risk_events: tuple = ()) -> dict[str, Any]:
         positions, weights, cash = self._account_state()
-        return {
+        return StepInfo({
             "equity": self._equity,
             "cash": cash,
             "positions": positions,
@@ -216,7 +233,7 @@ class TradingEnvBase(gym.Env):
             "history": History(self.data, self._t),
             "fills": fills,
             "risk_events": risk_events,
-        }
+        })
 
     def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
         raise NotImplementedError

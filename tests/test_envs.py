@@ -285,6 +285,13 @@ def test_deep_copying_info_shares_the_read_only_history(market: MarketData) -> N
 
     env = make("AlpacaGym/Portfolio-v0", market)
     _, info = env.reset(seed=0)
+    _, _, _, _, info = env.step(np.full(env.action_space.shape, 0.3, dtype=np.float32))
+    assert info["fills"], "the step should have traded"
     clone = copy.deepcopy(info)
+    assert clone.keys() == info.keys() and type(clone) is type(info)
     assert clone["history"] is info["history"] and copy.deepcopy(market) is market
-    assert clone["history"] == info["history"] and clone["positions"] is not info["positions"]
+    assert clone["fills"] is info["fills"], "immutable records are shared, not rebuilt"
+    for key in ("positions", "weights"):
+        assert clone[key] is not info[key] and np.array_equal(clone[key], info[key])
+    clone["positions"][0] = -1.0
+    assert info["positions"][0] != -1.0
