@@ -9,7 +9,6 @@ value raises :class:`~envs.execution.ConfigError` naming the field.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,12 +21,12 @@ from agents.predictors.labels import DEFAULT_HORIZONS
 from agents.predictors.models import MODELS
 from agents.params import coerce, param_docs
 from envs.execution import ConfigError
+from experiments.config_files import YamlConfig, check_known, read_fields
 
-CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 @dataclass(frozen=True)
-class PredictorConfig:
+class PredictorConfig(YamlConfig):
     """Everything one predictor training run needs; the run folder keeps a copy as ``config.yaml``.
 
     :param model: xgboost, random_forest, lightgbm, lstm, gru, transformer or ensemble.
@@ -122,13 +121,6 @@ class PredictorConfig:
         """The features to use: the configured ones, or the predictor default set."""
         return self.features or PREDICTOR_FEATURES
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain YAML-ready values (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def to_yaml(self) -> str:
-        """The config as YAML, loadable with ``--config``."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 _HINTS = get_type_hints(PredictorConfig)
@@ -208,21 +200,12 @@ def load_config(
     :param overrides: field values applied last; a ``params`` mapping is merged into the file's.
     :param model: the model, which also picks the default YAML file.
     """
-    values: dict[str, Any] = {}
-    if path is None and model is not None and (CONFIG_DIR / f"{model}.yaml").is_file():
-        path = CONFIG_DIR / f"{model}.yaml"
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of PredictorConfig fields, got {type(loaded).__name__}")
-        values.update(loaded)
+    values = read_fields(path, "PredictorConfig", model)
     if model is not None:
         values["model"] = model
     overrides = dict(overrides or {})
     if isinstance(overrides.get("params"), dict):
         overrides["params"] = {**(values.get("params") or {}), **overrides["params"]}
     values.update(overrides)
-    unknown = sorted(set(values) - set(_HINTS))
-    if unknown:
-        raise ConfigError(f"unknown PredictorConfig field(s) {unknown}; known: {sorted(_HINTS)}")
+    check_known(values, _HINTS, "PredictorConfig")
     return PredictorConfig(**values)

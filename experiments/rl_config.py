@@ -15,15 +15,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
 
-import yaml
 
 from agents.params import coerce, param_docs
 from envs.execution import ConfigError
+from experiments.config_files import YamlConfig, check_known, read_fields
 from envs.rewards import REWARDS
 
 Algo = Literal["ppo", "a2c", "sac"]
 ALGOS: tuple[str, ...] = get_args(Algo)
-CONFIG_DIR = Path(__file__).parent / "configs"
 STOCK_BASELINES: tuple[str, ...] = (
     "buy_and_hold", "sma_crossover", "rsi_reversion", "bollinger_reversion", "macd_momentum", "breakout", "consensus",
 )
@@ -32,7 +31,7 @@ OPTIONS_BASELINES: tuple[str, ...] = ("buy_and_hold", "covered_calls", "weekly_p
 
 
 @dataclass(frozen=True)
-class RLConfig:
+class RLConfig(YamlConfig):
     """Everything one training run needs; the run folder keeps a copy as ``config.yaml``.
 
     :param algo: the stable-baselines3 algorithm: ppo, a2c or sac (sac needs a continuous action mode).
@@ -188,18 +187,9 @@ class RLConfig:
 
         :param changes: field values.
         """
-        unknown = sorted(set(changes) - set(_HINTS))
-        if unknown:
-            raise ConfigError(f"unknown RLConfig field(s) {unknown}; known: {sorted(_HINTS)}")
+        check_known(changes, _HINTS, "RLConfig")
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain YAML-ready values (tuples as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def to_yaml(self) -> str:
-        """The config as YAML, loadable by :func:`load_config`."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 _HINTS = get_type_hints(RLConfig)
@@ -241,20 +231,11 @@ def load_config(
     :param overrides: field values applied last (strings are parsed like command-line flags).
     :param algo: the algorithm, which also picks the default YAML file.
     """
-    values: dict[str, Any] = {}
-    if path is None and algo is not None and (CONFIG_DIR / f"{algo}.yaml").is_file():
-        path = CONFIG_DIR / f"{algo}.yaml"
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of RLConfig fields, got {type(loaded).__name__}")
-        values.update(loaded)
+    values = read_fields(path, "RLConfig", algo)
     if algo is not None:
         values["algo"] = algo
     values.update(overrides or {})
-    unknown = sorted(set(values) - set(_HINTS))
-    if unknown:
-        raise ConfigError(f"unknown RLConfig field(s) {unknown}; known: {sorted(_HINTS)}")
+    check_known(values, _HINTS, "RLConfig")
     return RLConfig(**values)
 
 
