@@ -44,7 +44,7 @@ class PortfolioEnv(TradingEnvBase):
     ## Arguments
     :param data: a :class:`MarketData`, a data spec string, or ``None`` for the synthetic market.
     :param symbols: the symbols to trade (default: all in the data).
-    :param window_size: number of feature rows in the observation.
+    :param window_size: number of feature rows in the observation (default one).
     :param action_mode: ``"continuous"``, ``"weights"`` or ``"discrete"``.
     :param reward: ``"log_return"``, ``"differential_sharpe"`` or ``"drawdown_penalty"``.
     :param reward_eta: adaptation rate of the differential Sharpe reward.
@@ -52,7 +52,8 @@ class PortfolioEnv(TradingEnvBase):
     :param episode_length: ``None`` for a full pass, or the length of randomly placed episodes.
     :param initial_cash: starting cash.
     :param execution: :class:`~envs.execution.ExecutionConfig` or a dict of its fields.
-    :param features: a :class:`~envs.features.FeatureConfig`, precomputed features, or ``None``.
+    :param features: a :class:`~envs.features.FeatureConfig`, precomputed features, or ``None`` for
+        :data:`~envs.features.OBSERVATION_FEATURES`.
     :param risk: an ``envs.risk.RiskConfig`` to put the risk layer between actions and execution.
     :param render_mode: ``"rgb_array"`` or ``"ansi"``.
 
@@ -64,7 +65,7 @@ class PortfolioEnv(TradingEnvBase):
         self,
         data: MarketData | str | None = None,
         symbols: Sequence[str] | None = None,
-        window_size: int = 10,
+        window_size: int = 1,
         action_mode: str = "continuous",
         reward: str = "log_return",
         reward_eta: float = 0.01,

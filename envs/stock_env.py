@@ -66,7 +66,8 @@ class StocksEnv(TradingEnvBase):
     :param data: a :class:`MarketData`, a data spec string (``"synthetic"``, ``"csv:PATH"``, ...), or
         ``None`` for the embedded synthetic market.
     :param symbol: which symbol to trade (default: the first).
-    :param window_size: number of feature rows in the observation.
+    :param window_size: number of feature rows in the observation (default one: the default features
+        already summarise the past).
     :param action_mode: ``"discrete"``, ``"weights"`` or ``"continuous"``.
     :param reward: ``"log_return"``, ``"differential_sharpe"`` or ``"drawdown_penalty"``.
     :param reward_eta: adaptation rate of the differential Sharpe reward.
@@ -75,7 +76,7 @@ class StocksEnv(TradingEnvBase):
     :param initial_cash: starting cash.
     :param execution: :class:`~envs.execution.ExecutionConfig` or a dict of its fields.
     :param features: a :class:`~envs.features.FeatureConfig`, precomputed :class:`~envs.features.Features`,
-        or ``None`` for the default set.
+        or ``None`` for :data:`~envs.features.OBSERVATION_FEATURES`.
     :param risk: an ``envs.risk.RiskConfig`` to put the risk layer between actions and execution.
     :param render_mode: ``"rgb_array"`` or ``"ansi"``.
 
@@ -87,7 +88,7 @@ class StocksEnv(TradingEnvBase):
         self,
         data: MarketData | str | None = None,
         symbol: str | None = None,
-        window_size: int = 10,
+        window_size: int = 1,
         action_mode: str = "discrete",
         reward: str = "log_return",
         reward_eta: float = 0.01,

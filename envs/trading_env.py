@@ -13,7 +13,7 @@ import pandas as pd
 
 from envs.actions import ActionAdapter
 from envs.execution import ExecutionConfig
-from envs.features import FeatureConfig, Features, compute_features
+from envs.features import OBSERVATION_FEATURES, FeatureConfig, Features, compute_features
 from envs.history import History
 from envs.market_data import CLOSE, MarketData
 from envs.rewards import Reward
@@ -99,9 +99,11 @@ class TradingEnvBase(gym.Env):
         self.initial_cash = float(initial_cash)
         self.render_mode = render_mode
         # Kept so that extend() can compute the features of new bars the same way.
-        self._feature_config = None if isinstance(features, Features) else features or FeatureConfig()
+        self._feature_config = (
+            None if isinstance(features, Features) else features or FeatureConfig(OBSERVATION_FEATURES)
+        )
         self._n_state = n_state
-        self._load(data, features if isinstance(features, Features) else compute_features(data, features))
+        self._load(data, features if isinstance(features, Features) else compute_features(data, self._feature_config))
         if self.last_t - self.first_t < 1:
             raise ValueError(
                 f"data has {data.n_bars} bars but the feature warm-up and window need {self.first_t + 2}"

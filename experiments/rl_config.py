@@ -94,7 +94,7 @@ class RLConfig(YamlConfig):
     extra_train_data: tuple[str, ...] = ()
     train_fraction: float = 0.6
     val_fraction: float = 0.2
-    window_size: int = 10
+    window_size: int = 1
     features: tuple[str, ...] = ()
     action_mode: Literal["discrete", "weights", "continuous"] = "discrete"
     reward: Literal["log_return", "differential_sharpe", "drawdown_penalty"] = "log_return"

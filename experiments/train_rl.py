@@ -45,7 +45,7 @@ from agents.ppo import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE, load_agent, wr
 from agents.registry import make_policy
 from agents.rl_callbacks import EvaluationHook, StepsPerSecondCallback, TradingEvalCallback
 from agents.rl_eval import EnvFactory, EvalEnv, Period, evaluate, split_periods
-from envs.features import FeatureConfig
+from envs.features import OBSERVATION_FEATURES, FeatureConfig
 from envs.market_data import MarketData
 from envs.option_account import OptionCosts
 from envs.option_chains import SyntheticChains
@@ -129,7 +129,9 @@ def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
         return {"env_id": OPTIONS_ENV_ID, "symbol": data.symbols[0], "action_mode": "discrete"}
     kwargs: dict[str, Any] = {
         "window_size": config.window_size,
-        "features": list(config.features) or None,
+        # Named even when the env's default was used, so a later change of the default cannot change what
+        # a saved agent observes.
+        "features": list(config.features or OBSERVATION_FEATURES),
         "action_mode": config.action_mode,
         "allow_short": config.allow_short,
     }

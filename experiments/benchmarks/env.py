@@ -7,9 +7,9 @@ runs with costs on (commission 10 bps, slippage 1 bp, spread 2 bps). Gym-Trading
 into an error when imported, so it runs in its own subprocess.
 
 The vector env runs twice on the same bars and the same actions: with the env's default observation
-(10 bars x 63 features + 3 account values = 633 floats, whose copy into every step's fresh array bounds
-the speed) and with the PPO train config's compact one (1 bar x 16 features + 3 = 19 floats), the size
-of gym-anytrading's (10 bars x 2 signals = 20 floats).
+(1 bar x 16 features + 3 account values = 19 floats, the size of gym-anytrading's 10 bars x 2 signals)
+and with the full feature window (10 bars x 63 features + 3 = 633 floats), whose copy into every step's
+fresh array bounds the speed.
 """
 
 from __future__ import annotations
@@ -90,9 +90,8 @@ def run(quick: bool = False) -> list[str]:
     from gym_anytrading.datasets import STOCKS_GOOGL
 
     import envs  # noqa: F401
-    from envs.features import FeatureConfig
+    from envs.features import DEFAULT_FEATURES, FeatureConfig
     from envs.market_data import MarketData
-    from experiments.rl_config import load_config
 
     steps = 20_000 if quick else 200_000
     repeats = 1 if quick else 3
@@ -116,10 +115,9 @@ def run(quick: bool = False) -> list[str]:
         f"env: Stocks-v0 {ours:,.0f} steps/s vs gym-anytrading {anytrading:,.0f}, Gym-Trading-Env "
         f"{trading_env:,.0f}: {ours / peer:.2f}x the faster peer ({peer_name}) (goal >= {GOAL_SINGLE:.0f}x)"
     ]
-    config = load_config(algo="ppo")
     observations = {
         "default observation": {},
-        "compact observation": {"window_size": config.window_size, "features": FeatureConfig(config.features)},
+        "full feature window": {"window_size": 10, "features": FeatureConfig(DEFAULT_FEATURES)},
     }
     for n in (64, 256):
         batches = rng.integers(0, 2, size=(max(steps // n, 200), n))

@@ -31,7 +31,6 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 import envs  # noqa: F401  (registers AlpacaGym/*)
 from agents.rl_eval import split_periods
 from experiments.rl_config import load_config
-from envs.features import FeatureConfig
 from envs.sources import load_data
 from experiments.train_rl import build_model, make_train_env, training_data
 
@@ -106,7 +105,6 @@ def run(quick: bool) -> list[str]:
     import gym_anytrading  # noqa: F401  (registers stocks-v0)
 
     config = load_config(algo="ppo")
-    features = FeatureConfig(features=config.features) if config.features else None
     rollout = config.n_steps * config.num_envs
     default_steps = 2048 if quick else 4096
     ours_steps = rollout if quick else 2 * rollout
@@ -116,24 +114,18 @@ def run(quick: bool) -> list[str]:
         _sb3_default_run("CartPole-v1", 256)  # warm-up: first-call costs of torch and SB3 count for nobody
         best = _best_of(rounds, {
             "Stocks-v0 (SB3 defaults)": lambda: _sb3_default_run("AlpacaGym/Stocks-v0", default_steps),
-            "Stocks-v0 train obs (SB3 defaults)": lambda: _sb3_default_run(
-                "AlpacaGym/Stocks-v0", default_steps, window_size=config.window_size, features=features
-            ),
             "CartPole-v1 (SB3 defaults)": lambda: _sb3_default_run("CartPole-v1", default_steps),
             "gym-anytrading (SB3 defaults)": lambda: _sb3_default_run("stocks-v0", default_steps),
             "train ppo config (vector env)": lambda: _train_config_run(ours_steps),
         })
-    ours, compact, cartpole, anytrading, train = (best[k] for k in best)
+    ours, cartpole, anytrading, train = (best[k] for k in best)
     n_inputs = gym.make("AlpacaGym/Stocks-v0").observation_space.shape[0]
-    n_compact = gym.make("AlpacaGym/Stocks-v0", window_size=config.window_size, features=features).observation_space.shape[0]
     return [
         f"ppo: SB3 defaults, one env, {default_steps:,} steps: Stocks-v0 {ours[0]:,.0f} fps (env {ours[1]:.1%} of "
         f"PPO time), CartPole-v1 {cartpole[0]:,.0f} fps (env {cartpole[1]:.1%}), gym-anytrading "
         f"{anytrading[0]:,.0f} fps (env {anytrading[1]:.1%})",
         f"ppo: our env share of PPO time {ours[1]:.1%} (goal < 10%); fps vs CartPole-v1 "
         f"{ours[0] / cartpole[0]:.2f}x (goal >= 0.90x); default observation {n_inputs} inputs",
-        f"ppo: with the train config's {n_compact}-input observation: env share {compact[1]:.1%}, fps vs "
-        f"CartPole-v1 {compact[0] / cartpole[0]:.2f}x (same env cost, a smaller network input)",
         f"ppo: train ppo default config ({config.num_envs} envs, n_steps {config.n_steps}, batch "
         f"{config.batch_size}, {config.n_epochs} epochs) {train[0]:,.0f} fps vs SB3 defaults on gym-anytrading "
         f"{anytrading[0]:,.0f} fps, ratio {train[0] / anytrading[0]:.1f}x (goal >= 3x)",
