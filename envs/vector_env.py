@@ -24,18 +24,26 @@ from envs.market_data import CLOSE, HIGH, LOW
 from envs.portfolio_env import PortfolioEnv
 from envs.stock_env import StocksEnv
 from envs.vector_kernel import (
+    AVG_COST,
     CONTINUOUS,
     DISCRETE,
+    END,
+    MODE,
     TARGETS,
     WEIGHTS,
     WIPED_OUT_REWARD,
     observe_all,
     reset_rows,
     step_stocks,
+    stock_step_settings,
 )
 
 _KERNEL_MODES = {"discrete": DISCRETE, "weights": WEIGHTS, "continuous": CONTINUOUS}
-_BOUND = ("_account", "_values", "_observe_args", "_step_args")
+# Views and argument tuples, rebuilt after unpickling (pickle would copy a view apart from its block).
+_BOUND = (
+    "_cash", "_equity", "_peak", "_shares", "_avg_cost", "_target", "_t", "_end",
+    "_account", "_values", "_observe_args", "_step_args", "_targets_args",
+)
 
 
 class TradingVectorEnv(VectorEnv):
@@ -86,43 +94,37 @@ class TradingVectorEnv(VectorEnv):
         self._action_kinds = "iub" if discrete else "fiub"
         self._action_dtype = np.int64 if discrete else np.float64
         n, s = self.num_envs, t.data.n_symbols
-        # The account of every copy, allocated once and updated in place: the compiled loops write into it.
-        self._cash = np.full(n, t.initial_cash)
-        self._shares = np.zeros((n, s))
-        self._avg_cost = np.full((n, s), np.nan)
-        self._target = np.zeros((n, s))
-        self._equity = np.full(n, t.initial_cash)
-        self._peak = self._equity.copy()
-        self._t = np.full(n, t.first_t)
-        self._end = np.full(n, t.last_t)
+        # The account of every copy, allocated once and updated in place by the compiled loops, in three
+        # blocks (per-copy numbers, per-symbol numbers, bars) so that the compiled step takes few arguments.
+        self._acct = np.full((3, n), t.initial_cash)
+        self._pos = np.zeros((3, n, s))
+        self._pos[AVG_COST] = np.nan
+        self._clock = np.full((2, n), t.first_t, dtype=np.int64)
+        self._clock[END] = t.last_t
         self._bind()
 
     def _bind(self) -> None:
-        """Lay out the compiled loops' arguments: the data's arrays, the costs and the account."""
-        t, ex = self.template, self.execution
+        """Lay out the account's views and the compiled loops' arguments (the data's arrays, the costs)."""
+        t = self.template
+        self._cash, self._equity, self._peak = self._acct
+        self._shares, self._avg_cost, self._target = self._pos
+        self._t, self._end = self._clock
         self._account = (
             self._cash, self._shares, self._avg_cost, self._target, self._equity, self._peak, self._t, self._end
         )
-        # Python floats and the data's own arrays (read-only): one argument type each, so each loop
-        # compiles once per machine.
+        # The data's own arrays (read-only): one argument type each, so each loop compiles once per machine.
         self._values = t.data.values
         self._observe_args = (t._feat, t.window_size, self._values, self.kind == "stocks")
-        self._step_args = (
-            self.adapter._choice_weight if self.adapter.mode == "discrete" else np.zeros(0),
-            -1.0 if ex.allow_short else 0.0,
-            float(ex.max_leverage),
-            self._values,
-            ex.fill_field,
-            float(ex.commission),
-            float(ex.commission_per_share),
-            float(ex.price_impact),
-            not ex.fractional,
-            float(ex.min_weight_change),
-            float(ex.borrow_per_bar) if ex.borrow_rate else 0.0,
-            *self._account,
-            t._feat,
-            t.window_size,
+        choices = self.adapter._choice_weight if self.adapter.mode == "discrete" else np.zeros(0)
+        layout, params = stock_step_settings(
+            self._kernel_mode, choices, self.execution, t.window_size
         )
+        tail = (params, self._values, t._feat, self._acct, self._pos, self._clock)
+        self._step_args = (layout, *tail)
+        # Actions the compiled step cannot check cheaply arrive as target weights from the adapter.
+        targets_layout = layout.copy()
+        targets_layout[MODE] = TARGETS
+        self._targets_args = (targets_layout, *tail)
 
     def __getstate__(self) -> dict[str, Any]:
         # Pickle would restore the data's array as writeable (a second compiled variant); the unpickled
@@ -200,12 +202,12 @@ class TradingVectorEnv(VectorEnv):
         arr = np.asarray(actions)
         if arr.shape == self._batch_action_shape and arr.dtype.kind in self._action_kinds:
             arr = np.ascontiguousarray(arr, dtype=self._action_dtype)
-            n_done = step_stocks(arr, self._kernel_mode, *self._step_args, *outputs)
+            n_done = step_stocks(arr, *self._step_args, *outputs)
             if n_done >= 0:
                 return n_done
         # The loop takes the actions it can check cheaply; the adapter converts the rest or raises its
         # error naming the env.
-        return step_stocks(self._adapter_targets(actions), TARGETS, *self._step_args, *outputs)
+        return step_stocks(self._adapter_targets(actions), *self._targets_args, *outputs)
 
     def _adapter_targets(self, actions: Any) -> np.ndarray:
         """``(N, S)`` target weights from the action adapter, which raises on anything outside the space."""

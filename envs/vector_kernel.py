@@ -21,7 +21,7 @@ import math
 import numba
 import numpy as np
 
-from envs.execution import fill_one, update_cost_basis_one
+from envs.execution import ExecutionConfig, fill_one, update_cost_basis_one
 from envs.market_data import CLOSE, HIGH, LOW
 from envs.trading_env import OBS_BOUND
 
@@ -184,43 +184,71 @@ def reset_rows(
         _observe(obs, i, t[i], shares, avg_cost, equity, peak, feat, window_size, bars, stocks)
 
 
+CASH, EQUITY, PEAK = range(3)
+"""Rows of the per-copy account block ``acct`` (``(3, N)``)."""
+SHARES, AVG_COST, TARGET = range(3)
+"""Rows of the per-symbol account block ``pos`` (``(3, N, S)``); ``avg_cost`` is NaN when flat."""
+T, END = range(2)
+"""Rows of the ``clock`` block (``(2, N)`` int64): current bar and last bar of each copy's episode."""
+MODE, FILL_FIELD, WINDOW = range(3)
+"""Entries of :func:`step_stocks`' ``layout``."""
+LOW_WEIGHT, MAX_LEVERAGE, COMMISSION, PER_SHARE, IMPACT, WHOLE, BAND, BORROW, CHOICES = range(9)
+"""Entries of :func:`step_stocks`' ``params``; the discrete modes' weight per choice index start at
+``CHOICES``."""
+
+
+def stock_step_settings(
+    mode: int, choices: np.ndarray, execution: ExecutionConfig, window_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`step_stocks`' ``layout`` and ``params``: the action reading and the costs, packed into two
+    arrays because the compiled call's fixed cost grows with its number of arguments.
+
+    :param mode: how actions are read (:data:`DISCRETE`, :data:`WEIGHTS`, :data:`CONTINUOUS`).
+    :param choices: weight per discrete choice index (empty for the other modes).
+    :param execution: the env's :class:`~envs.execution.ExecutionConfig`.
+    :param window_size: bars per observation window.
+    """
+    ex = execution
+    layout = np.array([mode, ex.fill_field, window_size], dtype=np.int64)
+    params = np.array(
+        [
+            -1.0 if ex.allow_short else 0.0,
+            ex.max_leverage,
+            ex.commission,
+            ex.commission_per_share,
+            ex.price_impact,
+            0.0 if ex.fractional else 1.0,
+            ex.min_weight_change,
+            ex.borrow_per_bar if ex.borrow_rate else 0.0,
+            *np.asarray(choices, dtype=np.float64),
+        ],
+        dtype=np.float64,
+    )
+    return layout, params
+
+
 @_jit
 def step_stocks(
-    actions, mode, choices, low, max_leverage,
-    bars, fill_field, c, per_share, k, whole, band, fee_rate,
-    cash, shares, avg_cost, target, equity, peak, t, end,
-    feat, window_size, obs, rewards, terminated, truncated, equity_out, cash_out, t_out,
+    actions, layout, params, bars, feat, acct, pos, clock,
+    obs, rewards, terminated, truncated, equity_out, cash_out, t_out,
 ):  # pragma: no cover - compiled; parity with StocksEnv.step is tested through the vector env
     """One ``StocksEnv.step`` for every row, in place, without the autoreset.
 
     Converts and checks every action first and returns ``-1 - row`` for the first one outside the action
-    space, having changed nothing. Otherwise trades where the target changed (by more than ``band``, or
+    space, having changed nothing. Otherwise trades where the target changed (by more than the band, or
     to flat), fills through ``fill_one``, charges the borrow fee, marks equity at the close, writes the
     observation at the new bar and the outputs, and returns the number of finished rows.
 
     :param actions: ``N`` actions of ``A`` values each, C-contiguous.
-    :param mode: how to read them (:data:`DISCRETE`, :data:`WEIGHTS`, :data:`CONTINUOUS`, :data:`TARGETS`).
-    :param choices: the discrete modes' weight per choice index.
-    :param low: lowest weight of the action space (-1 with shorting, else 0).
-    :param max_leverage: gross exposure cap over equity.
+    :param layout: how to read the actions (:data:`DISCRETE`, :data:`WEIGHTS`, :data:`CONTINUOUS`,
+        :data:`TARGETS`), the OHLCV field fills happen at, and the observation window (see
+        :func:`stock_step_settings`).
+    :param params: the weight range, leverage, costs and discrete choices (see :func:`stock_step_settings`).
     :param bars: the data's ``(T, 1, 5)`` OHLCV values.
-    :param fill_field: OHLCV field fills happen at.
-    :param c: commission fraction.
-    :param per_share: commission per share.
-    :param k: price impact (slippage plus half the spread) as a fraction.
-    :param whole: whole shares only.
-    :param band: ``min_weight_change``.
-    :param fee_rate: borrow fee per bar on short notional (0 for none).
-    :param cash: cash per row, updated.
-    :param shares: ``(N, 1)`` shares, updated.
-    :param avg_cost: ``(N, 1)`` average cost (NaN when flat), updated.
-    :param target: ``(N, 1)`` last traded target weight, updated.
-    :param equity: equity per row, updated.
-    :param peak: peak equity per row, updated.
-    :param t: current bar per row, advanced by one.
-    :param end: last bar of each row's episode.
     :param feat: the clipped ``(T, features)`` feature matrix.
-    :param window_size: bars per observation window.
+    :param acct: ``(3, N)`` cash, equity and peak equity, updated.
+    :param pos: ``(3, N, 1)`` shares, average cost and last traded target weight, updated.
+    :param clock: ``(2, N)`` current bar (advanced by one) and last bar of each episode.
     :param obs: the ``(N, D)`` float32 observations to write.
     :param rewards: out: the log return (``WIPED_OUT_REWARD`` on a wipe-out).
     :param terminated: out: wiped out.
@@ -229,14 +257,23 @@ def step_stocks(
     :param cash_out: out: cash after the step.
     :param t_out: out: the new bar.
     """
+    mode, fill_field, window_size = layout[MODE], layout[FILL_FIELD], layout[WINDOW]
+    low, max_leverage, c = params[LOW_WEIGHT], params[MAX_LEVERAGE], params[COMMISSION]
+    per_share, k, whole = params[PER_SHARE], params[IMPACT], params[WHOLE] != 0.0
+    band, fee_rate, choices = params[BAND], params[BORROW], params[CHOICES:]
+    cash, equity, peak = acct[CASH], acct[EQUITY], acct[PEAK]
+    shares, avg_cost, target = pos[SHARES], pos[AVG_COST], pos[TARGET]
+    t, end = clock[T], clock[END]
     n = actions.shape[0]
     actions = actions.reshape(n, -1)
+    wants = np.empty(n)
     for i in range(n):
-        if math.isnan(_target_weight(actions, i, mode, choices, low, max_leverage)):
+        wants[i] = _target_weight(actions, i, mode, choices, low, max_leverage)
+        if math.isnan(wants[i]):
             return -1 - i
     n_done = 0
     for i in range(n):
-        want = _target_weight(actions, i, mode, choices, low, max_leverage)
+        want = wants[i]
         held = shares[i, 0]
         money = cash[i]
         t1 = t[i] + 1
