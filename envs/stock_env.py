@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Mapping
 
 import numpy as np
@@ -16,10 +17,16 @@ from envs.portfolio import Fill
 from envs.trading_env import (
     DEFAULT_INITIAL_CASH,
     OBS_BOUND,
+    StepInfo,
     TradingEnvBase,
     resolve_data,
     safe_log_ratio,
 )
+
+
+_FLAT = np.zeros(1)
+# The namedtuple's own constructor parses keywords; the tuple constructor skips that (half the cost).
+_new_fill = partial(tuple.__new__, Fill)
 
 
 class StocksEnv(TradingEnvBase):
@@ -130,6 +137,7 @@ class StocksEnv(TradingEnvBase):
         self._borrow_per_bar = ex.borrow_per_bar if ex.borrow_rate else 0.0
         self._cost_args = (ex.commission, ex.commission_per_share, ex.price_impact, not ex.fractional, ex.max_leverage)
         self._choice_weight = tuple(float(w) for w in self.adapter._choice_weight) if self._discrete else ()
+        self._weight_of_choice = dict(enumerate(self._choice_weight))
         self._reset_account()
 
     def _load(self, data: MarketData, features: Features) -> None:
@@ -142,6 +150,7 @@ class StocksEnv(TradingEnvBase):
     def _reset_account(self) -> None:
         self._cash = self.initial_cash
         self._shares = 0.0
+        self._positions = _FLAT
         self._avg_cost = math.nan
         self._target = 0.0
         self._equity = self.initial_cash
@@ -155,25 +164,48 @@ class StocksEnv(TradingEnvBase):
 
     def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
         weight = self._shares * self._closes[self._t] / self._equity if self._equity > 0 else 0.0
-        return np.array((self._shares,)), np.array((weight,)), self._cash
+        return self._positions.copy(), np.array((weight,)), self._cash
 
-    def _observation_now(self) -> np.ndarray:
-        """Observation at the current bar; the scalar twin of the base class's, for speed."""
+    def _observe(self, fills: tuple = (), risk_events: tuple = ()) -> tuple[np.ndarray, StepInfo]:
+        """Observation and info at the current bar, from one read of the account.
+
+        Both are fresh objects every call: users keep them, and Gymnasium's checker warns about shared ones.
+        """
+        t = self._t
+        shares = self._shares
+        equity = self._equity
+        peak = self._peak
+        windows = self._windows
+        obs = (windows[t - self.window_size + 1] if windows is not None else self._window_rows(t)).copy()
+        # the table's rows hold a zero state, which is the state of a flat account at its peak
         n = self._n_window
-        if self._windows is not None:
-            obs = self._windows[self._t - self.window_size + 1].copy()
+        if shares:
+            price = self._closes[t]
+            weight = shares * price / equity
+            unrealised = price / self._avg_cost - 1.0 if shares > 0 else 1.0 - price / self._avg_cost
+            # clipped by comparisons: min(max()) would cost more than the rest of this block
+            obs[n] = OBS_BOUND if weight > OBS_BOUND else -OBS_BOUND if weight < -OBS_BOUND else weight
+            obs[n + 1] = OBS_BOUND if unrealised > OBS_BOUND else -OBS_BOUND if unrealised < -OBS_BOUND else unrealised
+            weights = np.array((weight if equity > 0 else 0.0,))
         else:
-            obs = self._window_rows(self._t).copy()
-        if self._shares:
-            price = self._closes[self._t]
-            weight = self._shares * price / self._equity
-            unrealised = price / self._avg_cost - 1.0 if self._shares > 0 else 1.0 - price / self._avg_cost
-            obs[n] = min(max(weight, -OBS_BOUND), OBS_BOUND)
-            obs[n + 1] = min(max(unrealised, -OBS_BOUND), OBS_BOUND)
-        else:
-            obs[n] = obs[n + 1] = 0.0
-        obs[n + 2] = 0.0 if self._equity >= self._peak else 1.0 - self._equity / self._peak
-        return obs
+            weights = _FLAT.copy()
+        if equity < peak:
+            obs[n + 2] = 1.0 - equity / peak
+        history = self._histories[t]
+        if history is None:
+            history = self._history(t)
+        info = StepInfo({
+            "equity": equity,
+            "cash": self._cash,
+            "positions": self._positions.copy(),
+            "weights": weights,
+            "timestamp": self._timestamps[t],
+            "t": t,
+            "history": history,
+            "fills": fills,
+            "risk_events": risk_events,
+        })
+        return obs, info
 
     def trade_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.trades, columns=Fill._fields)
@@ -188,7 +220,7 @@ class StocksEnv(TradingEnvBase):
         if self._risk is not None:
             self._risk.reset(self.initial_cash)
         self.reward_fn.reset(self.initial_cash)
-        return self._observation_now(), self._info()
+        return self._observe()
 
     def _target_weight(self, action: Any) -> float:
         if self._discrete:
@@ -204,51 +236,60 @@ class StocksEnv(TradingEnvBase):
         return float(self.adapter.to_weights(action)[0])
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if self._t >= self._end_t:
+        t = self._t
+        if t >= self._end_t:
             raise RuntimeError("step() called after the episode ended; call reset()")
-        target = self._target_weight(action)
+        # A plain int in the discrete space is looked up directly; everything else is validated in full.
+        target = self._weight_of_choice.get(action) if action.__class__ is int else None
+        if target is None:
+            target = self._target_weight(action)
         reason = "policy"
         force = False
         risk_events: tuple = ()
         if self._risk is not None:
             target, reason, force, risk_events = self._apply_risk(target)
-        t1 = self._t + 1
+        t1 = t + 1
         bar = self._bars[t1]
         fills: tuple = ()
-        if force or (target != self._target and (abs(target - self._target) > self._band or target == 0.0)):
+        last = self._target
+        if force or (target != last and (abs(target - last) > self._band or target == 0.0)):
             fills = self._trade(target, bar, t1, reason)
+        shares = self._shares
         close = bar[CLOSE]
-        if self._shares < 0 and self._borrow_per_bar:
-            fee = self._borrow_per_bar * -self._shares * close
+        if shares < 0 and self._borrow_per_bar:
+            fee = self._borrow_per_bar * -shares * close
             self._cash -= fee
             self.borrow_paid += fee
         prev = self._equity
-        self._equity = self._cash + self._shares * close
-        if self._equity > self._peak:
-            self._peak = self._equity
+        equity = self._equity = self._cash + shares * close
+        if equity > self._peak:
+            self._peak = equity
         self._t = t1
-        self.equity_curve.append(self._equity)
-        terminated = self._equity <= 0.0
+        self.equity_curve.append(equity)
+        terminated = equity <= 0.0
         if self._log_reward or terminated:
-            reward = safe_log_ratio(self._equity, prev)
+            reward = safe_log_ratio(equity, prev)
         else:
-            reward = float(self.reward_fn(np.float64(prev), np.float64(self._equity)))
-        truncated = t1 >= self._end_t and not terminated
-        return self._observation_now(), reward, terminated, truncated, self._info(fills, risk_events)
+            reward = float(self.reward_fn(np.float64(prev), np.float64(equity)))
+        obs, info = self._observe(fills, risk_events)
+        return obs, reward, terminated, t1 >= self._end_t and not terminated, info
 
     def _trade(self, target: float, bar: list[float], t1: int, reason: str) -> tuple:
-        cash, shares, traded, price, commission, impact = fill_one(
-            self._cash, self._shares, target, bar[self._fill_field], bar[LOW], bar[HIGH], *self._cost_args
+        shares = self._shares
+        cash, new_shares, traded, price, commission, impact = fill_one(
+            self._cash, shares, target, bar[self._fill_field], bar[LOW], bar[HIGH], *self._cost_args
         )
         self._target = target
         if not traded:
             return ()
-        self._avg_cost, realised = update_cost_basis_one(self._shares, self._avg_cost, traded, price)
+        self._avg_cost, realised = update_cost_basis_one(shares, self._avg_cost, traded, price)
         self.realised_pnl += realised
         self.commission_paid += commission
         self.impact_paid += impact
-        self._cash, self._shares = cash, shares
-        fill = Fill(self._timestamps[t1], self.symbol, traded, price, commission, impact, reason)
+        self._cash = cash
+        self._shares = new_shares
+        self._positions = np.array((new_shares,))
+        fill = _new_fill((self._timestamps[t1], self.symbol, traded, price, commission, impact, reason))
         self.trades.append(fill)
         return (fill,)
 

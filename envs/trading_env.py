@@ -166,6 +166,8 @@ class TradingEnvBase(gym.Env):
             self._windows[:, : self._n_window] = view.transpose(0, 2, 1).reshape(view.shape[0], -1)
         # Timestamps as a list: pandas index lookups cost microseconds, a list lookup nanoseconds.
         self._timestamps: list[pd.Timestamp] = data.index.tolist()
+        # Each bar's History is immutable, so one per bar is built on first use and handed out again.
+        self._histories: list[History | None] = [None] * data.n_bars
 
     def extend(self, data: MarketData) -> None:
         """Carry the episode on over more bars, as a live feed delivers them.
@@ -232,10 +234,17 @@ class TradingEnvBase(gym.Env):
             "weights": weights,
             "timestamp": self._timestamps[self._t],
             "t": self._t,
-            "history": History(self.data, self._t),
+            "history": self._history(self._t),
             "fills": fills,
             "risk_events": risk_events,
         })
+
+    def _history(self, t: int) -> History:
+        """The read-only view of bars ``0..t``, built once per bar."""
+        history = self._histories[t]
+        if history is None:
+            history = self._histories[t] = History(self.data, t)
+        return history
 
     def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
         raise NotImplementedError
@@ -259,7 +268,7 @@ class TradingEnvBase(gym.Env):
             positions=positions,
             entry_prices=entry_prices,
             prices=self.data.values[self._t, :, CLOSE].copy(),
-            history=History(self.data, self._t),
+            history=self._history(self._t),
         )
         allowed, events = self._risk.apply(target, state)
         allowed = np.asarray(allowed, dtype=np.float64)
@@ -272,6 +281,12 @@ class TradingEnvBase(gym.Env):
                     reasons[j] = event.rule
                 force[j] |= event.force
         return allowed, reasons, force, tuple(events)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the per-bar History cache is rebuilt on use; pickling it would cost an object per bar seen
+        state = self.__dict__.copy()
+        state["_histories"] = [None] * len(self._histories)
+        return state
 
     # ------------------------------------------------------------------ run record
     def equity_series(self) -> pd.Series:
