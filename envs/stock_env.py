@@ -191,7 +191,7 @@ class StocksEnv(TradingEnvBase):
             weights = np.zeros(1)
         if equity < peak:
             obs[n + 2] = 1.0 - equity / peak
-        history = self._histories[t]
+        history = self._histories[t]  # the cache read inline: a call to _history costs more than the read
         if history is None:
             history = self._history(t)
         info = StepInfo({
