@@ -215,8 +215,13 @@ def fill_one(
     :param max_leverage: gross exposure cap over equity.
     """
     equity = cash + shares * price
-    buy_price = min(price * (1.0 + k), high)
-    sell_price = max(price * (1.0 - k), low)
+    # comparisons rather than min/max: the builtins cost ~100 ns a call, a third of this function in Python
+    buy_price = price * (1.0 + k)
+    if buy_price > high:
+        buy_price = high
+    sell_price = price * (1.0 - k)
+    if sell_price < low:
+        sell_price = low
     target = target_weight * (equity / price)
     if target < 0.0:
         # A short reserves its own commission and that of closing any long first, as a long from cash
@@ -231,7 +236,9 @@ def fill_one(
     elif delta > 0.0:
         buy_unit = buy_price * (1.0 + c) + per_share
         need = delta * buy_unit
-        budget = max(cash + (max_leverage - 1.0) * equity, 0.0)
+        budget = cash + (max_leverage - 1.0) * equity
+        if budget < 0.0:
+            budget = 0.0
         if need > budget:
             delta = delta * (budget / need)
         if whole:
