@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Union, get_args, get_origin
 
 import yaml
 
@@ -51,3 +52,33 @@ def check_known(values: Iterable[str], known: Iterable[str], owner: str) -> None
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown {owner} field(s) {unknown}; known: {sorted(known)}")
+
+
+def coerce_field(name: str, hint: Any, value: Any, scalar: Callable[[str, Any, Any], Any]) -> Any:
+    """``value`` (from Python, YAML or command-line text) as a config field's declared type.
+
+    An optional field reads ``None``, ``"none"``, ``"null"`` and ``""`` as None. A list field
+    (``tuple[X, ...]``) takes a list, a single value, or text: ``a,b,c``, ``[a, b, c]``, or ``a;b`` when
+    the items contain commas themselves (data specs such as ``synthetic:seed=1,n_days=300``).
+
+    :param name: the field name, passed on to ``scalar``.
+    :param hint: the field's type hint.
+    :param value: the value given.
+    :param scalar: the config's conversion of one plain value, ``scalar(name, hint, value)``; it raises
+        :class:`ConfigError` naming the field.
+    """
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        return coerce_field(name, next(a for a in args if a is not type(None)), value, scalar)
+    if origin is tuple:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):
+                text = text[1:-1]
+            value = [p.strip() for p in text.split(";" if ";" in text else ",") if p.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(coerce_field(name, args[0], item, scalar) for item in value)
+    return scalar(name, hint, value)

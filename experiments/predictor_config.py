@@ -9,10 +9,9 @@ value raises :class:`~envs.execution.ConfigError` naming the field.
 
 from __future__ import annotations
 
-import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Mapping, Sequence, get_origin, get_type_hints
 
 import yaml
 
@@ -21,7 +20,7 @@ from agents.predictors.labels import DEFAULT_HORIZONS
 from agents.predictors.models import MODELS
 from agents.params import coerce, param_docs
 from envs.execution import ConfigError
-from experiments.config_files import YamlConfig, check_known, read_fields
+from experiments.config_files import YamlConfig, check_known, coerce_field, read_fields
 
 
 
@@ -97,7 +96,8 @@ class PredictorConfig(YamlConfig):
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, _HINTS[f.name], getattr(self, f.name)))
+            value = coerce_field(f.name, _HINTS[f.name], getattr(self, f.name), _coerce_scalar)
+            object.__setattr__(self, f.name, value)
         if self.model not in MODELS:
             raise ConfigError(f"PredictorConfig.model must be one of {list(MODELS)}, got {self.model!r}")
         for name in ("train_size", "test_size", "regime_states", "regime_window", "regime_iterations"):
@@ -126,25 +126,15 @@ class PredictorConfig(YamlConfig):
 _HINTS = get_type_hints(PredictorConfig)
 
 
-def _coerce(name: str, hint: Any, value: Any) -> Any:
-    """``value`` (from Python, YAML or ``--set``) as the field's type, or a ConfigError naming the field."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-            return None
-        return _coerce(name, next(a for a in args if a is not type(None)), value)
-    if origin is tuple:
-        if isinstance(value, str):
-            # Text lists split on commas; names (symbols, features) stay text even if YAML would read
-            # them as something else ("ON" is a boolean to YAML).
-            parts = [p.strip() for p in value.strip("[]").split(",") if p.strip()]
-            value = parts if args[0] is str else [_parse_text(name, p) for p in parts]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        return tuple(_coerce(name, args[0], item) for item in value)
+def _coerce_scalar(name: str, hint: Any, value: Any) -> Any:
+    """One plain value (from Python, YAML or ``--set``) as the field's type, or a ConfigError naming the field.
+
+    Text is read as YAML unless the field is text: names (symbols, features) stay text even where YAML
+    would read them as something else ("ON" is a boolean to YAML).
+    """
     if isinstance(value, str) and hint is not str:
         value = _parse_text(name, value)
-    if origin is dict:
+    if get_origin(hint) is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"PredictorConfig.{name} must be a mapping, got {value!r}")
         return dict(value)

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import types
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Mapping, Sequence, get_args, get_origin, get_type_hints
 
 
 from agents.params import coerce, param_docs
 from envs.execution import ConfigError
-from experiments.config_files import YamlConfig, check_known, read_fields
+from experiments.config_files import YamlConfig, check_known, coerce_field, read_fields
 from envs.rewards import REWARDS
 
 Algo = Literal["ppo", "a2c", "sac"]
@@ -131,7 +130,8 @@ class RLConfig(YamlConfig):
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f.name, _HINTS[f.name], getattr(self, f.name)))
+            value = coerce_field(f.name, _HINTS[f.name], getattr(self, f.name), _coerce_scalar)
+            object.__setattr__(self, f.name, value)
         positive = ("window_size", "episode_length", "num_envs", "total_timesteps", "n_steps", "batch_size",
                     "n_epochs", "buffer_size", "eval_freq", "checkpoint_freq", "torch_threads")
         for name in positive:
@@ -195,21 +195,8 @@ class RLConfig(YamlConfig):
 _HINTS = get_type_hints(RLConfig)
 
 
-def _coerce(name: str, hint: Any, value: Any) -> Any:
-    """``value`` (from Python, YAML or a flag's string) as the field's type, or a ConfigError naming it."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-            return None
-        return _coerce(name, next(a for a in args if a is not type(None)), value)
-    if origin is tuple:
-        # Items that contain commas themselves (data specs) are separated by semicolons instead.
-        if isinstance(value, str):
-            value = [s for s in value.split(";" if ";" in value else ",") if s.strip()]
-        items = value
-        if not isinstance(items, (list, tuple)):
-            raise ConfigError(f"RLConfig.{name} must be a list, got {value!r}")
-        return tuple(_coerce(name, args[0], item) for item in items)
+def _coerce_scalar(name: str, hint: Any, value: Any) -> Any:
+    """One plain value (from Python, YAML or a flag's string) as the field's type, or a ConfigError naming it."""
     try:
         value = coerce("RLConfig", name, hint, value)
     except TypeError as err:
