@@ -16,36 +16,21 @@ import pandas as pd
 import pytest
 
 backtesting = pytest.importorskip("backtesting")
-from backtesting import Backtest, Strategy  # noqa: E402
-from backtesting.lib import crossover  # noqa: E402
-from backtesting.test import GOOG, SMA  # noqa: E402
+from backtesting import Backtest  # noqa: E402
+from backtesting.test import GOOG  # noqa: E402
 
 from baselines.sma_crossover import SmaCrossover  # noqa: E402
 from envs.execution import ExecutionConfig  # noqa: E402
 from envs.market_data import MarketData  # noqa: E402
+from experiments.benchmarks.backtest import backtesting_sma_cross  # noqa: E402
 from experiments.engine import BacktestConfig, run_backtest  # noqa: E402
-
-
-class SmaCross(Strategy):
-    n1 = 10
-    n2 = 20
-
-    def init(self):
-        self.sma1 = self.I(SMA, self.data.Close, self.n1)
-        self.sma2 = self.I(SMA, self.data.Close, self.n2)
-
-    def next(self):
-        if crossover(self.sma1, self.sma2):
-            self.buy()
-        elif crossover(self.sma2, self.sma1):
-            self.sell()
 
 
 @pytest.fixture(scope="module")
 def reference() -> pd.Series:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt = Backtest(GOOG, SmaCross, cash=10_000, commission=0.002, exclusive_orders=True)
+        bt = Backtest(GOOG, backtesting_sma_cross(10, 20), cash=10_000, commission=0.002, exclusive_orders=True)
         return bt.run()
 
 

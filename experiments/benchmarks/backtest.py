@@ -84,13 +84,20 @@ def _ours(data: MarketData, cash: float, commission: float, repeats: int) -> dic
 
 
 # ------------------------------------------------------------------------------------ backtesting.py
-def _backtesting(frame: pd.DataFrame, cash: float, commission: float, repeats: int) -> dict[str, Any]:
-    from backtesting import Backtest, Strategy
+def backtesting_sma_cross(fast: int = FAST, slow: int = SLOW) -> type:
+    """backtesting.py's own SMA crossover example as a ``Strategy`` class (the peer side of this benchmark
+    and of ``tests/test_backtest_reference.py``): buy all-in when the fast mean crosses above the slow one,
+    sell when it crosses below. backtesting.py is imported here, only when the peer is run.
+
+    :param fast: bars of the fast simple moving average.
+    :param slow: bars of the slow simple moving average.
+    """
+    from backtesting import Strategy
     from backtesting.lib import crossover
     from backtesting.test import SMA
 
     class SmaCross(Strategy):
-        n1, n2 = FAST, SLOW
+        n1, n2 = fast, slow
 
         def init(self):
             self.sma1 = self.I(SMA, self.data.Close, self.n1)
@@ -102,9 +109,15 @@ def _backtesting(frame: pd.DataFrame, cash: float, commission: float, repeats: i
             elif crossover(self.sma2, self.sma1):
                 self.sell()
 
+    return SmaCross
+
+
+def _backtesting(frame: pd.DataFrame, cash: float, commission: float, repeats: int) -> dict[str, Any]:
+    from backtesting import Backtest
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt = Backtest(frame, SmaCross, cash=cash, commission=commission, exclusive_orders=True)
+        bt = Backtest(frame, backtesting_sma_cross(), cash=cash, commission=commission, exclusive_orders=True)
         seconds, stats = _best(bt.run, repeats)
     t = stats["_trades"]
     record = _trades(t["EntryBar"].to_numpy(), t["ExitBar"].to_numpy(), t["Size"].to_numpy())
