@@ -17,8 +17,9 @@ import pandas as pd
 from agents.policy import Policy
 from envs.execution import ExecutionConfig
 from envs.market_data import MarketData
-from envs.metrics import Stats, compute_stats, round_trips
-from envs.options_env import OptionsEnv
+from envs.metrics import Stats, compute_stats
+from envs.options_env import OptionsEnv, holdings
+from envs.trades import round_trips, traded_value
 from envs.trading_env import TradingEnvBase
 
 
@@ -109,13 +110,12 @@ def evaluate(policy: Policy, data: MarketData, period: Period, make_env: EnvFact
     policy.reset(seed)
     obs, info = env.reset(seed=seed, options={"start": period.start})
     n_steps = period.stop - 1 - period.start
-    held = _options_holdings if isinstance(env, OptionsEnv) else _stock_holdings
-    first = held(info)
+    first = holdings(info)
     positions = np.empty((n_steps + 1, first.size))
     positions[0] = first
     for k in range(1, n_steps + 1):
         obs, _, terminated, _, info = env.step(policy.act(obs, info))
-        positions[k] = held(info)
+        positions[k] = holdings(info)
         if terminated:
             positions = positions[: k + 1]
             break
@@ -127,27 +127,9 @@ def evaluate(policy: Policy, data: MarketData, period: Period, make_env: EnvFact
         equity,
         trades=round_trips(fills) if len(fills) else None,
         positions=positions,
-        traded_value=_traded_value(fills, equity.index),
+        traded_value=traded_value(fills, equity.index),
         costs=float(fills["commission"].sum() + fills["impact_cost"].sum()) if len(fills) else 0.0,
         periods_per_year=int(execution.periods_per_year),
     )
     return Evaluation(period, stats, equity)
-
-
-def _stock_holdings(info: dict) -> np.ndarray:
-    return np.asarray(info["positions"], dtype=np.float64)
-
-
-def _options_holdings(info: dict) -> np.ndarray:
-    """Shares, and gross option contracts: an iron condor nets to zero contracts but is a position."""
-    return np.array([info["positions"][0], sum(abs(leg.quantity) for leg in info["legs"])], dtype=np.float64)
-
-
-def _traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
-    """Gross cash traded at each bar of ``index`` (trade-log quantities are in shares, prices per share)."""
-    traded = np.zeros(len(index))
-    if len(fills):
-        value = np.abs(fills["quantity"].to_numpy(float)) * fills["price"].to_numpy(float)
-        np.add.at(traded, index.searchsorted(fills["timestamp"]), value)
-    return traded
 

@@ -503,6 +503,19 @@ class OptionsEnv(gym.Env):
         return frame.rename(columns={"spread_cost": "impact_cost"})
 
 
+def holdings(info: dict[str, Any]) -> np.ndarray:
+    """What is held after a bar, from the ``info`` of any of the envs (one row of the ``positions`` of
+    :func:`envs.metrics.compute_stats`): a stock env's positions; Options-v0's shares and gross option
+    contracts, since an iron condor nets to zero contracts but is a position.
+
+    :param info: the info dict of ``reset`` or ``step``.
+    """
+    if "legs" not in info:
+        return np.asarray(info["positions"], dtype=np.float64)
+    contracts = sum(abs(leg.quantity) for leg in info["legs"])
+    return np.array([info["positions"][0], contracts], dtype=np.float64)
+
+
 def register_options_env() -> None:
     """Register ``AlpacaGym/Options-v0`` with Gymnasium (does nothing if it is already registered)."""
     if ENV_ID not in gym.registry:

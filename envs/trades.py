@@ -1,4 +1,4 @@
-"""Closed trades (round trips) from a fill log.
+"""Closed trades (round trips) from a fill log, and the cash it traded at each bar.
 
 A trade runs from the fill that opens a position out of flat until the fill that brings it back to flat.
 A fill that flips a position (long 15, sell 25) is split: the part that closes the old position ends that
@@ -98,3 +98,18 @@ def round_trips(fills: pd.DataFrame) -> pd.DataFrame:
     if (np.diff(by_exit) == 1).all():
         return frame
     return frame.iloc[by_exit].reset_index(drop=True)
+
+
+def traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
+    """Gross cash traded at each bar of ``index`` (the ``traded_value`` of :func:`envs.metrics.compute_stats`).
+
+    :param fills: the fill log, with ``timestamp``, ``quantity`` (shares, also for options) and ``price``
+        (per share) columns.
+    :param index: the bars, e.g. the equity curve's index.
+    :return: shape ``(len(index),)``, zero where nothing traded.
+    """
+    traded = np.zeros(len(index))
+    if len(fills):
+        value = np.abs(fills["quantity"].to_numpy(float)) * fills["price"].to_numpy(float)
+        np.add.at(traded, index.searchsorted(fills["timestamp"]), value)
+    return traded

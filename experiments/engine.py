@@ -57,11 +57,11 @@ from envs.market_data import MarketData
 from envs.metrics import Stats, compute_stats
 from envs.option_account import OptionCosts
 from envs.options_env import ENV_ID as OPTIONS_ENV_ID
-from envs.options_env import OptionsEnv
+from envs.options_env import OptionsEnv, holdings
 from envs.portfolio_env import PortfolioEnv
 from envs.risk import RiskConfig, RiskEvent
 from envs.stock_env import StocksEnv
-from envs.trades import round_trips
+from envs.trades import round_trips, traded_value
 from envs.trading_env import TradingEnvBase
 from experiments.replay import replay_weights
 
@@ -291,7 +291,7 @@ def run_backtest(
         equity,
         trades,
         positions=positions,
-        traded_value=_traded_value(fills, equity.index),
+        traded_value=traded_value(fills, equity.index),
         benchmark=benchmark,
         costs=float(fills["commission"].sum() + fills["impact_cost"].sum()) + borrow,
         periods_per_year=config.periods_per_year,
@@ -312,8 +312,7 @@ def _step(
     env = make_env(policy, data, config)
     obs, info = env.reset(seed=config.seed, options={"start": start})
     actions = policy.act_batch(data) if hasattr(policy, "act_batch") else None
-    held = _options_holdings if isinstance(env, OptionsEnv) else _stock_holdings
-    positions = [held(info)]
+    positions = [holdings(info)]
     events: list[RiskEvent] = []
     bar = tqdm(total=data.n_bars - 1 - start, desc=getattr(policy, "name", "policy"),
                unit="bar", disable=not progress, leave=False)
@@ -321,29 +320,10 @@ def _step(
     while not done:
         action = actions[info["t"]] if actions is not None else policy.act(obs, info)
         obs, _, terminated, truncated, info = env.step(action)
-        positions.append(held(info))
+        positions.append(holdings(info))
         events.extend(info["risk_events"])
         done = terminated or truncated
         bar.update()
     bar.close()
     return env.equity_series(), np.array(positions, dtype=np.float64), env.trade_frame(), events
-
-
-def _stock_holdings(info: dict[str, Any]) -> np.ndarray:
-    return info["positions"]
-
-
-def _options_holdings(info: dict[str, Any]) -> np.ndarray:
-    """Shares, and gross option contracts: an iron condor nets to zero contracts but is a position."""
-    contracts = sum(abs(leg.quantity) for leg in info["legs"])
-    return np.array([info["positions"][0], contracts], dtype=np.float64)
-
-
-def _traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
-    """Gross cash traded at each bar of ``index``."""
-    traded = np.zeros(len(index))
-    if len(fills):
-        value = np.abs(fills["quantity"].to_numpy(float)) * fills["price"].to_numpy(float)
-        np.add.at(traded, index.searchsorted(fills["timestamp"]), value)
-    return traded
 

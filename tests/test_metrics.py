@@ -9,6 +9,7 @@ import pytest
 import quantstats as qs
 
 from envs import metrics
+from envs.trades import traded_value
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,12 @@ def test_bad_equity_is_rejected():
         metrics.compute_stats(pd.Series([100.0, -1.0, 5.0], index=index))
     with pytest.raises(TypeError, match="pandas Series"):
         metrics.compute_stats(np.array([1.0, 2.0]))
+
+
+def test_traded_value_sums_gross_cash_per_bar_of_the_fill_log():
+    index = pd.date_range("2021-01-01", periods=4, freq="D", tz="UTC")
+    fills = pd.DataFrame({
+        "timestamp": index[[1, 1, 3]], "quantity": [10.0, -4.0, -6.0], "price": [20.0, 21.0, 25.0],
+    })
+    np.testing.assert_array_equal(traded_value(fills, index), [0.0, 284.0, 0.0, 150.0])
+    np.testing.assert_array_equal(traded_value(fills.iloc[:0], index), np.zeros(4))

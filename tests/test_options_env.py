@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -14,7 +15,7 @@ from envs.actions import InvalidActionError
 from envs.market_data import MarketData
 from envs.option_account import OptionCosts
 from envs.option_strategies import build_strategy
-from envs.options_env import ENV_ID, ActionLayout, OptionsEnv, register_options_env
+from envs.options_env import ENV_ID, ActionLayout, OptionsEnv, holdings, register_options_env
 from envs.synthetic import generate_market_with_state
 
 
@@ -271,3 +272,12 @@ def test_bad_arguments_raise_clear_errors(synthetic: MarketData) -> None:
     env.step(0)
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(0)
+
+
+def test_holdings_counts_option_contracts_gross_and_stock_positions_as_they_are(synthetic):
+    _, info = OptionsEnv(synthetic).reset(seed=0)
+    np.testing.assert_array_equal(holdings(info), [0.0, 0.0])
+    condor = tuple(SimpleNamespace(quantity=q) for q in (-1.0, 1.0, -1.0, 1.0))
+    # An iron condor nets to zero contracts but is a position.
+    np.testing.assert_array_equal(holdings({"positions": np.array([0.0]), "legs": condor}), [0.0, 4.0])
+    np.testing.assert_array_equal(holdings({"positions": np.array([3.0, -2.0])}), [3.0, -2.0])
