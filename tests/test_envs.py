@@ -15,6 +15,7 @@ import envs
 from envs.actions import InvalidActionError
 from envs.market_data import MarketData
 from envs.synthetic import generate_market
+from rollouts import rollout
 
 MODES = ["discrete", "weights", "continuous"]
 ENV_IDS = ["AlpacaGym/Stocks-v0", "AlpacaGym/Portfolio-v0"]
@@ -27,17 +28,6 @@ def market() -> MarketData:
 
 def make(env_id: str, data: MarketData, **kwargs) -> gym.Env:
     return gym.make(env_id, data=data, **kwargs)
-
-
-def rollout(env: gym.Env, actions: list, seed: int = 0, options: dict | None = None) -> list[tuple]:
-    obs, info = env.reset(seed=seed, options=options)
-    out = [(obs, 0.0, info)]
-    for action in actions:
-        obs, reward, terminated, truncated, info = env.step(action)
-        out.append((obs, reward, info))
-        if terminated or truncated:
-            break
-    return out
 
 
 def random_actions(env: gym.Env, n: int, seed: int) -> list:

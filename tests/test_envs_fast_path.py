@@ -17,6 +17,7 @@ from envs.history import History
 from envs.market_data import MarketData
 from envs.risk import RiskConfig
 from envs.synthetic import generate_market
+from rollouts import rollout
 
 COSTS = {"commission": 0.001, "slippage_bps": 1.0, "spread_bps": 2.0}
 
@@ -24,17 +25,6 @@ COSTS = {"commission": 0.001, "slippage_bps": 1.0, "spread_bps": 2.0}
 @pytest.fixture(scope="module")
 def market() -> MarketData:
     return generate_market(n_symbols=1, n_days=400, seed=5)
-
-
-def _rollout(env: gym.Env, actions: list, seed: int = 0) -> list[tuple]:
-    obs, info = env.reset(seed=seed)
-    out = [(obs, 0.0, info)]
-    for action in actions:
-        obs, reward, terminated, truncated, info = env.step(action)
-        out.append((obs, reward, info))
-        if terminated or truncated:
-            break
-    return out
 
 
 def _assert_same_rollout(a: list[tuple], b: list[tuple]) -> None:
@@ -54,16 +44,16 @@ def test_plain_int_actions_step_exactly_like_numpy_integers(market: MarketData, 
     execution = {**COSTS, "allow_short": short, "borrow_rate": 0.02}
     n = 3 if short else 2
     choices = np.random.default_rng(1).integers(0, n, size=300)
-    fast = _rollout(gym.make("AlpacaGym/Stocks-v0", data=market, execution=execution), [int(a) for a in choices])
-    full = _rollout(gym.make("AlpacaGym/Stocks-v0", data=market, execution=execution), list(choices))
+    fast = rollout(gym.make("AlpacaGym/Stocks-v0", data=market, execution=execution), [int(a) for a in choices])
+    full = rollout(gym.make("AlpacaGym/Stocks-v0", data=market, execution=execution), list(choices))
     assert sum(bool(info["fills"]) for _, _, info in fast) > 50
     _assert_same_rollout(fast, full)
 
 
 def test_true_is_long_as_today(market: MarketData) -> None:
     actions = [True, False, True, True, False]
-    as_bools = _rollout(gym.make("AlpacaGym/Stocks-v0", data=market), actions)
-    as_ints = _rollout(gym.make("AlpacaGym/Stocks-v0", data=market), [int(a) for a in actions])
+    as_bools = rollout(gym.make("AlpacaGym/Stocks-v0", data=market), actions)
+    as_ints = rollout(gym.make("AlpacaGym/Stocks-v0", data=market), [int(a) for a in actions])
     _assert_same_rollout(as_bools, as_ints)
 
 
@@ -82,7 +72,7 @@ def test_every_step_returns_fresh_observations_and_infos(market: MarketData) -> 
     actions = [int(a) for a in np.random.default_rng(2).integers(0, 2, size=200)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Gymnasium's passive checker warns about outputs that share objects
-        steps = _rollout(env, actions)
+        steps = rollout(env, actions)
     for (obs_a, _, info_a), (obs_b, _, info_b) in zip(steps, steps[1:]):
         assert not data_shares_objects((obs_a, info_a), (obs_b, info_b))
     obs, _, info = steps[-2]
@@ -95,7 +85,7 @@ def test_every_step_returns_fresh_observations_and_infos(market: MarketData) -> 
 
 def test_info_reports_the_account_at_this_bar(market: MarketData) -> None:
     env = gym.make("AlpacaGym/Stocks-v0", data=market, execution=COSTS)
-    for obs, _, info in _rollout(env, [1, 1, 0, 0, 1, 0, 1, 1, 1, 0] * 10)[1:]:
+    for obs, _, info in rollout(env, [1, 1, 0, 0, 1, 0, 1, 1, 1, 0] * 10)[1:]:
         close = market.values[info["t"], 0, 3]
         shares = info["positions"][0]
         assert info["equity"] == pytest.approx(info["cash"] + shares * close, rel=1e-12)
@@ -124,10 +114,10 @@ def test_history_views_are_reused_per_bar_and_not_pickled(market: MarketData) ->
 def test_risk_layer_and_other_rewards_still_apply(market: MarketData) -> None:
     risk = RiskConfig(stop_loss=0.01)
     actions = [1] * 150
-    guarded = _rollout(gym.make("AlpacaGym/Stocks-v0", data=market, execution=COSTS, risk=risk), actions)
+    guarded = rollout(gym.make("AlpacaGym/Stocks-v0", data=market, execution=COSTS, risk=risk), actions)
     assert any(fill.reason != "policy" for _, _, info in guarded for fill in info["fills"])
     assert any(info["risk_events"] for _, _, info in guarded)
-    sharpe = _rollout(gym.make("AlpacaGym/Stocks-v0", data=market, reward="differential_sharpe"), actions)
-    log = _rollout(gym.make("AlpacaGym/Stocks-v0", data=market), actions)
+    sharpe = rollout(gym.make("AlpacaGym/Stocks-v0", data=market, reward="differential_sharpe"), actions)
+    log = rollout(gym.make("AlpacaGym/Stocks-v0", data=market), actions)
     assert [info["equity"] for *_, info in sharpe] == [info["equity"] for *_, info in log]
     assert [r for _, r, _ in sharpe] != [r for _, r, _ in log]

@@ -17,6 +17,7 @@ from envs.option_account import OptionCosts
 from envs.option_strategies import build_strategy
 from envs.options_env import ENV_ID, ActionLayout, OptionsEnv, holdings, register_options_env
 from envs.synthetic import generate_market_with_state
+from rollouts import rollout
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +38,6 @@ def _scenario(after: np.ndarray, start: int = 100, seed: int = 0) -> MarketData:
     """Quiet 1%-a-day noise up to ``start + 1``, then the closes ``after``."""
     noise = np.random.default_rng(seed).normal(0.0, 0.01, start + 2)
     return _path_market(np.r_[100.0 * np.exp(np.cumsum(noise) - noise.sum()), after])
-
-
-def _run(env: OptionsEnv, actions, seed: int | None = 0) -> list[tuple]:
-    obs, info = env.reset(seed=seed)
-    out = [(obs, None, info)]
-    for a in actions:
-        obs, reward, terminated, truncated, info = env.step(a)
-        out.append((obs, reward, info))
-        if terminated or truncated:
-            break
-    return out
 
 
 def _random_actions(env: OptionsEnv, n: int, seed: int) -> list[int]:
@@ -74,7 +64,7 @@ def test_gymnasium_and_sb3_check_env(synthetic: MarketData) -> None:
 
 def test_rewards_sum_to_log_growth_and_cash_never_negative(synthetic: MarketData) -> None:
     env = OptionsEnv(synthetic)
-    steps = _run(env, _random_actions(env, 400, seed=3))
+    steps = rollout(env, _random_actions(env, 400, seed=3))
     rewards = [s[1] for s in steps[1:]]
     final = steps[-1][2]["equity"]
     assert math.fsum(rewards) == pytest.approx(math.log(final / env.initial_cash), abs=1e-9)
@@ -82,7 +72,7 @@ def test_rewards_sum_to_log_growth_and_cash_never_negative(synthetic: MarketData
     # All of equity at risk in every position, many random seeds: still never a negative cash balance.
     for seed in range(4):
         reckless = OptionsEnv(synthetic, allocation=1.0)
-        assert min(s[2]["cash"] for s in _run(reckless, _random_actions(reckless, 400, seed=seed))) >= 0.0
+        assert min(s[2]["cash"] for s in rollout(reckless, _random_actions(reckless, 400, seed=seed))) >= 0.0
     assert min(s[2]["positions"][0] for s in steps) >= 0.0
     for _, _, info in steps:  # equity is cash + shares + options marked at the mid
         assert info["equity"] == pytest.approx(
@@ -95,7 +85,7 @@ def test_trade_log_reconciles_cash_and_feeds_round_trips(synthetic: MarketData) 
     from envs.trades import round_trips
 
     env = OptionsEnv(synthetic)
-    steps = _run(env, _random_actions(env, 400, seed=5))
+    steps = rollout(env, _random_actions(env, 400, seed=5))
     frame = env.trade_frame()
     flows = -(frame["quantity"] * frame["price"]).sum() - frame["commission"].sum()
     assert env.initial_cash + flows == pytest.approx(steps[-1][2]["cash"], abs=1e-6)
@@ -108,8 +98,8 @@ def test_trade_log_reconciles_cash_and_feeds_round_trips(synthetic: MarketData) 
 
 def test_determinism_and_random_starts(synthetic: MarketData) -> None:
     actions = _random_actions(OptionsEnv(synthetic), 200, seed=8)
-    a = _run(OptionsEnv(synthetic), actions)
-    b = _run(OptionsEnv(synthetic), actions)
+    a = rollout(OptionsEnv(synthetic), actions)
+    b = rollout(OptionsEnv(synthetic), actions)
     for (oa, ra, ia), (ob, rb, ib) in zip(a, b):
         np.testing.assert_array_equal(oa, ob)
         assert ra == rb and ia["equity"] == ib["equity"] and repr(ia["fills"]) == repr(ib["fills"])
@@ -125,8 +115,8 @@ def test_no_look_ahead(synthetic: MarketData) -> None:
     values = synthetic.values.copy()
     values[cut + 1:] *= np.linspace(0.6, 1.8, synthetic.n_bars - cut - 1)[:, None, None]
     changed = MarketData(values, synthetic.index, synthetic.symbols)
-    a = _run(OptionsEnv(synthetic), actions)
-    b = _run(OptionsEnv(changed), actions)
+    a = rollout(OptionsEnv(synthetic), actions)
+    b = rollout(OptionsEnv(changed), actions)
     checked = 0
     for (oa, ra, ia), (ob, rb, ib) in zip(a, b):
         if ia["t"] > cut:
@@ -143,7 +133,7 @@ def test_no_look_ahead(synthetic: MarketData) -> None:
 def test_pickle_round_trip_mid_episode(synthetic: MarketData) -> None:
     env = OptionsEnv(synthetic)
     actions = _random_actions(env, 120, seed=2)
-    _run(env, actions[:60])
+    rollout(env, actions[:60])
     clone = pickle.loads(pickle.dumps(env))
     for a in actions[60:]:
         first, second = env.step(a), clone.step(a)
