@@ -18,29 +18,13 @@ from envs.sources import load_data
 from experiments import train as train_cli
 from experiments.rl_config import RLConfig, field_help, load_config, overrides_from_args
 from experiments.train_rl import eval_env_factory, load_market, train
-
-TINY = {
-    "data": "synthetic:n_days=360,n_symbols=1,seed=3",
-    "features": ("ret_1", "ret_5", "rvol_20", "sma_ratio_20"),
-    "window_size": 2,
-    "episode_length": 40,
-    "num_envs": 4,
-    "n_steps": 32,
-    "batch_size": 64,
-    "n_epochs": 2,
-    "net_arch": (16,),
-    "total_timesteps": 512,
-    "eval_freq": 256,
-    "checkpoint_freq": 256,
-    "progress": False,
-    "baselines": ("buy_and_hold",),
-}
+from rl_fixtures import TINY_RL
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RLConfig, Path, dict]:
     runs = tmp_path_factory.mktemp("runs")
-    config = RLConfig(**TINY, runs_dir=str(runs), run_name="tiny")
+    config = RLConfig(**TINY_RL, runs_dir=str(runs), run_name="tiny")
     result = train(config)
     return config, result.run_dir, result.metrics
 
@@ -110,7 +94,7 @@ def test_periods_are_in_time_order_and_tile_the_data() -> None:
 
 
 def test_evaluation_never_sees_bars_after_the_period() -> None:
-    config = RLConfig(**TINY)
+    config = RLConfig(**TINY_RL)
     data = load_market(config)
     period = Period("test", 200, 300)
     changed = data.values.copy()
@@ -188,7 +172,7 @@ def test_agent_acts_in_weights_and_rejects_other_observations(tiny_run: tuple[RL
     assert action.shape == (1,) and action[0] in (0.0, 1.0)
     kwargs = agent.env_options
     assert kwargs["action_mode"] == "weights" and kwargs["window_size"] == 2
-    assert kwargs["features"].features == TINY["features"]
+    assert kwargs["features"].features == TINY_RL["features"]
     with pytest.raises(ValueError, match="window_size"):
         agent.act(np.zeros(7, dtype=np.float32), {})
 
@@ -210,14 +194,14 @@ def test_same_seed_same_run(tiny_run: tuple[RLConfig, Path, dict], tmp_path: Pat
 
 
 def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
-    config = RLConfig(**{**TINY, "data": "synthetic:n_days=60,n_symbols=1"}, runs_dir=str(tmp_path))
+    config = RLConfig(**{**TINY_RL, "data": "synthetic:n_days=60,n_symbols=1"}, runs_dir=str(tmp_path))
     with pytest.raises(ValueError, match="warm-up"):
         train(config)
 
 
 def test_portfolio_env_trains(tmp_path: Path) -> None:
     config = RLConfig(
-        **{**TINY, "data": "synthetic:n_days=360,n_symbols=2,seed=3", "total_timesteps": 256},
+        **{**TINY_RL, "data": "synthetic:n_days=360,n_symbols=2,seed=3", "total_timesteps": 256},
         env="Portfolio-v0", action_mode="continuous", runs_dir=str(tmp_path), run_name="pf",
     )
     result = train(config)
@@ -228,7 +212,7 @@ def test_portfolio_env_trains(tmp_path: Path) -> None:
 
 def test_train_symbols_learn_from_every_symbol(tmp_path: Path) -> None:
     config = RLConfig(
-        **{**TINY, "data": "synthetic:n_days=360,n_symbols=3,seed=3", "total_timesteps": 256},
+        **{**TINY_RL, "data": "synthetic:n_days=360,n_symbols=3,seed=3", "total_timesteps": 256},
         train_symbols=("all",), runs_dir=str(tmp_path), run_name="multi",
     )
     result = train(config)
@@ -255,7 +239,7 @@ def test_training_metrics_match_the_backtest_engine(tiny_run: tuple[RLConfig, Pa
 
 def test_extra_markets_join_the_training_data(tmp_path: Path) -> None:
     config = RLConfig(
-        **{**TINY, "total_timesteps": 256},
+        **{**TINY_RL, "total_timesteps": 256},
         extra_train_data=("synthetic:n_days=200,n_symbols=1,seed=4", "synthetic:n_days=200,n_symbols=1,seed=5"),
         runs_dir=str(tmp_path), run_name="sim",
     )
@@ -272,7 +256,7 @@ def test_extra_markets_join_the_training_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("algo", "mode"), [("a2c", "discrete"), ("sac", "weights")])
 def test_other_algorithms_through_the_same_command(algo: str, mode: str, tmp_path: Path) -> None:
     config = RLConfig(
-        **{**TINY, "total_timesteps": 256, "learning_starts": 64},
+        **{**TINY_RL, "total_timesteps": 256, "learning_starts": 64},
         algo=algo, action_mode=mode, runs_dir=str(tmp_path), run_name=algo,
     )
     run_dir = train(config).run_dir

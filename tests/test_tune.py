@@ -10,21 +10,10 @@ from agents.ppo import SB3Agent, load_agent
 from agents.registry import load_policy
 from experiments.rl_config import RLConfig, load_config
 from experiments.tune import METRIC, run_trial, search_space, sweep
+from rl_fixtures import TINY_RL
 
-TINY = {
-    "data": "synthetic:n_days=360,n_symbols=1,seed=3",
-    "features": ("ret_1", "ret_5", "rvol_20", "sma_ratio_20"),
-    "window_size": 2,
-    "episode_length": 40,
-    "num_envs": 4,
-    "batch_size": 64,
-    "n_epochs": 2,
-    "total_timesteps": 512,
-    "eval_freq": 256,
-    "checkpoint_freq": 512,
-    "progress": False,
-    "baselines": ("buy_and_hold",),
-}
+# Trials set their own n_steps and net_arch; fewer checkpoints keep the sweep short.
+TINY = {**TINY_RL, "checkpoint_freq": 512}
 
 
 def test_search_space_covers_the_issue_and_builds_configs() -> None:
