@@ -19,6 +19,7 @@ from envs.data_fallback import (
     parse_timeframe,
     session_dates,
     spec_loader,
+    spec_options,
     split_symbols,
     time_range,
 )
@@ -127,16 +128,8 @@ def bars_to_market_data(
 
 
 def _from_spec(main: str, options: dict[str, str]) -> tuple[AlpacaSource, list[str]]:
-    keys = {"feed", "adjustment", "url"}
-    unknown = sorted(set(options) - keys - {"fill_gaps"})
-    if unknown:
-        raise ValueError(
-            f"unknown alpaca option(s) {unknown}; known: start, end, timeframe, {sorted(keys)}, fill_gaps"
-        )
-    fill = options.get("fill_gaps", "false").lower() in ("1", "true", "yes")
-    return AlpacaSource(fill_gaps=fill, **{k: v for k, v in options.items() if k in keys}), split_symbols(
-        main
-    )
+    known = ("feed", "adjustment", "url", "fill_gaps")
+    return AlpacaSource(**spec_options("alpaca", options, known, flags=("fill_gaps",))), split_symbols(main)
 
 
 register_source("alpaca", spec_loader(_from_spec), replace=True)

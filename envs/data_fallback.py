@@ -162,6 +162,25 @@ def spec_loader(
     return loader
 
 
+def spec_options(
+    source: str, options: dict[str, str], known: Sequence[str], flags: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A remote source's spec options as keyword arguments of its constructor.
+
+    :param source: the scheme, for the error message.
+    :param options: the spec's options other than start, end and timeframe (as :func:`spec_loader` passes them).
+    :param known: the option names the source takes, flags included.
+    :param flags: the boolean options, read as true for ``1``, ``true`` or ``yes`` (any case).
+    :raises ValueError: an option the source does not take, naming it and the known ones.
+    """
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown {source} option(s) {unknown}; known: start, end, timeframe, {', '.join(known)}"
+        )
+    return {k: str(v).lower() in ("1", "true", "yes") if k in flags else v for k, v in options.items()}
+
+
 def split_symbols(text: str) -> list[str]:
     """``"SPY, aapl"`` -> ``["SPY", "AAPL"]``; an empty list is an error.
 

@@ -28,6 +28,7 @@ from envs.data_fallback import (
     is_daily_or_longer,
     parse_timeframe,
     spec_loader,
+    spec_options,
     split_symbols,
     time_range,
 )
@@ -206,16 +207,10 @@ class ParquetStore:
 
 
 def _from_spec(main: str, options: dict[str, Any]) -> tuple[ParquetStore, list[str]]:
-    unknown = sorted(set(options) - {"symbols", "cache_dir"})
-    if unknown:
-        raise ValueError(
-            f"unknown minio option(s) {unknown}; known: symbols, start, end, timeframe, cache_dir"
-        )
-    if "symbols" not in options:
+    kwargs = spec_options("minio", options, ("symbols", "cache_dir"))
+    if "symbols" not in kwargs:
         raise ValueError("a minio spec needs ';symbols=SPY,AAPL'")
-    return ParquetStore(f"minio://{main}", cache_dir=options.get("cache_dir")), split_symbols(
-        options["symbols"]
-    )
+    return ParquetStore(f"minio://{main}", cache_dir=kwargs.get("cache_dir")), split_symbols(kwargs["symbols"])
 
 
 register_source("minio", spec_loader(_from_spec), replace=True)

@@ -21,6 +21,7 @@ from envs.data_fallback import (
     parse_timeframe,
     session_dates,
     spec_loader,
+    spec_options,
     split_symbols,
     time_range,
 )
@@ -183,18 +184,9 @@ class YFinanceSource:
 
 
 def _from_spec(main: str, options: dict[str, Any]) -> tuple[YFinanceSource, list[str]]:
-    unknown = sorted(set(options) - {"cache_dir", "auto_adjust", "fill_gaps"})
-    if unknown:
-        raise ValueError(
-            f"unknown yfinance option(s) {unknown}; "
-            "known: start, end, timeframe, cache_dir, auto_adjust, fill_gaps"
-        )
-    flag = {
-        k: str(options[k]).lower() in ("1", "true", "yes")
-        for k in ("auto_adjust", "fill_gaps")
-        if k in options
-    }
-    return YFinanceSource(cache_dir=options.get("cache_dir"), **flag), split_symbols(main)
+    flags = ("auto_adjust", "fill_gaps")
+    kwargs = spec_options("yfinance", options, ("cache_dir", *flags), flags=flags)
+    return YFinanceSource(**kwargs), split_symbols(main)
 
 
 register_source("yfinance", spec_loader(_from_spec), replace=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from alpaca_server import FakeAlpaca, alpaca_daily
 
-from envs.data_fallback import DataSourceError, FallbackSource
+from envs.data_fallback import DataSourceError, FallbackSource, spec_options
 from envs.data_store import ParquetStore
 from envs.market_data import MarketData
 from envs.sources import load_data
@@ -135,6 +135,14 @@ def test_fallback_reports_every_failure() -> None:
         FallbackSource([Broken(), Broken()]).fetch(["SPY"], "2024-01-01", "2024-02-01")
     with pytest.raises(ValueError):
         FallbackSource([])
+
+
+def test_spec_options_read_flags_and_name_unknown_options() -> None:
+    options = {"cache_dir": "/tmp/bars", "auto_adjust": "No", "fill_gaps": "YES"}
+    kwargs = spec_options("yfinance", options, ("cache_dir", "auto_adjust", "fill_gaps"), ("auto_adjust", "fill_gaps"))
+    assert kwargs == {"cache_dir": "/tmp/bars", "auto_adjust": False, "fill_gaps": True}
+    with pytest.raises(ValueError, match=r"unknown minio option\(s\) \['feed'\]; known: .*symbols, cache_dir"):
+        spec_options("minio", {"feed": "iex"}, ("symbols", "cache_dir"))
 
 
 # ---------------------------------------------------------------------- command line
