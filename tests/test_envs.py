@@ -13,12 +13,15 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
 from envs.actions import InvalidActionError
+from envs.features import DEFAULT_FEATURES, OBSERVATION_FEATURES, FeatureConfig
 from envs.market_data import MarketData
 from envs.synthetic import generate_market
 from rollouts import rollout
 
 MODES = ["discrete", "weights", "continuous"]
 ENV_IDS = ["AlpacaGym/Stocks-v0", "AlpacaGym/Portfolio-v0"]
+# The default observation (one row of OBSERVATION_FEATURES) and a window of several bars of every feature.
+OBSERVATIONS = {"default": {}, "full window": {"window_size": 10, "features": FeatureConfig(DEFAULT_FEATURES)}}
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +51,21 @@ def test_default_env_runs_on_embedded_synthetic_market() -> None:
     assert info["history"].close.shape[1] == 1
 
 
+def test_default_observation_is_one_row_of_the_observation_features(market: MarketData) -> None:
+    env = make("AlpacaGym/Stocks-v0", market).unwrapped
+    assert env.window_size == 1 and env.features.names == OBSERVATION_FEATURES
+    assert env.observation_space.shape == (len(OBSERVATION_FEATURES) + 3,)
+    full = make("AlpacaGym/Portfolio-v0", market, **OBSERVATIONS["full window"]).unwrapped
+    assert full.observation_space.shape == (10 * len(DEFAULT_FEATURES) * market.n_symbols + market.n_symbols + 2,)
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("short", [False, True])
-def test_check_env(market: MarketData, env_id: str, mode: str, short: bool) -> None:
-    env = make(env_id, market, action_mode=mode, execution={"allow_short": short}).unwrapped
+@pytest.mark.parametrize("observation", OBSERVATIONS)
+def test_check_env(market: MarketData, env_id: str, mode: str, short: bool, observation: str) -> None:
+    env = make(env_id, market, action_mode=mode, execution={"allow_short": short}, **OBSERVATIONS[observation])
+    env = env.unwrapped
     gym_check_env(env, skip_render_check=True)
     sb3_check_env(env, warn=True)
 
@@ -73,7 +86,10 @@ def test_determinism_same_seed_same_trajectory(market: MarketData, env_id: str, 
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_no_look_ahead_changing_the_future_changes_nothing_before(market: MarketData, env_id: str) -> None:
+@pytest.mark.parametrize("observation", OBSERVATIONS)
+def test_no_look_ahead_changing_the_future_changes_nothing_before(
+    market: MarketData, env_id: str, observation: str
+) -> None:
     t_cut = 450
     rng = np.random.default_rng(0)
     future = market.values.copy()
@@ -81,7 +97,8 @@ def test_no_look_ahead_changing_the_future_changes_nothing_before(market: Market
     future[t_cut + 1 :, :, :4] *= scale
     future[t_cut + 1 :, :, 4] *= rng.uniform(0.1, 3.0, size=scale.shape[:2])
     changed = MarketData(future, market.index, market.symbols)
-    env_a, env_b = make(env_id, market, action_mode="weights"), make(env_id, changed, action_mode="weights")
+    kwargs = dict(action_mode="weights", **OBSERVATIONS[observation])
+    env_a, env_b = make(env_id, market, **kwargs), make(env_id, changed, **kwargs)
     actions = random_actions(env_a, market.n_bars, seed=1)
     ra, rb = rollout(env_a, actions), rollout(env_b, actions)
     start = ra[0][2]["t"]

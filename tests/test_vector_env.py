@@ -30,9 +30,13 @@ EXECUTION = dict(allow_short=True, slippage_bps=2, spread_bps=3, fractional=Fals
 
 @pytest.mark.parametrize("env_id, kind", [("AlpacaGym/Stocks-v0", "stocks"), ("AlpacaGym/Portfolio-v0", "portfolio")])
 @pytest.mark.parametrize("mode", ["discrete", "weights", "continuous"])
-def test_one_env_batch_reproduces_the_single_env(market: MarketData, env_id: str, kind: str, mode: str) -> None:
-    single = gym.make(env_id, data=market, action_mode=mode, execution=EXECUTION)
-    vec = TradingVectorEnv(1, kind=kind, data=market, action_mode=mode, execution=EXECUTION)
+@pytest.mark.parametrize("window", [1, 4])
+def test_one_env_batch_reproduces_the_single_env(
+    market: MarketData, env_id: str, kind: str, mode: str, window: int
+) -> None:
+    kwargs = dict(data=market, action_mode=mode, execution=EXECUTION, window_size=window)
+    single = gym.make(env_id, **kwargs)
+    vec = TradingVectorEnv(1, kind=kind, **kwargs)
     obs_s, info_s = single.reset(seed=0)
     obs_v, _ = vec.reset(seed=0)
     np.testing.assert_allclose(obs_v[0], obs_s, rtol=1e-6, atol=1e-6)
