@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.params import coerce
 from agents.registry import MANIFEST, RegistryError, register_loader
 from envs.actions import ActionAdapter
-from envs.features import FeatureConfig
+from envs.features import DEFAULT_FEATURES, FeatureConfig
 from envs.options_env import ENV_ID as OPTIONS_ENV_ID
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
@@ -43,7 +43,8 @@ class SB3Agent:
 
     :param model: the trained algorithm.
     :param env_kwargs: the single-env settings that shape observations (``window_size``, ``features`` as
-        a list of names or ``None`` for the default set, ``symbol`` or ``symbols``) plus the training
+        a list of names; ``None`` means what agents of earlier versions trained on, all 63 features;
+        ``symbol`` or ``symbols``) plus the training
         ``action_mode`` and ``allow_short``; plain values, as stored in ``policy.yaml``. An options agent
         has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is fixed).
     :param normalizer: the ``VecNormalize`` whose observation statistics the model was trained with, or
@@ -100,10 +101,14 @@ class SB3Agent:
         none for an options agent, whose env has one observation layout and the default action buckets."""
         if self.env_id == OPTIONS_ENV_ID:
             return {}
-        options: dict[str, Any] = {"window_size": self.env_kwargs.get("window_size", 10), "action_mode": "weights"}
-        if self.env_kwargs.get("features"):
-            options["features"] = FeatureConfig(features=tuple(self.env_kwargs["features"]))
-        return options
+        # Agents saved before their settings were always written down trained on the envs' defaults of that
+        # time: 10 bars of every feature.
+        features = self.env_kwargs.get("features") or DEFAULT_FEATURES
+        return {
+            "window_size": self.env_kwargs.get("window_size", 10),
+            "features": FeatureConfig(features=tuple(features)),
+            "action_mode": "weights",
+        }
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the sampling of non-deterministic actions (the network keeps no episode state)."""

@@ -13,6 +13,7 @@ from agents.ppo import SB3Agent, load_agent
 from agents.registry import RegistryError, load_policy
 from agents.rl_eval import Period, evaluate, split_periods
 from envs.execution import ConfigError
+from envs.features import DEFAULT_FEATURES
 from envs.market_data import MarketData
 from envs.sources import load_data
 from experiments import train as train_cli
@@ -264,3 +265,13 @@ def test_other_algorithms_through_the_same_command(algo: str, mode: str, tmp_pat
     assert isinstance(agent, SB3Agent) and agent.name == f"{algo}:{algo}"
     action = agent.act(np.zeros(agent.model.observation_space.shape, dtype=np.float32), {})
     assert action.shape == (1,) and 0.0 <= action[0] <= 1.0
+
+
+def test_agent_saved_without_observation_settings_gets_the_old_defaults(
+    tiny_run: tuple[RLConfig, Path, dict],
+) -> None:
+    _, run_dir, _ = tiny_run
+    agent = load_agent(run_dir)
+    older = {k: v for k, v in agent.env_kwargs.items() if k not in ("features", "window_size")}
+    options = SB3Agent(agent.model, older, None).env_options
+    assert options["window_size"] == 10 and options["features"].features == DEFAULT_FEATURES
