@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import gymnasium as gym
@@ -23,12 +24,12 @@ from envs.trading_env import DEFAULT_INITIAL_CASH, OBS_BOUND, episode_bounds, re
 ENV_ID = "AlpacaGym/Options-v0"
 FEATURE_WARMUP = 50  # the longest underlying feature (close / SMA50)
 
-DEFAULT_ALLOCATION: Mapping[str, float] = {
+DEFAULT_ALLOCATION: Mapping[str, float] = MappingProxyType({
     "covered_call": 0.5, "cash_secured_put": 0.5,
     "bull_put": 0.05, "bear_call": 0.05, "iron_condor": 0.05,
     "long_straddle": 0.05, "calendar": 0.05, "diagonal": 0.05,
     "bull_call": 0.02, "bear_put": 0.02, "long_strangle": 0.02,
-}
+})  # read-only: it is the default argument of every OptionsEnv
 """Fraction of equity each template puts at risk (premium paid or maximum loss, the larger) by default.
 
 The budget is set so that a typical decade's worst run of losing trades stays inside the 20% maximum
