@@ -13,7 +13,6 @@ the wrong type, and :func:`coerce` turns command-line strings (``"fast=5"``) int
 from __future__ import annotations
 
 import re
-
 import types
 import typing
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints

@@ -29,9 +29,9 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.params import coerce
 from agents.registry import MANIFEST, RegistryError, register_loader
-from envs.actions import ActionAdapter
+from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
 from envs.features import DEFAULT_FEATURES, FeatureConfig
-from envs.options_env import ENV_ID as OPTIONS_ENV_ID
+from envs.sim.actions import ActionAdapter
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
 MODEL_FILE = "model.zip"

@@ -1,8 +1,9 @@
 """Name a policy on the command line, give it parameters, save it to a folder and load it back.
 
-- Names: ``make_policy("sma_crossover", {"fast": 5})``. Built-in names map to ``"module:Class"`` strings and
-  are imported on first use (so naming a rule bot never imports torch); other families add theirs with
-  :func:`register_policy`.
+- Names: ``make_policy("sma_crossover", {"fast": 5})``. A policy class registers itself where it is
+  defined, with the :func:`register_policy` decorator. The modules that do so are found through the
+  ``alpaca_gym.policies`` entry point group (``pyproject.toml``) and imported on the first lookup, so this
+  module names no policy family (``agents`` sits below ``baselines``) and another package can add its own.
 - Parameters come from Python, a YAML file (:func:`load_param_file`) or ``--param key=value`` strings
   (:func:`parse_overrides`); values are coerced to the type of the class's annotated attribute, and
   unknown names fail with the list of known ones.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -28,20 +30,8 @@ from agents.policy import Policy
 
 MANIFEST = "policy.yaml"
 
-BUILTIN_POLICIES: dict[str, str] = {
-    "buy_and_hold": "baselines.buy_and_hold:BuyAndHold",
-    "sma_crossover": "baselines.sma_crossover:SmaCrossover",
-    "rsi_reversion": "baselines.rsi_reversion:RsiReversion",
-    "bollinger_reversion": "baselines.bollinger_reversion:BollingerReversion",
-    "macd_momentum": "baselines.macd_momentum:MacdMomentum",
-    "breakout": "baselines.breakout:Breakout",
-    "consensus": "baselines.consensus:Consensus",
-    "pairs_trading": "baselines.pairs_trading:PairsTrading",
-    "covered_calls": "baselines.options_bots:CoveredCalls",
-    "weekly_puts": "baselines.options_bots:WeeklyPuts",
-    "iron_condors": "baselines.options_bots:IronCondors",
-    "iv_timing": "baselines.options_bots:IVTiming",
-}
+PLUGIN_GROUP = "alpaca_gym.policies"
+"""Entry point group naming the modules that register policies on import (e.g. ``baselines``)."""
 
 # Saved-policy kinds whose loader lives in a module that registers it on import; imported on first use
 # so that loading a rule bot never imports torch.
@@ -49,7 +39,8 @@ LOADER_MODULES: dict[str, str] = {"ppo": "agents.ppo", "a2c": "agents.ppo", "sac
 
 Loader = Callable[[Path, dict[str, Any]], Policy]
 
-_policies: dict[str, str | type] = dict(BUILTIN_POLICIES)
+_policies: dict[str, str | type] = {}
+_plugins_loaded = False
 _loaders: dict[str, Loader] = {}
 
 
@@ -57,13 +48,35 @@ class RegistryError(ValueError):
     """An unknown policy name, parameter, loader kind, or a malformed saved policy."""
 
 
-def register_policy(name: str, target: str | type) -> None:
-    """Make ``name`` resolve to a policy class.
+def register_policy(name: Any = None, target: str | type | None = None) -> Any:
+    """Make a name resolve to a policy class; usable as a class decorator.
 
-    :param name: the command-line name.
+    ``@register_policy`` registers the class under its ``name`` attribute; ``@register_policy("other")``
+    under another name; ``register_policy("name", Class)`` or ``register_policy("name", "module:Class")``
+    (imported on first use) directly.
+
+    :param name: the command-line name (or, used bare as a decorator, the class itself).
     :param target: the class, or ``"module:Class"`` to import lazily.
     """
-    _policies[name] = target
+    if isinstance(name, type):
+        name, target = None, name
+    if target is None:
+        return lambda cls: register_policy(name, cls)
+    key = name or getattr(target, "name", None)
+    if not isinstance(key, str) or not key:
+        raise RegistryError(f"{target!r} has no name attribute; give register_policy a name")
+    _policies[key] = target
+    return target
+
+
+def _load_plugins() -> None:
+    """Import every module of the ``alpaca_gym.policies`` entry points once (they register on import)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for entry in entry_points(group=PLUGIN_GROUP):
+        entry.load()
 
 
 def register_loader(kind: str, loader: Loader) -> None:
@@ -77,6 +90,7 @@ def register_loader(kind: str, loader: Loader) -> None:
 
 def policy_names() -> list[str]:
     """Every registered policy name, sorted."""
+    _load_plugins()
     return sorted(_policies)
 
 
@@ -92,6 +106,8 @@ def policy_class(name: str) -> type:
 
     :param name: a registered policy name.
     """
+    if name not in _policies:
+        _load_plugins()
     if name not in _policies:
         close = difflib.get_close_matches(name, _policies, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -126,6 +142,8 @@ def make_policy(name: str, params: Mapping[str, Any] | None = None) -> Policy:
     :param params: parameter values overriding the defaults (or the saved values).
     """
     params = dict(params or {})
+    if name not in _policies:
+        _load_plugins()
     if name not in _policies and Path(name).is_dir():
         return load_policy(name, params)
     cls = policy_class(name)

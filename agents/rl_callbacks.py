@@ -23,7 +23,7 @@ from stable_baselines3.common.logger import Figure
 
 from agents.ppo import MODEL_FILE, VECNORMALIZE_FILE, SB3Agent
 from agents.rl_eval import EnvFactory, Evaluation, Period, evaluate
-from envs.market_data import CLOSE, MarketData
+from envs.data.market_data import CLOSE, MarketData
 
 logger = logging.getLogger(__name__)
 

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 
 from agents.policy import Policy
-from envs.execution import ExecutionConfig
-from envs.market_data import MarketData
-from envs.metrics import Stats, compute_stats
-from envs.options_env import OptionsEnv, holdings
-from envs.trades import round_trips, traded_value
-from envs.trading_env import TradingEnvBase
+from envs.data.market_data import MarketData
+from envs.environments.base import TradingEnvBase
+from envs.environments.options import OptionsEnv, holdings
+from envs.sim.execution import ExecutionConfig
+from envs.sim.metrics import Stats, compute_stats
+from envs.sim.trades import round_trips, traded_value
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from envs.indicators import log_returns, rolling_mean, rolling_std
+from envs.features.indicators import log_returns, rolling_mean, rolling_std
 
 
 class Sizer(Protocol):

@@ -6,7 +6,7 @@ shape ``(T, S)``) to a signal in ``[-1, 1]`` per bar and symbol: the direction a
 after that bar closes. Sizing (``sizing``, ``fraction``) turns it into target weights of equity.
 
 ``act(obs, info)`` applies the rule to ``info["history"]`` (bars up to now) and returns the last row;
-``act_batch(data)`` applies it once to a whole :class:`~envs.market_data.MarketData`. Because the rule is
+``act_batch(data)`` applies it once to a whole :class:`~envs.data.market_data.MarketData`. Because the rule is
 causal, both give the same weights at every bar (``tests/test_bots.py`` checks it for every bot), and
 the backtest can take the fast path. The env must use ``action_mode="weights"``.
 """
@@ -22,7 +22,7 @@ from agents.sizing import Sizer, make_sizer
 
 
 class Bars(Protocol):
-    """What a rule reads: an :class:`envs.history.History` or a :class:`envs.market_data.MarketData`."""
+    """What a rule reads: an :class:`envs.data.history.History` or a :class:`envs.data.market_data.MarketData`."""
 
     open: np.ndarray
     high: np.ndarray
@@ -84,6 +84,6 @@ class SignalBot(Parameterised):
     def act_batch(self, data: Bars) -> np.ndarray:
         """Target weights ``(T, S)`` for every bar of ``data``, equal to stepping :meth:`act`.
 
-        :param data: a :class:`~envs.market_data.MarketData`.
+        :param data: a :class:`~envs.data.market_data.MarketData`.
         """
         return self.target_weights(data)

@@ -7,11 +7,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
 from baselines.signals import latch
-from envs.indicators import bollinger
+from envs.features.indicators import bollinger
 
 
+@register_policy
 class BollingerReversion(SignalBot):
     """Long from %B < 0 (close under the lower band) until %B >= 0.5 (back at the SMA); short from
     %B > 1 until %B <= 0.5.

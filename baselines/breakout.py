@@ -7,11 +7,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
 from baselines.signals import latch
-from envs.indicators import lag, rolling_max, rolling_min
+from envs.features.indicators import lag, rolling_max, rolling_min
 
 
+@register_policy
 class Breakout(SignalBot):
     """Turtle-style channel breakout; the channels exclude the current bar.
 

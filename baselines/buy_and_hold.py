@@ -6,9 +6,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
 
 
+@register_policy
 class BuyAndHold(SignalBot):
     """Hold ``fraction`` of equity split equally over all symbols (the benchmark for alpha and beta).
 

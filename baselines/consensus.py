@@ -6,10 +6,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
-from envs.indicators import macd, rsi
+from envs.features.indicators import macd, rsi
 
 
+@register_policy
 class Consensus(SignalBot):
     """Three votes in ``{-1, 0, +1}`` per bar: RSI (+1 oversold, -1 overbought, 0 between), MACD
     (sign of the histogram) and momentum (sign of the ``momentum`` -bar return). Agreement is the mean

@@ -6,10 +6,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
-from envs.indicators import macd
+from envs.features.indicators import macd
 
 
+@register_policy
 class MacdMomentum(SignalBot):
     """Signal = sign of the MACD histogram (0 while the EMAs warm up).
 

@@ -2,7 +2,7 @@
 
 Each bot is a :class:`~agents.policy.Policy` whose parameters are typed class attributes. It reads only
 ``info``: ``info["legs"]`` (what is held), ``info["position"]`` (entry cost, mark, P/L, days to expiry),
-``info["iv_rank"]`` and ``info["actions"]`` (the env's :class:`~envs.options_env.ActionLayout`, which turns
+``info["iv_rank"]`` and ``info["actions"]`` (the env's :class:`~envs.environments.options.ActionLayout`, which turns
 a template, delta and DTE into an action index), so a bot works with any env whose buckets contain its
 delta and DTE (otherwise ``encode`` names the missing bucket).
 """
@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agents.params import Parameterised
-from envs.options_env import ENV_ID, ActionLayout
+from agents.registry import register_policy
+from envs.environments.options import ENV_ID, ActionLayout
 
 
 class OptionsBot(Parameterised):
@@ -59,6 +60,7 @@ class OptionsBot(Parameterised):
         return False
 
 
+@register_policy
 class CoveredCalls(OptionsBot):
     """Own the stock and sell an out-of-the-money call against it every month (the seed's TLT example).
 
@@ -71,6 +73,7 @@ class CoveredCalls(OptionsBot):
     dte: int = 30
 
 
+@register_policy
 class WeeklyPuts(OptionsBot):
     """Sell a cash-secured put every week and hold it to expiry."""
 
@@ -80,6 +83,7 @@ class WeeklyPuts(OptionsBot):
     dte: int = 7
 
 
+@register_policy
 class IronCondors(OptionsBot):
     """Sell a 45-day iron condor; take profit at a fraction of the credit, or exit at ``exit_dte``.
 
@@ -101,6 +105,7 @@ class IronCondors(OptionsBot):
         return bool(profit_taken or position["dte"] <= self.exit_dte)
 
 
+@register_policy
 class IVTiming(OptionsBot):
     """Sell premium when implied vol is rich (high IV rank) and buy it when cheap; hold until ``exit_dte``.
 
@@ -142,4 +147,4 @@ class IVTiming(OptionsBot):
 OPTIONS_BOTS: dict[str, type[OptionsBot]] = {
     bot.name: bot for bot in (CoveredCalls, WeeklyPuts, IronCondors, IVTiming)
 }
-"""Bot name -> class, for registration with :func:`agents.registry.register_policy`."""
+"""The options bots by name."""

@@ -7,6 +7,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from statsmodels.tsa.stattools import coint
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
 from baselines.signals import latch
 
@@ -21,6 +22,7 @@ class PairFit(NamedTuple):
     """Engle-Granger p-value (``statsmodels.tsa.stattools.coint``): small means cointegrated."""
 
 
+@register_policy
 class PairsTrading(SignalBot):
     """Trade the spread ``e = log a - alpha - beta log b`` of two symbols.
 

@@ -6,11 +6,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
 from baselines.signals import latch
-from envs.indicators import rsi
+from envs.features.indicators import rsi
 
 
+@register_policy
 class RsiReversion(SignalBot):
     """Long from RSI < ``oversold`` until RSI >= ``exit_level``; short from RSI > ``overbought`` until
     RSI <= ``exit_level``. The two cannot overlap, since RSI cannot be both below and above the exit.

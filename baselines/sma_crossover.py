@@ -7,11 +7,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from agents.registry import register_policy
 from baselines.base import Bars, SignalBot
 from baselines.signals import crossed_above, hold_last
-from envs.indicators import rolling_mean
+from envs.features.indicators import rolling_mean
 
 
+@register_policy
 class SmaCrossover(SignalBot):
     """Trade the crossings of two simple moving averages of the close.
 

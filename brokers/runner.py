@@ -8,7 +8,7 @@ On every new bar:
    uses and stepped once per bar with the run's decisions, gives the policy exactly the observation and
    ``info`` the backtest env would give it after the same decisions;
 3. **decide**: ``policy.act(obs, info)``, turned into target weights by the env's action adapter, then the
-   risk layer (:class:`envs.risk.RiskManager`) on the broker's real account;
+   risk layer (:class:`envs.sim.risk.RiskManager`) on the broker's real account;
 4. **order**: as in the env, only symbols whose target changed trade, plus those whose previous orders
    ended unfilled (a flip's opening leg waits for its closing leg, so against a broker that fills at the
    next bar it goes out one bar later than in the backtest); orders are planned from the broker's
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from agents.policy import Policy
 from brokers.base import Broker, Order, OrderRequest, Side
 from brokers.journal import UNSENT, Journal
 from brokers.order_ids import client_order_id
@@ -38,10 +39,10 @@ from brokers.planning import PlannedOrder, plan_orders
 from brokers.reconcile import Reconciliation, reconcile
 from brokers.router import OrderRouter
 from brokers.shadow import EnvFactory, ShadowEnv
-from envs.execution import ExecutionConfig
-from envs.history import History
-from envs.market_data import CLOSE, MarketData
-from envs.risk import RiskConfig, RiskManager, RiskState
+from envs.data.history import History
+from envs.data.market_data import CLOSE, MarketData
+from envs.sim.execution import ExecutionConfig, should_trade
+from envs.sim.risk import RiskConfig, RiskManager, RiskState
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class LiveRunner:
 
     def __init__(
         self,
-        policy: Any,
+        policy: Policy,
         broker: Broker,
         journal: Journal,
         make_env: EnvFactory,
@@ -324,7 +325,7 @@ class LiveRunner:
         out = {}
         for s, w in target.items():
             before = previous.get(s, 0.0)
-            if w != before and (abs(w - before) > band or w == 0.0):
+            if should_trade(w, before, band):
                 out[s] = w
         return out
 

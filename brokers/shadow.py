@@ -13,7 +13,7 @@ the runner process:
 The env can only stand at a bar that has a next bar (an action fills there), so it always holds one bar
 more than the runner has seen. When every bar of the run is known up front (a sim replay) the env is built
 on all of them and nothing is ever rebuilt. When bars arrive live, the bar after now is a placeholder (the
-last close, no volume) and each new bar replaces it through :meth:`envs.trading_env.TradingEnvBase.extend`.
+last close, no volume) and each new bar replaces it through :meth:`envs.environments.base.TradingEnvBase.extend`.
 Features are causal, so nothing observed at or before the current bar depends on the bars after it, which
 is why both ways show the policy what a backtest over the same bars shows it.
 """
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from envs.market_data import CLOSE, VOLUME, MarketData
-from envs.trading_env import TradingEnvBase
+from envs.data.market_data import CLOSE, VOLUME, MarketData
+from envs.environments.base import TradingEnvBase
 
 EnvFactory = Callable[[MarketData], TradingEnvBase]
 Seen = tuple[np.ndarray, dict[str, Any]]

@@ -6,7 +6,7 @@ backtest envs fill: buys pay ``price * (1 + slippage + spread/2)``, sells receiv
 ``price * (1 - slippage - spread/2)``, clipped to the bar's ``[low, high]``; commission is a fraction of
 notional plus an amount per share; sells settle first and buys are scaled down to the cash (plus margin)
 available, the unfilled rest being cancelled like a day order at the close. Accounting is
-:class:`envs.portfolio.Portfolio`'s.
+:class:`envs.sim.portfolio.Portfolio`'s.
 
 It refuses what Alpaca refuses, so a runner tested against it meets the same rules: a repeated client
 order id returns the first order, an opposite-side open order makes a :class:`WashTradeRejected`, a
@@ -39,9 +39,9 @@ from brokers.base import (
     WashTradeRejected,
     utc,
 )
-from envs.execution import ExecutionConfig, Rebalance
-from envs.market_data import CLOSE, HIGH, LOW
-from envs.portfolio import Portfolio
+from envs.data.market_data import CLOSE, HIGH, LOW
+from envs.sim.execution import ExecutionConfig, Rebalance
+from envs.sim.portfolio import Portfolio
 
 MARKET_TZ = "America/New_York"
 
@@ -230,7 +230,7 @@ class SimBroker:
         signed = np.array([o.remaining_qty * o.side.sign for o in waiting])
         sells = np.minimum(signed, 0.0)
         buys = np.maximum(signed, 0.0)
-        # Same order of operations as envs.execution.rebalance: sells settle, then buys share the budget.
+        # Same order of operations as envs.sim.execution.rebalance: sells settle, then buys share the budget.
         equity = pf.cash + float(pf.shares @ price)
         cash_after_sells = pf.cash + float((-sells * (sell_price[cols] * (1.0 - c) - per_share)).sum())
         buy_unit = buy_price[cols] * (1.0 + c) + per_share

@@ -1,6 +1,16 @@
-"""alpaca-gym environments and everything they share: data, features, execution, accounting, pricing.
+"""alpaca-gym's environments and everything below them, one sub-package per concern:
 
-Importing this package registers the environments with Gymnasium::
+- :mod:`envs.data`: :class:`MarketData`, its validation and sources (``load_data``), history, splits;
+- :mod:`envs.features`: the causal feature library and indicators;
+- :mod:`envs.sim`: actions, the risk layer, execution and costs (the one trade rule and fill model),
+  accounting, metrics, and the compiled loops of the vector env and the backtest replay;
+- :mod:`envs.options`: option pricing, chains, strategies and the option account;
+- :mod:`envs.environments`: the Gymnasium envs (``Stocks-v0``, ``Portfolio-v0``, ``Options-v0``), the
+  batched vector env and the rewards.
+
+Arrows point one way: ``data -> features, sim, options -> environments``. Nothing here imports
+stable-baselines3 (its adapters live in :mod:`agents.vec_env`). Importing this package registers the
+environments with Gymnasium::
 
     import gymnasium as gym
     import envs  # noqa: F401  (registers AlpacaGym/*)
@@ -11,42 +21,53 @@ Importing this package registers the environments with Gymnasium::
 
 from __future__ import annotations
 
-import gymnasium as gym
+import gymnasium
 
-from envs.actions import InvalidActionError
-from envs.execution import ConfigError, ExecutionConfig
-from envs.market_data import DataValidationError, MarketData, validate
+from envs.data import DataValidationError, MarketData, load_data, validate
+from envs.environments import OptionsEnv, PortfolioEnv, StocksEnv, TradingVectorEnv
+from envs.features import DEFAULT_FEATURES, OBSERVATION_FEATURES, FeatureConfig
+from envs.sim import ConfigError, ExecutionConfig, InvalidActionError, RiskConfig
 
 __all__ = [
+    "DEFAULT_FEATURES",
+    "ENV_IDS",
+    "OBSERVATION_FEATURES",
     "ConfigError",
     "DataValidationError",
     "ExecutionConfig",
+    "FeatureConfig",
     "InvalidActionError",
     "MarketData",
+    "OptionsEnv",
+    "PortfolioEnv",
+    "RiskConfig",
+    "StocksEnv",
+    "TradingVectorEnv",
+    "load_data",
     "register_envs",
     "validate",
 ]
 
-ENV_IDS = ("AlpacaGym/Stocks-v0", "AlpacaGym/Portfolio-v0", "AlpacaGym/Options-v0")
+_ENV_SPECS: dict[str, tuple[str, str | None]] = {
+    "AlpacaGym/Stocks-v0": (
+        "envs.environments.stocks:StocksEnv",
+        "envs.environments.vector:make_stocks_vector_env",
+    ),
+    "AlpacaGym/Portfolio-v0": (
+        "envs.environments.portfolio:PortfolioEnv",
+        "envs.environments.vector:make_portfolio_vector_env",
+    ),
+    "AlpacaGym/Options-v0": ("envs.environments.options:OptionsEnv", None),
+}
+
+ENV_IDS = tuple(_ENV_SPECS)
 
 
 def register_envs() -> None:
     """Register every ``AlpacaGym/*`` id with Gymnasium (idempotent)."""
-    specs = {
-        "AlpacaGym/Stocks-v0": ("envs.stock_env:StocksEnv", "envs.vector_env:make_stocks_vector_env"),
-        "AlpacaGym/Portfolio-v0": (
-            "envs.portfolio_env:PortfolioEnv",
-            "envs.vector_env:make_portfolio_vector_env",
-        ),
-        "AlpacaGym/Options-v0": ("envs.options_env:OptionsEnv", None),
-    }
-    for env_id, (entry_point, vector_entry_point) in specs.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry_point, vector_entry_point=vector_entry_point)
+    for env_id, (entry_point, vector_entry_point) in _ENV_SPECS.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point=entry_point, vector_entry_point=vector_entry_point)
 
 
 register_envs()
-
-# Importing the data modules registers their load_data schemes ("alpaca:", "yfinance:", "minio:");
-# each loads its client library only when used.
-from envs import data_alpaca, data_store, data_yfinance  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """How much to trust a backtest: walk-forward evaluation, Monte Carlo intervals, parameter stability.
 
 - :func:`walk_forward`: tune a policy's parameters on each train window and score the chosen ones only
-  on the test window that follows (:class:`envs.splits.WalkForward`); the test windows, stitched
+  on the test window that follows (:class:`envs.data.splits.WalkForward`); the test windows, stitched
   together, are an out-of-sample equity curve.
 - :func:`monte_carlo`: resample the bar returns (moving-block bootstrap) for confidence intervals of the
   Sharpe ratio and the max drawdown, and shuffle the order of the closed trades for the drawdown that
@@ -25,9 +25,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from agents.policy import Policy
-from envs.market_data import MarketData
-from envs.metrics import PERIODS_PER_YEAR, Stats, compute_stats
-from envs.splits import WalkForward
+from envs.data.market_data import MarketData
+from envs.data.splits import WalkForward
+from envs.sim.metrics import PERIODS_PER_YEAR, Stats, compute_stats
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
 
 PolicyFactory = Callable[[Mapping[str, Any]], Policy]
@@ -101,7 +101,7 @@ def walk_forward(
     :param data: the bars.
     :param splitter: train/test window layout.
     :param config: backtest settings.
-    :param metric: :class:`~envs.metrics.Stats` field to maximise on train.
+    :param metric: :class:`~envs.sim.metrics.Stats` field to maximise on train.
     :param progress: show a progress bar over folds.
     """
     _check_metric(metric)
@@ -251,7 +251,7 @@ def parameter_grid(
     :param x: (name, values) of the column parameter.
     :param y: (name, values) of the row parameter.
     :param config: backtest settings.
-    :param metric: :class:`~envs.metrics.Stats` field to record.
+    :param metric: :class:`~envs.sim.metrics.Stats` field to record.
     :param progress: show a progress bar.
     """
     _check_metric(metric)

@@ -39,18 +39,29 @@ from tqdm.auto import tqdm
 
 from agents.params import declared_params
 from agents.registry import (
-    load_param_file, make_policy, params_for, parse_overrides, policy_class, policy_names,
+    load_param_file,
+    make_policy,
+    params_for,
+    parse_overrides,
+    policy_class,
+    policy_names,
 )
-from envs.execution import ExecutionConfig
-from envs.market_data import MarketData
-from envs.options_env import ENV_ID as OPTIONS_ENV_ID
-from envs.risk import RiskConfig
-from envs.sources import load_data
-from envs.splits import WalkForward
+from envs.data.market_data import MarketData
+from envs.data.sources import load_data
+from envs.data.splits import WalkForward
+from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
+from envs.sim.execution import ExecutionConfig
+from envs.sim.risk import RiskConfig
 from experiments.analysis import monte_carlo, parameter_grid, walk_forward
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
 from experiments.report import (
-    TABLE_FIELDS, format_value, plot_heatmap, readable, run_notes, short_env_id, write_report,
+    TABLE_FIELDS,
+    format_value,
+    plot_heatmap,
+    readable,
+    run_notes,
+    short_env_id,
+    write_report,
 )
 
 logger = logging.getLogger("experiments.backtest")

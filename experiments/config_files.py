@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Union, get_args, get_origin
 
 import yaml
 
-from envs.execution import ConfigError
+from envs.sim.execution import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from envs.data_alpaca import AlpacaSource
-from envs.data_fallback import BarSource, FallbackSource, parse_timeframe, split_symbols
-from envs.data_store import ParquetStore
-from envs.data_yfinance import YFinanceSource
-from envs.market_data import MarketData
-from envs.sources import write_parquet
+from envs.data.alpaca import AlpacaSource
+from envs.data.fallback import BarSource, FallbackSource, parse_timeframe, split_symbols
+from envs.data.market_data import MarketData
+from envs.data.sources import write_parquet
+from envs.data.store import ParquetStore
+from envs.data.yahoo import YFinanceSource
 
 log = logging.getLogger("experiments.data")
 

@@ -9,7 +9,7 @@ start bar (see below). Two ways through a stock env, with identical fills:
   (or its ``act_batch`` actions looked up per bar). Needed whenever the risk layer is on, because risk
   decisions depend on the account at each bar.
 - **replay**: with the risk layer off and a policy offering ``act_batch``, the whole action series is
-  replayed with the env's fill model in one vectorised pass (:mod:`experiments.replay`).
+  replayed with the env's fill model in one vectorised pass (:mod:`envs.sim.replay`).
 
 Policy hooks: a policy may carry ``env_options``, a dict of env arguments (``window_size``,
 ``features``, ``action_mode``) it was built for, e.g. a PPO agent trained on a feature window. Rule
@@ -22,7 +22,7 @@ rank is defined, and go through the same metrics with these meanings:
 - **costs**: options fill at the quoted bid/ask (half the spread) plus
   :attr:`BacktestConfig.commission_per_contract`; the stock leg pays the same commission and half
   spread (plus slippage) as the stock envs, so a covered call's shares cost what a stock bot's do.
-  Fills are at the next open on whole contracts; the other :class:`~envs.execution.ExecutionConfig`
+  Fills are at the next open on whole contracts; the other :class:`~envs.sim.execution.ExecutionConfig`
   fields (``fill_at``, leverage, shorting, borrow) and the risk layer do not apply: the env sizes every
   position so that cash covers its worst case. The result's ``notes`` say which settings were ignored.
 - **trades**: round trips per contract (OCC symbol) and for the shares, in shares-equivalent quantity
@@ -51,19 +51,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from envs.execution import ExecutionConfig
+from agents.policy import Policy
+from envs.data.market_data import MarketData
+from envs.environments.base import TradingEnvBase
+from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
+from envs.environments.options import OptionsEnv, holdings
+from envs.environments.portfolio import PortfolioEnv
+from envs.environments.stocks import StocksEnv
 from envs.features import FeatureConfig, compute_features
-from envs.market_data import MarketData
-from envs.metrics import Stats, compute_stats
-from envs.option_account import OptionCosts
-from envs.options_env import ENV_ID as OPTIONS_ENV_ID
-from envs.options_env import OptionsEnv, holdings
-from envs.portfolio_env import PortfolioEnv
-from envs.risk import RiskConfig, RiskEvent
-from envs.stock_env import StocksEnv
-from envs.trades import round_trips, traded_value
-from envs.trading_env import TradingEnvBase
-from experiments.replay import replay_weights
+from envs.options.account import OptionCosts
+from envs.sim.execution import ExecutionConfig
+from envs.sim.metrics import Stats, compute_stats
+from envs.sim.replay import replay_weights
+from envs.sim.risk import RiskConfig, RiskEvent
+from envs.sim.trades import round_trips, traded_value
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,10 @@ class BacktestResult:
     :param name: the policy's name.
     :param equity: equity at each close from the start bar (first value: initial cash).
     :param fills: the env's trade log (one row per fill, with its reason).
-    :param trades: closed round trips (:func:`envs.trades.round_trips`).
+    :param trades: closed round trips (:func:`envs.sim.trades.round_trips`).
     :param positions: shares held after each bar, ``(len(equity), S)``; for an options run
         ``(len(equity), 2)``: shares of the underlying and option contracts held (gross, all legs).
-    :param risk_events: every risk-layer intervention (fields of :class:`envs.risk.RiskEvent`).
+    :param risk_events: every risk-layer intervention (fields of :class:`envs.sim.risk.RiskEvent`).
     :param benchmark: equal-weight buy-and-hold of the same symbols, rebased to the initial cash.
     :param stats: the headline metrics.
     :param mode: ``"step"`` or ``"replay"``.
@@ -139,7 +140,7 @@ class BacktestResult:
     notes: tuple[str, ...] = ()
 
 
-def policy_env_id(policy: Any, data: MarketData) -> str:
+def policy_env_id(policy: Policy, data: MarketData) -> str:
     """The env ``policy`` trades in: its ``env_id``, else ``Stocks-v0`` for one symbol and
     ``Portfolio-v0`` for several.
 
@@ -153,7 +154,7 @@ def policy_env_id(policy: Any, data: MarketData) -> str:
     return env_id
 
 
-def make_env(policy: Any, data: MarketData, config: BacktestConfig) -> TradingEnvBase | OptionsEnv:
+def make_env(policy: Policy, data: MarketData, config: BacktestConfig) -> TradingEnvBase | OptionsEnv:
     """The env a policy is backtested in.
 
     :param policy: the policy (its optional ``env_options`` dict overrides the defaults, its
@@ -210,11 +211,11 @@ _OPTIONS_IGNORE = frozenset(
 )
 
 
-def _name(policy: Any) -> str:
+def _name(policy: Policy) -> str:
     return getattr(policy, "name", "") or type(policy).__name__
 
 
-def start_bar(policies: list[Any], data: MarketData, config: BacktestConfig) -> int:
+def start_bar(policies: list[Policy], data: MarketData, config: BacktestConfig) -> int:
     """The first bar every policy's env can start at (or ``config.start`` if later).
 
     :param policies: the policies to compare.
@@ -229,7 +230,7 @@ def start_bar(policies: list[Any], data: MarketData, config: BacktestConfig) -> 
     return first
 
 
-def _first_bar(policy: Any, data: MarketData, config: BacktestConfig) -> int:
+def _first_bar(policy: Policy, data: MarketData, config: BacktestConfig) -> int:
     if getattr(policy, "env_options", None) or policy_env_id(policy, data) == OPTIONS_ENV_ID:
         return make_env(policy, data, config).first_t
     # Features are causal, so the warm-up seen on a short prefix is the whole series' warm-up; this
@@ -237,13 +238,13 @@ def _first_bar(policy: Any, data: MarketData, config: BacktestConfig) -> int:
     return compute_features(data.iloc(slice(0, 64)), MINIMAL_FEATURES).warmup
 
 
-def _can_replay(policy: Any, config: BacktestConfig) -> bool:
+def _can_replay(policy: Policy, config: BacktestConfig) -> bool:
     mode = (getattr(policy, "env_options", None) or {}).get("action_mode", "weights")
     return config.risk is None and hasattr(policy, "act_batch") and mode == "weights"
 
 
 def run_backtest(
-    policy: Any,
+    policy: Policy,
     data: MarketData,
     config: BacktestConfig | None = None,
     start: int | None = None,
@@ -307,7 +308,7 @@ def run_backtest(
 
 
 def _step(
-    policy: Any, data: MarketData, config: BacktestConfig, start: int, progress: bool
+    policy: Policy, data: MarketData, config: BacktestConfig, start: int, progress: bool
 ) -> tuple[pd.Series, np.ndarray, pd.DataFrame, list[RiskEvent]]:
     env = make_env(policy, data, config)
     obs, info = env.reset(seed=config.seed, options={"start": start})

@@ -27,15 +27,16 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from agents.policy import Policy
 from brokers.base import Broker, Clock
 from brokers.journal import Journal
 from brokers.market_hours import trading_window
 from brokers.runner import LiveRunner, RunnerConfig
 from brokers.sim import SimBroker
-from envs.data_fallback import BarSource, is_daily_or_longer, parse_timeframe, split_symbols
-from envs.execution import ExecutionConfig
-from envs.market_data import MarketData
-from envs.risk import RiskConfig
+from envs.data.fallback import BarSource, is_daily_or_longer, parse_timeframe, split_symbols
+from envs.data.market_data import MarketData
+from envs.sim.execution import ExecutionConfig
+from envs.sim.risk import RiskConfig
 from experiments.engine import BacktestConfig, make_env, start_bar
 
 log = logging.getLogger("experiments.paper")
@@ -78,7 +79,7 @@ class KillSwitch:
 
 
 def make_runner(
-    policy: Any,
+    policy: Policy,
     broker: Broker,
     journal: Journal,
     symbols: tuple[str, ...],
@@ -181,7 +182,7 @@ def run_broker(
     skipped); inside it, fetch the bars, decide on a new complete bar once, otherwise poll orders.
 
     :param runner: the runner.
-    :param feed: where bars come from (e.g. :class:`envs.data_alpaca.AlpacaSource`).
+    :param feed: where bars come from (e.g. :class:`envs.data.alpaca.AlpacaSource`).
     :param timeframe: bar size.
     :param history: how far back to fetch (the env's and the policy's warm-up).
     :param kill: the kill switch.
@@ -299,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kill = KillSwitch(args.kill_file)
         with kill.installed():
             if args.broker == "sim":
-                from envs.sources import load_data
+                from envs.data.sources import load_data
 
                 data = load_data(args.data)
                 data = data.select(list(symbols)) if set(symbols) <= set(data.symbols) else data
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             else:
                 from brokers.alpaca import AlpacaBroker
-                from envs.data_alpaca import AlpacaSource
+                from envs.data.alpaca import AlpacaSource
 
                 broker = AlpacaBroker.from_env(live=args.live)
                 runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)

@@ -4,7 +4,7 @@ Precedence: the dataclass defaults, then a YAML file (``--config``; ``experiment
 when it exists and none is given), then ``--set key=value`` overrides. Values given as text are parsed as
 YAML (``--set threshold=0.55``, ``--set params.n_estimators=50``, ``--set regime=false``), lists also as
 ``a,b,c`` (``--set horizons=1,5,20``); a dotted key sets one entry of the ``params`` mapping. A bad
-value raises :class:`~envs.execution.ConfigError` naming the field.
+value raises :class:`~envs.sim.execution.ConfigError` naming the field.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Any, Literal, Mapping, Sequence, get_origin, get_type_hints
 
 import yaml
 
+from agents.params import coerce, param_docs
 from agents.predictors.inputs import PREDICTOR_FEATURES
 from agents.predictors.labels import DEFAULT_HORIZONS
 from agents.predictors.models import MODELS
-from agents.params import coerce, param_docs
-from envs.execution import ConfigError
+from envs.sim.execution import ConfigError
 from experiments.config_files import YamlConfig, check_known, coerce_field, read_fields
-
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class PredictorConfig(YamlConfig):
     """Everything one predictor training run needs; the run folder keeps a copy as ``config.yaml``.
 
     :param model: xgboost, random_forest, lightgbm, lstm, gru, transformer or ensemble.
-    :param data: data spec for envs.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
+    :param data: data spec for envs.data.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
     :param symbols: symbols to keep (empty: all of the data's).
     :param seed: seed of every model, the regime detector and the backtest.
     :param horizons: forecast horizons in bars; every model predicts all of them.

@@ -25,9 +25,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from envs.market_data import MarketData  # noqa: E402
-from envs.metrics import PERIODS_PER_YEAR, drawdown  # noqa: E402
-from envs.options_env import ENV_ID as OPTIONS_ENV_ID  # noqa: E402
+from envs.data.market_data import MarketData  # noqa: E402
+from envs.environments.options import ENV_ID as OPTIONS_ENV_ID  # noqa: E402
+from envs.sim.metrics import PERIODS_PER_YEAR, drawdown  # noqa: E402
 from experiments.engine import BacktestResult  # noqa: E402
 
 # Fractions shown as percentages in the table; everything else as plain numbers.
@@ -205,7 +205,7 @@ def plot_trades(result: BacktestResult, data: MarketData, max_symbols: int = 4) 
     return fig
 
 
-# Option fills that are settlements at expiry rather than trades (see envs.option_account.OptionFill).
+# Option fills that are settlements at expiry rather than trades (see envs.options.account.OptionFill).
 _SETTLED = ("expired", "exercised", "assigned", "cash_settled")
 
 

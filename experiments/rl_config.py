@@ -14,11 +14,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, get_args, get_origin, get_type_hints
 
-
 from agents.params import coerce, param_docs
-from envs.execution import ConfigError
+from envs.environments.rewards import REWARDS
+from envs.sim.execution import ConfigError
 from experiments.config_files import YamlConfig, check_known, coerce_field, read_fields
-from envs.rewards import REWARDS
 
 Algo = Literal["ppo", "a2c", "sac"]
 ALGOS: tuple[str, ...] = get_args(Algo)
@@ -37,7 +36,7 @@ class RLConfig(YamlConfig):
     :param env: the environment: Stocks-v0 (one symbol), Portfolio-v0 (every symbol of the data) or
         Options-v0 (option strategies on one underlying; its observation is fixed, so window_size and
         features do not apply, and it needs the discrete action mode).
-    :param data: data spec for envs.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
+    :param data: data spec for envs.data.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
     :param symbol: symbol traded by Stocks-v0, or the underlying of Options-v0 (default: the first one of
         the data).
     :param train_symbols: Stocks-v0 and Options-v0: symbols whose train-period bars the agent learns from,

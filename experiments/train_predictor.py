@@ -45,10 +45,10 @@ from agents.predictors.policy import PredictorPolicy
 from agents.predictors.regime import RegimeConfig
 from agents.predictors.walk_forward import WalkForwardResult, walk_forward
 from agents.registry import load_policy, make_policy, save_policy
-from envs.market_data import MarketData
-from envs.metrics import sharpe_ratio, simple_returns
-from envs.sources import load_data
-from envs.splits import WalkForward
+from envs.data.market_data import MarketData
+from envs.data.sources import load_data
+from envs.data.splits import WalkForward
+from envs.sim.metrics import sharpe_ratio, simple_returns
 from experiments.backtest import print_table
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest
 from experiments.predictor_config import PredictorConfig, field_help, load_config, parse_sets

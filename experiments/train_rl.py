@@ -3,9 +3,9 @@
 ``python -m experiments.train ppo [--config FILE] [--timesteps N] [--learning-rate X] ...`` (every
 :class:`~experiments.rl_config.RLConfig` field is a flag). The data is split in time order into train,
 validation and test periods. Training runs on the train period through the batched vector env
-(:class:`~envs.vector_env.TradingVectorEnv` behind SB3's ``VecNormalize``), episodes of
+(:class:`~envs.environments.vector.TradingVectorEnv` behind SB3's ``VecNormalize``), episodes of
 ``episode_length`` bars starting at random train bars. ``Options-v0`` has no batched env: SB3's
-``DummyVecEnv`` steps copies of :class:`~envs.options_env.OptionsEnv` (sharing one set of option chains
+``DummyVecEnv`` steps copies of :class:`~envs.environments.options.OptionsEnv` (sharing one set of option chains
 per data set) behind the same ``VecNormalize``. Every ``eval_freq`` steps the policy trades the
 validation period and the model with the best validation Sharpe is kept. At the end that model alone
 trades the test period, next to the env's rule bots on the same bars (buy-and-hold and the stock bots,
@@ -45,18 +45,18 @@ from agents.ppo import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE, load_agent, wr
 from agents.registry import make_policy
 from agents.rl_callbacks import EvaluationHook, StepsPerSecondCallback, TradingEvalCallback
 from agents.rl_eval import EnvFactory, EvalEnv, Period, evaluate, split_periods
+from agents.vec_env import ConcatVecEnv, SB3VecEnv
+from envs.data.market_data import MarketData
+from envs.data.sources import load_data
+from envs.environments.base import TradingEnvBase
+from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
+from envs.environments.options import OptionsEnv
+from envs.environments.portfolio import PortfolioEnv
+from envs.environments.stocks import StocksEnv
+from envs.environments.vector import TradingVectorEnv
 from envs.features import OBSERVATION_FEATURES, FeatureConfig
-from envs.market_data import MarketData
-from envs.option_account import OptionCosts
-from envs.option_chains import SyntheticChains
-from envs.options_env import ENV_ID as OPTIONS_ENV_ID
-from envs.options_env import OptionsEnv
-from envs.portfolio_env import PortfolioEnv
-from envs.sources import load_data
-from envs.stock_env import StocksEnv
-from envs.trading_env import TradingEnvBase
-from envs.vector_env import SB3VecEnv, TradingVectorEnv
-from experiments.concat_vec_env import ConcatVecEnv
+from envs.options.account import OptionCosts
+from envs.options.chains import SyntheticChains
 from experiments.engine import MINIMAL_FEATURES
 from experiments.rl_config import ALGOS, RLConfig, add_config_arguments, load_config, overrides_from_args
 

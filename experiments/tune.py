@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 from agents.rl_callbacks import selection_sharpe
 from agents.rl_eval import Evaluation
-from envs.rewards import REWARDS
+from envs.environments.rewards import REWARDS
 from experiments.rl_config import RLConfig, add_config_arguments, load_config, overrides_from_args
 from experiments.train_rl import train
 

@@ -11,9 +11,9 @@ from agents.predictors.labels import Labels
 from agents.predictors.models import MODELS, make_predictor
 from agents.predictors.pipeline import PredictorPipeline
 from agents.predictors.regime import RegimeConfig
-from envs.market_data import MarketData
-from envs.splits import WalkForward
-from envs.synthetic import generate_market
+from envs.data.market_data import MarketData
+from envs.data.splits import WalkForward
+from envs.data.synthetic import generate_market
 
 HORIZONS = (1, 5, 20)
 FEATURES = ("ret_1", "ret_5", "rsi_14", "rvol_20", "vol_regime_20_60", "sma_ratio_20")

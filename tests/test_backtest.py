@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 
 from agents.registry import make_policy
-from envs.execution import ExecutionConfig
-from envs.market_data import MarketData
-from envs.trades import round_trips
-from envs.risk import RiskConfig
-from envs.sources import load_data
-from envs.synthetic import generate_market
+from envs.data.market_data import MarketData
+from envs.data.sources import load_data
+from envs.data.synthetic import generate_market
+from envs.sim.execution import ExecutionConfig
+from envs.sim.replay import replay_weights
+from envs.sim.risk import RiskConfig
+from envs.sim.trades import round_trips
 from experiments import backtest as cli
 from experiments.engine import BacktestConfig, run_backtest
-from experiments.replay import replay_weights
 
 
 class SteppedOnly:

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from agents.registry import make_policy
-from envs.market_data import MarketData
-from envs.splits import WalkForward
-from envs.synthetic import generate_market
+from envs.data.market_data import MarketData
+from envs.data.splits import WalkForward
+from envs.data.synthetic import generate_market
 from experiments.analysis import expand_grid, monte_carlo, parameter_grid, walk_forward
 from experiments.engine import BacktestConfig, run_backtest
 

@@ -13,13 +13,13 @@ import pytest
 
 from agents.registry import make_policy
 from baselines.options_bots import OPTIONS_BOTS
-from envs.execution import ExecutionConfig
-from envs.market_data import MarketData
-from envs.metrics import compute_stats
-from envs.options_env import ENV_ID, OptionsEnv
-from envs.risk import RiskConfig
-from envs.synthetic import generate_market
-from envs.trades import round_trips
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
+from envs.environments.options import ENV_ID, OptionsEnv
+from envs.sim.execution import ExecutionConfig
+from envs.sim.metrics import compute_stats
+from envs.sim.risk import RiskConfig
+from envs.sim.trades import round_trips
 from experiments import backtest as cli
 from experiments.engine import BacktestConfig, make_env, run_backtest, start_bar
 

@@ -20,8 +20,8 @@ from backtesting import Backtest  # noqa: E402
 from backtesting.test import GOOG  # noqa: E402
 
 from baselines.sma_crossover import SmaCrossover  # noqa: E402
-from envs.execution import ExecutionConfig  # noqa: E402
-from envs.market_data import MarketData  # noqa: E402
+from envs.data.market_data import MarketData  # noqa: E402
+from envs.sim.execution import ExecutionConfig  # noqa: E402
 from experiments.benchmarks.backtest import backtesting_sma_cross  # noqa: E402
 from experiments.engine import BacktestConfig, run_backtest  # noqa: E402
 

@@ -6,21 +6,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.registry import BUILTIN_POLICIES, make_policy
+from agents.registry import make_policy, policy_class, policy_names
 from agents.sizing import CappedKelly, FixedFraction, VolatilityTarget, make_sizer
 from baselines.consensus import Consensus
 from baselines.pairs_trading import PairsTrading
 from baselines.rsi_reversion import RsiReversion
 from baselines.signals import crossed_above, hold_last, latch
 from baselines.sma_crossover import SmaCrossover
-from envs.history import History
-from envs.market_data import MarketData
-from envs.synthetic import generate_market
+from envs.data.history import History
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
+from envs.environments.portfolio import PortfolioEnv
 from experiments.engine import MINIMAL_FEATURES
-from envs.portfolio_env import PortfolioEnv
 
 # Stock bots only: the options bots trade Options-v0 and are tested in tests/test_options_bots.py.
-BOTS = sorted(n for n, target in BUILTIN_POLICIES.items() if not target.startswith("baselines.options_bots:"))
+BOTS = [n for n in policy_names() if policy_class(n).__module__.startswith("baselines.") and not policy_class(n).__module__.endswith("options_bots")]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_sma_crossover_trades_only_on_strict_crossings():
 
 def test_rsi_reversion_holds_until_the_exit_level(market):
     bot = RsiReversion(allow_short=True, fraction=1.0)
-    from envs.indicators import rsi
+    from envs.features.indicators import rsi
 
     level = rsi(market.close, 14)
     weights = bot.act_batch(market)

@@ -19,11 +19,11 @@ from brokers.reconcile import reconcile
 from brokers.retry import RetryPolicy
 from brokers.runner import LiveRunner, RunnerConfig
 from brokers.sim import SimBroker
-from envs.data_alpaca import AlpacaSource
-from envs.execution import ExecutionConfig
-from envs.market_data import MarketData
-from envs.risk import RiskConfig
-from envs.synthetic import generate_market
+from envs.data.alpaca import AlpacaSource
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
+from envs.sim.execution import ExecutionConfig
+from envs.sim.risk import RiskConfig
 from experiments.engine import BacktestConfig, make_env, run_backtest, start_bar
 from experiments.paper import KillSwitch, complete_bars, main, make_runner, run_broker, run_sim
 

@@ -10,8 +10,8 @@ import pytest
 
 from brokers.base import Broker, OrderRejected, OrderRequest, OrderStatus, WashTradeRejected
 from brokers.sim import SimBroker
-from envs.execution import ExecutionConfig, rebalance
-from envs.market_data import HIGH, LOW
+from envs.data.market_data import HIGH, LOW
+from envs.sim.execution import ExecutionConfig, rebalance
 
 DAYS = pd.date_range("2024-01-02", periods=4, freq="B", tz="UTC")
 
@@ -44,7 +44,7 @@ def test_is_a_broker_and_fills_at_the_next_open() -> None:
     ids=["fraction+impact", "per-share-whole", "next-close"],
 )
 def test_fills_equal_the_backtest_rebalance(config: ExecutionConfig) -> None:
-    """The same share changes cost the same in the simulated broker as in envs.execution.rebalance."""
+    """The same share changes cost the same in the simulated broker as in envs.sim.execution.rebalance."""
     prev = np.array([bar(100, 100), bar(50, 50)], dtype=float)
     nxt = np.array([bar(101, 99), bar(49.5, 51)], dtype=float)
     sim = SimBroker(["A", "B"], initial_cash=50_000, execution=config)

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from alpaca_server import FakeAlpaca, alpaca_daily
 
-from envs.data_alpaca import AlpacaSource
-from envs.market_data import MarketData
-from envs.sources import load_data
-from envs.synthetic import generate_market
+from envs.data.alpaca import AlpacaSource
+from envs.data.market_data import MarketData
+from envs.data.sources import load_data
+from envs.data.synthetic import generate_market
 
 
 @pytest.fixture

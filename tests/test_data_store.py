@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from alpaca_server import FakeAlpaca, alpaca_daily
 
-from envs.data_fallback import DataSourceError, FallbackSource, spec_options
-from envs.data_store import ParquetStore
-from envs.market_data import MarketData
-from envs.sources import load_data
-from envs.synthetic import generate_market
+from envs.data.fallback import DataSourceError, FallbackSource, spec_options
+from envs.data.market_data import MarketData
+from envs.data.sources import load_data
+from envs.data.store import ParquetStore
+from envs.data.synthetic import generate_market
 from experiments import data as data_cli
 
 
@@ -117,11 +117,11 @@ def test_registered_as_a_data_spec(store: ParquetStore, market: MarketData, tmp_
 def test_fallback_uses_the_first_source_that_serves(
     store: ParquetStore, alpaca_env: FakeAlpaca, market: MarketData, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from envs.data_alpaca import AlpacaSource
+    from envs.data.alpaca import AlpacaSource
 
     alpaca_env.set_bars(alpaca_daily(market.to_long()))
     loader = FallbackSource([store, Broken(), AlpacaSource()])
-    caplog.set_level(logging.INFO, logger="envs.data_fallback")
+    caplog.set_level(logging.INFO, logger="envs.data.fallback")
     got = loader.fetch(["SPY", "AAPL"], "2024-01-01", "2024-02-29")
     assert loader.last_served == "alpaca"
     assert "served by alpaca" in caplog.text and "broken failed" in caplog.text

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs.data_yfinance import YFinanceSource, parse_download, yf_interval
-from envs.sources import load_data
+from envs.data.sources import load_data
+from envs.data.yahoo import YFinanceSource, parse_download, yf_interval
 
 DATES = pd.DatetimeIndex(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"], name="Date")
 

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from rollouts import rollout
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import envs
-from envs.actions import InvalidActionError
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
 from envs.features import DEFAULT_FEATURES, OBSERVATION_FEATURES, FeatureConfig
-from envs.market_data import MarketData
-from envs.synthetic import generate_market
-from rollouts import rollout
+from envs.sim.actions import InvalidActionError
 
 MODES = ["discrete", "weights", "continuous"]
 ENV_IDS = ["AlpacaGym/Stocks-v0", "AlpacaGym/Portfolio-v0"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
+from envs.environments.portfolio import PortfolioEnv
+from envs.environments.stocks import StocksEnv
 from envs.features import FeatureConfig, compute_features
-from envs.market_data import MarketData
-from envs.portfolio_env import PortfolioEnv
-from envs.stock_env import StocksEnv
-from envs.synthetic import generate_market
 
 FEATURES = FeatureConfig(features=("ret_1", "rsi_14", "ema_ratio_20"))
 ENVS = {"stocks": StocksEnv, "portfolio": PortfolioEnv}

@@ -10,14 +10,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.passive_env_checker import data_shares_objects
+from rollouts import rollout
 
 import envs  # noqa: F401  (registers AlpacaGym/*)
-from envs.actions import InvalidActionError
-from envs.history import History
-from envs.market_data import MarketData
-from envs.risk import RiskConfig
-from envs.synthetic import generate_market
-from rollouts import rollout
+from envs.data.history import History
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
+from envs.sim.actions import InvalidActionError
+from envs.sim.risk import RiskConfig
 
 COSTS = {"commission": 0.001, "slippage_bps": 1.0, "spread_bps": 2.0}
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from envs.execution import (
+from envs.sim.execution import (
     ConfigError,
     ExecutionConfig,
     rebalance,

@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs import indicators as ind
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market_with_state
 from envs.features import (
     DEFAULT_FEATURES,
     FeatureConfig,
-    FeatureSpec,
     Features,
+    FeatureSpec,
     compute_features,
     feature_families,
     normalize,
 )
-from envs.market_data import MarketData
-from envs.synthetic import generate_market_with_state
+from envs.features import indicators as ind
 
 MODES = ("none", "zscore_expanding", "zscore_rolling")
 
@@ -444,7 +444,7 @@ def test_indicators_reject_one_dimensional_input() -> None:
 
 
 def test_lag_longer_than_the_series_is_all_nan() -> None:
-    from envs.indicators import lag
+    from envs.features.indicators import lag
 
     out = lag(np.arange(4.0).reshape(2, 2), 20)
     assert out.shape == (2, 2) and np.isnan(out).all()

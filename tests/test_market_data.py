@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs.market_data import FIELDS, DataValidationError, MarketData, forward_fill, validate
+from envs.data.market_data import FIELDS, DataValidationError, MarketData, forward_fill, validate
 
 SYMBOLS = ("AAA", "BBB")
 

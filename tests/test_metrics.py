@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import quantstats as qs
 
-from envs import metrics
-from envs.trades import traded_value
+from envs.sim import metrics
+from envs.sim.trades import traded_value
 
 
 @pytest.fixture(scope="module")

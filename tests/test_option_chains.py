@@ -8,16 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs.option_chain_store import (
+from envs.data.synthetic import generate_market_with_state
+from envs.options.chain_store import (
     ChainDataError,
     load_option_chains,
     load_option_chains_from_store,
     with_implied_vols,
     write_option_chains,
 )
-from envs.option_chains import ChainConfig, SyntheticChains, listed_expiries, strike_step
-from envs.pricing import IVReason, implied_vol
-from envs.synthetic import generate_market_with_state
+from envs.options.chains import ChainConfig, SyntheticChains, listed_expiries, strike_step
+from envs.options.pricing import IVReason, implied_vol
 
 
 @pytest.fixture(scope="module")

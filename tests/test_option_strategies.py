@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.option_chains import SyntheticChains
-from envs.option_strategies import (
+from envs.data.synthetic import generate_market_with_state
+from envs.options.chains import SyntheticChains
+from envs.options.pricing import bsm_greeks, bsm_price
+from envs.options.strategies import (
     MULTIPLIER,
     TEMPLATES,
     Leg,
@@ -19,8 +21,6 @@ from envs.option_strategies import (
     profit_range,
     rank_verticals,
 )
-from envs.pricing import bsm_greeks, bsm_price
-from envs.synthetic import generate_market_with_state
 
 E = np.datetime64("2024-06-21")
 BACK = np.datetime64("2024-07-19")

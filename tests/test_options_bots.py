@@ -7,8 +7,8 @@ import pytest
 
 from agents.policy import Policy
 from baselines.options_bots import OPTIONS_BOTS, CoveredCalls, IronCondors, IVTiming, WeeklyPuts
-from envs.options_env import ActionLayout, OptionsEnv
-from envs.synthetic import generate_market_with_state
+from envs.data.synthetic import generate_market_with_state
+from envs.environments.options import ActionLayout, OptionsEnv
 
 LAYOUT = ActionLayout(("covered_call", "cash_secured_put", "iron_condor", "long_straddle"), (0.15, 0.30, 0.45),
                       (7, 30, 45))

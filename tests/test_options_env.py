@@ -10,14 +10,14 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
-
-from envs.actions import InvalidActionError
-from envs.market_data import MarketData
-from envs.option_account import OptionCosts
-from envs.option_strategies import build_strategy
-from envs.options_env import ENV_ID, ActionLayout, OptionsEnv, holdings, register_options_env
-from envs.synthetic import generate_market_with_state
 from rollouts import rollout
+
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market_with_state
+from envs.environments.options import ENV_ID, ActionLayout, OptionsEnv, holdings, register_options_env
+from envs.options.account import OptionCosts
+from envs.options.strategies import build_strategy
+from envs.sim.actions import InvalidActionError
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_rewards_sum_to_log_growth_and_cash_never_negative(synthetic: MarketData
 
 
 def test_trade_log_reconciles_cash_and_feeds_round_trips(synthetic: MarketData) -> None:
-    from envs.trades import round_trips
+    from envs.sim.trades import round_trips
 
     env = OptionsEnv(synthetic)
     steps = rollout(env, _random_actions(env, 400, seed=5))

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from envs.market_data import MarketData
-from envs.option_strategies import TEMPLATES, Leg, Strategy, profit_range
-from envs.options_env import DEFAULT_ALLOCATION, OptionsEnv, allocation_table
-from envs.synthetic import generate_market_with_state
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market_with_state
+from envs.environments.options import DEFAULT_ALLOCATION, OptionsEnv, allocation_table
+from envs.options.strategies import TEMPLATES, Leg, Strategy, profit_range
 
 # Single-expiry templates whose legs are one contract per unit, so units and the amount at risk per unit can
 # be read back from the legs and the entry cost.

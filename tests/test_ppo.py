@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from rl_fixtures import TINY_RL
 
 from agents.ppo import SB3Agent, load_agent
 from agents.registry import RegistryError, load_policy
 from agents.rl_eval import Period, evaluate, split_periods
-from envs.execution import ConfigError
+from envs.data.market_data import MarketData
+from envs.data.sources import load_data
 from envs.features import DEFAULT_FEATURES
-from envs.market_data import MarketData
-from envs.sources import load_data
+from envs.sim.execution import ConfigError
 from experiments import train as train_cli
 from experiments.rl_config import RLConfig, field_help, load_config, overrides_from_args
 from experiments.train_rl import eval_env_factory, load_market, train
-from rl_fixtures import TINY_RL
 
 
 @pytest.fixture(scope="module")

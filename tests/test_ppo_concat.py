@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from agents.vec_env import ConcatVecEnv, SB3VecEnv
+from envs.data.synthetic import generate_market
+from envs.environments.vector import TradingVectorEnv
 from envs.features import FeatureConfig
-from envs.synthetic import generate_market
-from envs.vector_env import SB3VecEnv, TradingVectorEnv
-from experiments.concat_vec_env import ConcatVecEnv
 
 KWARGS = {"window_size": 2, "episode_length": 30, "features": FeatureConfig(features=("ret_1", "rvol_20"))}
 

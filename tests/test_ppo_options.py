@@ -10,9 +10,9 @@ import pytest
 from agents.ppo import SB3Agent
 from agents.registry import load_policy
 from agents.rl_eval import split_periods
-from envs.execution import ConfigError
-from envs.options_env import ENV_ID, OptionsEnv
-from envs.sources import load_data
+from envs.data.sources import load_data
+from envs.environments.options import ENV_ID, OptionsEnv
+from envs.sim.execution import ConfigError
 from experiments import train as train_cli
 from experiments.engine import BacktestConfig, make_env, run_backtest
 from experiments.rl_config import OPTIONS_BASELINES, RLConfig, load_config, overrides_from_args

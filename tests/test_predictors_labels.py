@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from predictor_fixtures import market, shuffle_after
 
 from agents.predictors.labels import Labels, check_horizons
-from predictor_fixtures import market, shuffle_after
 
 
 def test_label_is_the_return_from_next_open_over_the_horizon() -> None:

@@ -6,13 +6,13 @@ import copy
 
 import numpy as np
 import pytest
+from predictor_fixtures import HORIZONS, TINY_PARAMS, inputs_of, labels_of, market
 
 from agents.predictors.base import Predictor, gather, time_split
 from agents.predictors.ensemble import StackingPredictor
 from agents.predictors.models import MODELS, make_predictor
 from agents.predictors.nets import TorchPredictor
 from agents.predictors.trees import TreePredictor
-from predictor_fixtures import HORIZONS, TINY_PARAMS, inputs_of, labels_of, market
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from predictor_fixtures import FEATURES, REGIME_WINDOW, SPLITS, inputs_of, labels_of, market, pipeline, shuffle_after
 
 from agents.predictors.policy import PredictorPolicy
 from agents.predictors.walk_forward import WalkForwardResult, walk_forward
 from agents.registry import load_policy, make_policy, save_policy
-from envs.history import History
-from predictor_fixtures import FEATURES, REGIME_WINDOW, SPLITS, inputs_of, labels_of, market, pipeline, shuffle_after
+from envs.data.history import History
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from predictor_fixtures import market, shuffle_after
 
 from agents.predictors.regime import RegimeConfig, RegimeDetector, regime_inputs
-from envs.synthetic import generate_market_with_state
-from predictor_fixtures import market, shuffle_after
+from envs.data.synthetic import generate_market_with_state
 
 
 @pytest.fixture(scope="module")

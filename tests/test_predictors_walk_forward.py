@@ -6,12 +6,12 @@ import copy
 
 import numpy as np
 import pytest
+from predictor_fixtures import HORIZONS, SPLITS, inputs_of, labels_of, market, pipeline, shuffle_after
 
 from agents.predictors.base import Predictor
 from agents.predictors.pipeline import PredictorPipeline
 from agents.predictors.walk_forward import walk_forward
-from envs.splits import WalkForward
-from predictor_fixtures import HORIZONS, SPLITS, inputs_of, labels_of, market, pipeline, shuffle_after
+from envs.data.splits import WalkForward
 
 
 class Recorder(Predictor):

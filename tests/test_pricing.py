@@ -12,7 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
-from envs.pricing import (
+from envs.options.pricing import (
     IVReason,
     american_price,
     bsm_greeks,

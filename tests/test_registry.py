@@ -13,8 +13,16 @@ from agents import registry
 from agents.params import Parameterised, coerce
 from agents.policy import Policy
 from agents.registry import (
-    RegistryError, load_param_file, load_policy, make_policy, params_for, parse_overrides,
-    policy_class, register_loader, register_policy, save_policy,
+    RegistryError,
+    load_param_file,
+    load_policy,
+    make_policy,
+    params_for,
+    parse_overrides,
+    policy_class,
+    register_loader,
+    register_policy,
+    save_policy,
 )
 from baselines.sma_crossover import SmaCrossover
 

@@ -10,10 +10,15 @@ import pandas as pd
 import pytest
 
 from agents.registry import make_policy
-from envs.synthetic import generate_market
+from envs.data.synthetic import generate_market
 from experiments.engine import BacktestConfig, run_backtest
 from experiments.report import (
-    format_value, monthly_returns, plot_heatmap, rolling_sharpe, stats_table, write_report,
+    format_value,
+    monthly_returns,
+    plot_heatmap,
+    rolling_sharpe,
+    stats_table,
+    write_report,
 )
 
 

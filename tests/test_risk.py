@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs.risk import RiskConfig, RiskManager, RiskState
+from envs.sim.risk import RiskConfig, RiskManager, RiskState
 
 OFF = RiskConfig(
     max_position=None, max_positions=None, stop_loss=None, max_drawdown=None, max_heat=None,

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from envs import sources
-from envs.market_data import DataValidationError, MarketData
-from envs.sources import (
+from envs.data import sources
+from envs.data.market_data import DataValidationError, MarketData
+from envs.data.sources import (
     SAMPLES,
     known_sources,
     load_csv,
@@ -22,7 +22,7 @@ from envs.sources import (
     write_csv,
     write_parquet,
 )
-from envs.synthetic import generate_market
+from envs.data.synthetic import generate_market
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-from envs import splits
-from envs.splits import WalkForward
+from envs.data import splits
+from envs.data.splits import WalkForward
 
 
 def test_module_example_holds():

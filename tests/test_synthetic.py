@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import spearmanr
 from statsmodels.tsa.stattools import coint
 
-from envs.market_data import validate
-from envs.synthetic import MODELS, SyntheticConfig, generate_market, generate_market_with_state
+from envs.data.market_data import validate
+from envs.data.synthetic import MODELS, SyntheticConfig, generate_market, generate_market_with_state
 
 
 def log_returns(close: np.ndarray) -> np.ndarray:

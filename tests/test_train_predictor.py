@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from predictor_fixtures import FEATURES, TINY_PARAMS
 
 from agents.predictors.models import MODELS
 from agents.registry import load_policy
-from envs.execution import ConfigError
+from envs.sim.execution import ConfigError
 from experiments.predictor_config import PredictorConfig, load_config, parse_sets
 from experiments.train import build_parser, main
 from experiments.train_predictor import load_market, train
-from predictor_fixtures import FEATURES, TINY_PARAMS
 
 TINY = {
     "data": "synthetic:n_symbols=2,n_days=520,seed=3",

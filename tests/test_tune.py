@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from rl_fixtures import TINY_RL
 
 from agents.ppo import SB3Agent, load_agent
 from agents.registry import load_policy
 from experiments.rl_config import RLConfig, load_config
 from experiments.tune import METRIC, run_trial, search_space, sweep
-from rl_fixtures import TINY_RL
 
 # Trials set their own n_steps and net_arch; fewer checkpoints keep the sweep short.
 TINY = {**TINY_RL, "checkpoint_freq": 512}

@@ -11,13 +11,14 @@ import pytest
 from stable_baselines3 import PPO
 
 import envs  # noqa: F401
-from envs.actions import InvalidActionError
+from agents.vec_env import SB3VecEnv
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
+from envs.environments.portfolio import PortfolioEnv
+from envs.environments.stocks import StocksEnv
+from envs.environments.vector import TradingVectorEnv
 from envs.features import FeatureConfig
-from envs.market_data import MarketData
-from envs.portfolio_env import PortfolioEnv
-from envs.stock_env import StocksEnv
-from envs.synthetic import generate_market
-from envs.vector_env import SB3VecEnv, TradingVectorEnv
+from envs.sim.actions import InvalidActionError
 
 
 @pytest.fixture(scope="module")

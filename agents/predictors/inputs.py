@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from envs.features import DEFAULT_FEATURES, FeatureConfig, compute_features
-from envs.market_data import MarketData
 from agents.predictors.regime import regime_inputs
+from envs.data.market_data import MarketData
+from envs.features import DEFAULT_FEATURES, FeatureConfig, compute_features
 
 CROSS_SECTIONAL_FAMILIES: tuple[str, ...] = ("mkt_rvol", "beta", "corr", "rel_strength")
 PREDICTOR_FEATURES: tuple[str, ...] = tuple(

@@ -30,7 +30,7 @@ from agents.params import Parameterised
 from agents.predictors.inputs import Inputs
 from agents.predictors.walk_forward import ScheduledModel
 from agents.sizing import Sizer, make_sizer
-from envs.market_data import MarketData
+from envs.data.market_data import MarketData
 
 ARTIFACT = "predictor.joblib"
 

@@ -28,7 +28,7 @@ import pandas as pd
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from envs.indicators import log_returns, realized_vol, rolling_mean
+from envs.features.indicators import log_returns, realized_vol, rolling_mean
 
 logger = logging.getLogger(__name__)
 

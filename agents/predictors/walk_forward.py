@@ -1,6 +1,6 @@
 """Walk-forward training: fit on each train window, forecast only the test window that follows it.
 
-The folds come from :class:`envs.splits.WalkForward` (rolling or anchored, with an optional embargo
+The folds come from :class:`envs.data.splits.WalkForward` (rolling or anchored, with an optional embargo
 ``gap``). Inside every train window the labels are cut at the window's end (see
 :meth:`~agents.predictors.labels.Labels.until`), so no label reads a bar of the test window or later. Each
 fold's fitted pipeline goes into the schedule with the bar from which it is used (its test window's first
@@ -23,7 +23,7 @@ from agents.predictors.inputs import Inputs
 from agents.predictors.labels import Labels
 from agents.predictors.pipeline import PredictorPipeline
 from agents.predictors.scoring import score
-from envs.splits import Split, WalkForward
+from envs.data.splits import Split, WalkForward
 
 logger = logging.getLogger(__name__)
 

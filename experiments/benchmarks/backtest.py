@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from baselines.sma_crossover import SmaCrossover
-from envs.execution import ExecutionConfig
-from envs.market_data import MarketData
-from envs.synthetic import generate_market
+from envs.data.market_data import MarketData
+from envs.data.synthetic import generate_market
+from envs.sim.execution import ExecutionConfig
+from envs.sim.replay import replay_weights
 from experiments.engine import BacktestConfig, run_backtest, start_bar
-from experiments.replay import replay_weights
 
 logger = logging.getLogger(__name__)
 

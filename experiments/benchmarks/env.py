@@ -90,8 +90,8 @@ def run(quick: bool = False) -> list[str]:
     from gym_anytrading.datasets import STOCKS_GOOGL
 
     import envs  # noqa: F401
+    from envs.data.market_data import MarketData
     from envs.features import DEFAULT_FEATURES, FeatureConfig
-    from envs.market_data import MarketData
 
     steps = 20_000 if quick else 200_000
     repeats = 1 if quick else 3

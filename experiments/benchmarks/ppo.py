@@ -30,8 +30,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 import envs  # noqa: F401  (registers AlpacaGym/*)
 from agents.rl_eval import split_periods
+from envs.data.sources import load_data
 from experiments.rl_config import load_config
-from envs.sources import load_data
 from experiments.train_rl import build_model, make_train_env, training_data
 
 logger = logging.getLogger(__name__)

@@ -3,8 +3,8 @@
 Same 1,000,000 European options for everyone (quick mode: 100,000): spot 100, log-moneyness ~ N(0, 0.25),
 expiry 1 day to 2 years in whole days (ACT/365), rate 0-6%, dividend yield 0-3%, vol 8-90%, half calls.
 
-- ours: :func:`envs.pricing.bsm_greeks` (price, delta, gamma, vega, theta, rho) and
-  :func:`envs.pricing.implied_vol_with_reason`;
+- ours: :func:`envs.options.pricing.bsm_greeks` (price, delta, gamma, vega, theta, rho) and
+  :func:`envs.options.pricing.implied_vol_with_reason`;
 - py_vollib_vectorized 0.1.1 (numba; its Greeks are finite differences): ``vectorized_black_scholes_merton``
   plus ``get_all_greeks``, and ``vectorized_implied_volatility``; its JIT is warmed up first;
 - QuantLib, one option at a time in a Python loop (``AnalyticEuropeanEngine``, ``impliedVolatility``) on a
@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from envs.pricing import bsm_greeks, bsm_price, implied_vol_with_reason
+from envs.options.pricing import bsm_greeks, bsm_price, implied_vol_with_reason
 
 log = logging.getLogger(__name__)
 

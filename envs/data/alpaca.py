@@ -1,0 +1,135 @@
+"""Alpaca historical bars (alpaca-py ``StockHistoricalDataClient``) as :class:`MarketData`.
+
+Keys come from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY`` and the endpoint from ``APCA_API_DATA_URL``
+(Alpaca's data endpoint when unset), passed as ``url_override`` so any Alpaca-compatible server works.
+alpaca-py follows ``next_page_token`` itself. The keys live only inside the client; this object's repr
+shows the endpoint and feed, never a key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from envs.data.fallback import (
+    is_daily_or_longer,
+    parse_timeframe,
+    session_dates,
+    spec_loader,
+    spec_options,
+    split_symbols,
+    time_range,
+)
+from envs.data.market_data import FIELDS, MarketData
+from envs.data.sources import register_source
+
+KEY_ENV = "APCA_API_KEY_ID"
+SECRET_ENV = "APCA_API_SECRET_KEY"
+DATA_URL_ENV = "APCA_API_DATA_URL"
+
+
+class AlpacaSource:
+    """Historical stock bars from Alpaca.
+
+    :param api_key: key id (default ``$APCA_API_KEY_ID``).
+    :param secret_key: secret (default ``$APCA_API_SECRET_KEY``).
+    :param url: data endpoint (default ``$APCA_API_DATA_URL``, else Alpaca's).
+    :param feed: ``"iex"`` (free plans) or ``"sip"``.
+    :param adjustment: ``"raw"``, ``"split"``, ``"dividend"`` or ``"all"``.
+    :param fill_gaps: forward-fill bars missing for some symbols instead of raising.
+    """
+
+    name = "alpaca"
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        url: str | None = None,
+        feed: str = "iex",
+        adjustment: str = "all",
+        fill_gaps: bool = False,
+    ) -> None:
+        from alpaca.data.historical import StockHistoricalDataClient
+
+        key = api_key or os.environ.get(KEY_ENV)
+        secret = secret_key or os.environ.get(SECRET_ENV)
+        if not key or not secret:
+            raise ValueError(f"Alpaca data needs credentials: set {KEY_ENV} and {SECRET_ENV}")
+        self.url = (url or os.environ.get(DATA_URL_ENV) or "").rstrip("/") or None
+        if self.url and self.url.endswith("/v2"):
+            self.url = self.url[: -len("/v2")]
+        self.feed = feed
+        self.adjustment = adjustment
+        self.fill_gaps = fill_gaps
+        self._client = StockHistoricalDataClient(key, secret, url_override=self.url)
+
+    def __repr__(self) -> str:
+        return f"AlpacaSource(url={self.url!r}, feed={self.feed!r}, adjustment={self.adjustment!r})"
+
+    def fetch(
+        self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1Day"
+    ) -> MarketData:
+        """Bars for ``symbols`` with ``start <= timestamp <= end``.
+
+        :param symbols: stock symbols.
+        :param start: first timestamp.
+        :param end: last timestamp (inclusive); None for now.
+        :param timeframe: bar size, e.g. ``"1Day"``, ``"15Min"``.
+        """
+        from alpaca.data.enums import Adjustment, DataFeed
+        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
+
+        amount, unit = parse_timeframe(timeframe)
+        lo, hi = time_range(start, end)
+        daily = is_daily_or_longer(timeframe)
+        # Alpaca stamps a daily bar at midnight New York, hours after midnight UTC: ask a day further and
+        # cut at ``hi`` once the bars carry their session date.
+        request = StockBarsRequest(
+            symbol_or_symbols=list(symbols),
+            timeframe=TimeFrame(amount, TimeFrameUnit(unit)),
+            start=lo.to_pydatetime(),
+            end=(hi + pd.Timedelta(days=1) if daily else hi).to_pydatetime(),
+            adjustment=Adjustment(self.adjustment),
+            feed=DataFeed(self.feed),
+        )
+        raw = self._client.get_stock_bars(request).data
+        data = bars_to_market_data(
+            {s: [bar.model_dump() for bar in raw.get(s, [])] for s in symbols}, timeframe, self.fill_gaps
+        )
+        return data.slice(lo, hi) if daily else data
+
+
+def bars_to_market_data(
+    bars: dict[str, list[dict[str, Any]]], timeframe: str, fill_gaps: bool = False
+) -> MarketData:
+    """Turn ``{symbol: [bar dicts with timestamp/open/high/low/close/volume]}`` into MarketData.
+
+    :param bars: bars per symbol as alpaca-py's ``Bar`` models dump them.
+    :param timeframe: the bar size (daily bars are re-stamped at their session date).
+    :param fill_gaps: forward-fill bars missing for some symbols.
+    :raises ValueError: a symbol came back without bars (named in the message).
+    """
+    empty = [s for s, rows in bars.items() if not rows]
+    if empty:
+        raise ValueError(f"Alpaca returned no bars for {empty}")
+    frames = []
+    for symbol, rows in bars.items():
+        frame = pd.DataFrame(rows)[["timestamp", *FIELDS]]
+        frames.append(frame.assign(symbol=symbol))
+    long = pd.concat(frames, ignore_index=True)
+    stamps = pd.DatetimeIndex(pd.to_datetime(long["timestamp"], utc=True))
+    long["timestamp"] = session_dates(stamps) if is_daily_or_longer(timeframe) else stamps
+    return MarketData.from_long(long, fill_gaps=fill_gaps)
+
+
+def _from_spec(main: str, options: dict[str, str]) -> tuple[AlpacaSource, list[str]]:
+    known = ("feed", "adjustment", "url", "fill_gaps")
+    return AlpacaSource(**spec_options("alpaca", options, known, flags=("fill_gaps",))), split_symbols(main)
+
+
+register_source("alpaca", spec_loader(_from_spec), replace=True)

@@ -1,0 +1,414 @@
+"""Data sources: CSV and Parquet files, sample data sets, and the ``load_data(spec)`` entry point.
+
+A file holds either one symbol (OHLCV columns; the symbol is the file stem unless given) or many in
+long format (a ``symbol`` or ``ticker`` column). A folder holds one such file per symbol, or long files.
+Column names may be in any case; the time column may be called ``timestamp``, ``date``,
+``datetime`` or ``time``, or be the frame's index; ``volume`` may be missing (read as 0). Naive
+timestamps are read in the ``tz`` time zone (UTC by default). Errors name the file, the column and
+the line (CSV, header on line 1) or row (Parquet, from 0).
+
+``load_data`` picks a source by scheme: ``"synthetic"`` or ``"synthetic:seed=3,n_symbols=2"``,
+``"csv:PATH"``, ``"parquet:PATH"``, ``"file:PATH"`` and ``"sample:NAME"``. Other modules add schemes
+with :func:`register_source`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import types
+from pathlib import Path
+from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
+
+import pandas as pd
+
+from envs.data.market_data import FIELDS, DataValidationError, MarketData
+from envs.data.synthetic import SyntheticConfig, generate_market
+
+FileKind = Literal["csv", "parquet"]
+SUFFIXES: dict[str, FileKind] = {
+    ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet",
+}
+TIME_COLUMNS: tuple[str, ...] = ("timestamp", "date", "datetime", "time")
+SYMBOL_COLUMNS: tuple[str, ...] = ("symbol", "ticker")
+
+Loader = Callable[..., MarketData]
+"""A source: ``loader(argument, **kwargs) -> MarketData``, ``argument`` being the text after
+``scheme:`` in the spec."""
+
+
+# ---------------------------------------------------------------------- files
+def load_csv(
+    path: str | Path, *, symbol: str | None = None, fill_gaps: bool = False, tz: str = "UTC"
+) -> MarketData:
+    """Load a CSV file (``.csv`` or ``.csv.gz``) or a folder of them.
+
+    :param path: the file or folder.
+    :param symbol: name of a single-symbol file (default: its stem); for long-format files or
+        folders, keep only this symbol.
+    :param fill_gaps: forward-fill missing bars instead of raising (see :func:`MarketData.from_long`).
+    :param tz: time zone of naive timestamps.
+    :return: validated :class:`MarketData`.
+    """
+    return _load(Path(path), ("csv",), symbol, fill_gaps, tz)
+
+
+def load_parquet(
+    path: str | Path, *, symbol: str | None = None, fill_gaps: bool = False, tz: str = "UTC"
+) -> MarketData:
+    """Load a Parquet file (``.parquet`` or ``.pq``) or a folder of them.
+
+    :param path: the file or folder.
+    :param symbol: name of a single-symbol file (default: its stem); for long-format files or
+        folders, keep only this symbol.
+    :param fill_gaps: forward-fill missing bars instead of raising.
+    :param tz: time zone of naive timestamps.
+    :return: validated :class:`MarketData`.
+    """
+    return _load(Path(path), ("parquet",), symbol, fill_gaps, tz)
+
+
+def load_path(
+    path: str | Path, *, symbol: str | None = None, fill_gaps: bool = False, tz: str = "UTC"
+) -> MarketData:
+    """Load a CSV or Parquet file, or a folder holding either (mixed formats allowed).
+
+    :param path: the file or folder.
+    :param symbol: name of a single-symbol file (default: its stem); for long-format files or
+        folders, keep only this symbol.
+    :param fill_gaps: forward-fill missing bars instead of raising.
+    :param tz: time zone of naive timestamps.
+    :return: validated :class:`MarketData`.
+    """
+    return _load(Path(path), ("csv", "parquet"), symbol, fill_gaps, tz)
+
+
+def write_parquet(
+    data: MarketData, path: str | Path, layout: Literal["long", "per_symbol"] = "long"
+) -> None:
+    """Write bars that :func:`load_parquet` reads back unchanged.
+
+    :param data: the bars.
+    :param path: the file (``layout="long"``) or the folder to create (``"per_symbol"``).
+    :param layout: one long-format file, or one ``SYMBOL.parquet`` file per symbol.
+    """
+    _write(data, Path(path), layout, ".parquet", lambda frame, out: frame.to_parquet(out, index=False))
+
+
+def write_csv(
+    data: MarketData, path: str | Path, layout: Literal["long", "per_symbol"] = "long"
+) -> None:
+    """Write bars that :func:`load_csv` reads back (prices round-trip to full precision).
+
+    :param data: the bars.
+    :param path: the file (``layout="long"``) or the folder to create (``"per_symbol"``).
+    :param layout: one long-format file, or one ``SYMBOL.csv`` file per symbol.
+    """
+    _write(data, Path(path), layout, ".csv", lambda frame, out: frame.to_csv(out, index=False))
+
+
+def _write(
+    data: MarketData,
+    path: Path,
+    layout: str,
+    suffix: str,
+    writer: Callable[[pd.DataFrame, Path], None],
+) -> None:
+    if layout == "long":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer(data.to_long(), path)
+        return
+    if layout != "per_symbol":
+        raise ValueError(f"layout must be 'long' or 'per_symbol', got {layout!r}")
+    for symbol in data.symbols:
+        if symbol in ("", ".", "..") or "/" in symbol or "\\" in symbol:
+            raise ValueError(f"symbol {symbol!r} cannot be a file name; use layout='long'")
+    path.mkdir(parents=True, exist_ok=True)
+    for symbol in data.symbols:
+        frame = data.to_frame(symbol).rename(columns=str.lower).rename_axis("timestamp")
+        writer(frame.reset_index(), path / f"{symbol}{suffix}")
+
+
+def _kind(path: Path) -> FileKind | None:
+    name = path.name.lower()
+    for suffix, kind in SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _load(
+    path: Path, kinds: tuple[FileKind, ...], symbol: str | None, fill_gaps: bool, tz: str
+) -> MarketData:
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    wanted = ", ".join(s for s, k in SUFFIXES.items() if k in kinds)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and _kind(p) in kinds)
+        if not files:
+            raise FileNotFoundError(f"folder {path} holds no {wanted} files")
+        frames = [_read_long(f, _stem(f), tz) for f in files]
+    else:
+        if _kind(path) not in kinds:
+            raise ValueError(f"{path}: unsupported file type; expected {wanted}")
+        files = [path]
+        frames = [_read_long(path, symbol or _stem(path), tz)]
+    owner = _symbol_files(files, frames)
+    long = pd.concat(frames, ignore_index=True)
+    if symbol is not None:
+        long = long[long["symbol"] == symbol]
+        if long.empty:
+            raise KeyError(f"{path}: no bars for symbol {symbol!r}; symbols: {sorted(owner)}")
+    try:
+        return MarketData.from_long(long, fill_gaps=fill_gaps)
+    except DataValidationError as err:
+        source = owner.get(err.symbol, path) if err.symbol is not None else path
+        raise DataValidationError(err.rule, f"{source}: {err.message}", err.symbol,
+                                  err.timestamp) from err
+
+
+def _symbol_files(files: list[Path], frames: list[pd.DataFrame]) -> dict[str, Path]:
+    """Map each symbol to its file; a symbol in two files is an error naming both."""
+    owner: dict[str, Path] = {}
+    for file, frame in zip(files, frames):
+        for symbol in frame["symbol"].unique():
+            if symbol in owner:
+                raise DataValidationError(
+                    "duplicate_symbol", f"symbol appears in both {owner[symbol]} and {file}",
+                    symbol=symbol,
+                )
+            owner[symbol] = file
+    return owner
+
+
+def _read_long(path: Path, default_symbol: str, tz: str) -> pd.DataFrame:
+    """Read one file into a long frame: ``timestamp, symbol`` and the OHLCV columns."""
+    kind = _kind(path)
+    try:
+        raw = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError) as err:
+        raise DataValidationError("unreadable_file", f"{path}: cannot read as {kind}: {err}") from err
+    first_line = 2 if kind == "csv" else None
+    if not isinstance(raw.index, pd.RangeIndex):
+        raw = raw.reset_index()
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    columns = list(raw.columns)
+    time_col = _time_column(columns)
+    if time_col is None:
+        raise DataValidationError(
+            "missing_column",
+            f"{path}: no time column (one of {TIME_COLUMNS} or the index); columns: {columns}",
+        )
+    missing = [f for f in FIELDS if f not in columns and f != "volume"]
+    if missing:
+        raise DataValidationError(
+            "missing_column", f"{path}: no {missing} column(s); columns: {columns}"
+        )
+    symbol_col = next((c for c in SYMBOL_COLUMNS if c in columns), None)
+    long = pd.DataFrame({
+        "timestamp": _parse_times(raw[time_col], path, time_col, first_line, tz),
+        "symbol": raw[symbol_col].astype(str) if symbol_col else default_symbol,
+    })
+    for field in FIELDS:
+        if field in columns:
+            long[field] = _parse_numbers(raw[field], path, field, first_line)
+        else:
+            long[field] = 0.0
+    return long
+
+
+def _time_column(columns: list[str]) -> str | None:
+    for name in TIME_COLUMNS:
+        if name in columns:
+            return name
+    # An index written without a name comes back as "unnamed: 0" (CSV) or "index" (Parquet).
+    first = columns[0] if columns else None
+    if first is not None and (first.startswith("unnamed: 0") or first in ("", "index")):
+        return first
+    return None
+
+
+def _where(path: Path, column: str, row: int, first_line: int | None) -> str:
+    at = f"line {first_line + row}" if first_line is not None else f"row {row}"
+    return f"{path}, column {column!r}, {at}"
+
+
+def _parse_times(
+    values: pd.Series, path: Path, column: str, first_line: int | None, tz: str
+) -> pd.DatetimeIndex:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        try:
+            parsed = pd.to_datetime(values, errors="coerce")
+        except (ValueError, TypeError):
+            # Mixed UTC offsets (local times across a DST change) only parse as UTC.
+            parsed = pd.to_datetime(values, errors="coerce", utc=True)
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise DataValidationError(
+            "bad_timestamp",
+            f"{_where(path, column, row, first_line)}: cannot read {values.iloc[row]!r} as a time",
+        )
+    index = pd.DatetimeIndex(parsed)
+    if index.tz is None:
+        try:
+            index = index.tz_localize(tz)
+        except (ValueError, TypeError) as err:
+            raise DataValidationError(
+                "bad_timestamp", f"{path}, column {column!r}: cannot place times in {tz!r}: {err}"
+            ) from err
+    return index.tz_convert("UTC")
+
+
+def _parse_numbers(
+    values: pd.Series, path: Path, column: str, first_line: int | None
+) -> pd.Series:
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = (numbers.isna() & values.notna()).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise DataValidationError(
+            "bad_value",
+            f"{_where(path, column, row, first_line)}: {values.iloc[row]!r} is not a number",
+        )
+    return numbers.astype("float64")
+
+
+# ---------------------------------------------------------------------- registry
+_SOURCES: dict[str, Loader] = {}
+
+
+def register_source(scheme: str, loader: Loader, *, replace: bool = False) -> None:
+    """Make ``load_data(f"{scheme}:ARGUMENT", **kwargs)`` call ``loader(ARGUMENT, **kwargs)``.
+
+    :param scheme: the name before the colon, e.g. ``"yfinance"``.
+    :param loader: callable returning :class:`MarketData`.
+    :param replace: allow replacing an existing scheme.
+    """
+    if not scheme.isidentifier():
+        raise ValueError(f"source scheme must be an identifier, got {scheme!r}")
+    if scheme in _SOURCES and not replace:
+        raise ValueError(f"source scheme {scheme!r} is already registered (pass replace=True)")
+    _SOURCES[scheme] = loader
+
+
+def known_sources() -> tuple[str, ...]:
+    """The registered schemes, sorted."""
+    return tuple(sorted(_SOURCES))
+
+
+def load_data(spec: str, **kwargs: Any) -> MarketData:
+    """Load market data from a spec such as ``"synthetic:seed=3"`` or ``"csv:data/spy.csv"``.
+
+    :param spec: ``scheme`` or ``scheme:argument``; see :func:`known_sources`.
+    :param kwargs: passed to the source's loader (e.g. ``fill_gaps=True`` for files, config
+        fields for ``synthetic``).
+    :return: validated :class:`MarketData`.
+    """
+    scheme, _, argument = spec.partition(":")
+    loader = _SOURCES.get(scheme.strip())
+    if loader is None:
+        raise ValueError(
+            f"unknown data source {scheme!r} in spec {spec!r}; known: {list(known_sources())} "
+            "(a file path needs a scheme, e.g. 'file:PATH')"
+        )
+    return loader(argument.strip(), **kwargs)
+
+
+def _load_synthetic(argument: str, **kwargs: Any) -> MarketData:
+    """``synthetic:key=value,key=value`` with :class:`SyntheticConfig` fields; tuples use ``/``."""
+    return generate_market(**{**_parse_options(argument, SyntheticConfig), **kwargs})
+
+
+def _parse_options(text: str, config_type: type) -> dict[str, object]:
+    """Parse ``key=value,...`` into typed keyword arguments for the dataclass ``config_type``."""
+    hints = get_type_hints(config_type)
+    options: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = (s.strip() for s in item.partition("="))
+        if not sep:
+            raise ValueError(f"option {item!r} is not key=value")
+        if key not in hints:
+            raise ValueError(
+                f"unknown {config_type.__name__} option {key!r}; known: {sorted(hints)}"
+            )
+        options[key] = _convert(value, hints[key], key)
+    return options
+
+
+def _convert(value: str, hint: Any, key: str) -> object:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value.lower() == "none" and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = get_origin(hint), get_args(hint)
+    if origin is tuple:
+        items = value.split("/")
+        kinds = [args[0]] * len(items) if args[-1] is Ellipsis else list(args)
+        if any(get_origin(k) is not None for k in kinds):
+            raise ValueError(f"option {key!r} cannot be set in a spec; pass it as a keyword")
+        if len(kinds) != len(items):
+            raise ValueError(f"option {key!r} needs {len(kinds)} values separated by '/'")
+        return tuple(_convert(item, kind, key) for item, kind in zip(items, kinds))
+    if origin is Literal:
+        return value
+    if hint is bool:
+        flags = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if value.lower() not in flags:
+            raise ValueError(f"option {key!r}: {value!r} is not a boolean (true/false)")
+        return flags[value.lower()]
+    try:
+        return hint(value)
+    except ValueError:
+        raise ValueError(f"option {key!r}: {value!r} is not a valid {hint.__name__}") from None
+
+
+# Daily bars that ship as data files inside optional packages: (module, pip name, file in package).
+# The files are read directly so that using them never imports those packages' code.
+SAMPLES: dict[str, tuple[str, str, str]] = {
+    "GOOG": ("backtesting", "backtesting", "test/GOOG.csv"),
+    "GOOGL": ("gym_anytrading", "gym-anytrading", "datasets/data/STOCKS_GOOGL.csv"),
+    "SPX": ("arch", "arch", "data/sp500/sp500.csv.gz"),
+    "NDX": ("arch", "arch", "data/nasdaq/nasdaq.csv.gz"),
+}
+
+
+def _load_sample(argument: str, **kwargs: Any) -> MarketData:
+    """``sample:NAME``: a real daily series bundled with an installed package (see :data:`SAMPLES`)."""
+    name = argument.upper()
+    if name not in SAMPLES:
+        raise ValueError(f"unknown sample {argument!r}; available: {sorted(SAMPLES)}")
+    module, package, relative = SAMPLES[name]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"sample:{name} needs the {package!r} package: pip install {package}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    return load_csv(path, **{"symbol": name, **kwargs})
+
+
+def _needs_path(load: Callable[..., MarketData]) -> Loader:
+    """Wrap a file loader so an empty spec argument is an error, not the current folder."""
+
+    def loader(argument: str, **kwargs: Any) -> MarketData:
+        if not argument:
+            raise ValueError(f"{load.__name__} needs a path, e.g. 'csv:data/spy.csv'")
+        return load(argument, **kwargs)
+
+    return loader
+
+
+register_source("synthetic", _load_synthetic)
+register_source("csv", _needs_path(load_csv))
+register_source("parquet", _needs_path(load_parquet))
+register_source("file", _needs_path(load_path))
+register_source("sample", _load_sample)

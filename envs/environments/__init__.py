@@ -1,0 +1,12 @@
+"""The Gymnasium environments: the shared base (:mod:`~envs.environments.base`), ``Stocks-v0``
+(:mod:`~envs.environments.stocks`), ``Portfolio-v0`` (:mod:`~envs.environments.portfolio`), ``Options-v0``
+(:mod:`~envs.environments.options`), the batched numpy vector env (:mod:`~envs.environments.vector`) and
+the reward functions (:mod:`~envs.environments.rewards`). They are registered on ``import envs``."""
+
+from envs.environments.base import TradingEnvBase
+from envs.environments.options import OptionsEnv
+from envs.environments.portfolio import PortfolioEnv
+from envs.environments.stocks import StocksEnv
+from envs.environments.vector import TradingVectorEnv
+
+__all__ = ["OptionsEnv", "PortfolioEnv", "StocksEnv", "TradingEnvBase", "TradingVectorEnv"]

@@ -1,0 +1,31 @@
+"""Features: the causal feature library (:mod:`envs.features.library`) and the indicators it is built on
+(:mod:`envs.features.indicators`).
+
+Every value at bar ``t`` uses bars ``<= t`` only; features are computed once per :class:`~envs.data.MarketData`.
+"""
+
+from envs.features.library import (
+    DEFAULT_FEATURES,
+    NORMALIZATIONS,
+    OBS_BOUND,
+    OBSERVATION_FEATURES,
+    FeatureConfig,
+    Features,
+    FeatureSpec,
+    compute_features,
+    feature_families,
+    normalize,
+)
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "NORMALIZATIONS",
+    "OBS_BOUND",
+    "OBSERVATION_FEATURES",
+    "FeatureConfig",
+    "FeatureSpec",
+    "Features",
+    "compute_features",
+    "feature_families",
+    "normalize",
+]
