@@ -157,17 +157,24 @@ class LiveRunner:
             self._start(data, account.equity)
         else:
             self.shadow.advance(data, before[1]["action"])
+        # What each symbol last traded to: the trade rule compares a new target with it, as the env does
+        # (not with the previous bar's target, which may not have traded). Journals written before it was
+        # recorded fall back to the previous target.
+        if before:
+            last_traded = before[1].get("traded", before[1]["target"])
+        else:
+            last_traded = self._held_weights(rec.positions, data, account.equity)
         recorded = self.journal.decision(run, ts)
         if recorded is None:
             payload = self._decide(data, rec, account.equity)
+            payload["traded"] = {**last_traded, **self._changed(last_traded, payload["target"])}
             self.journal.record_decision(run, ts, payload)
             self._decisions.append((ts, payload))
         else:
             payload = recorded
             log.info("bar %s already decided before a restart; re-using the journalled decision", ts)
         self._restore_risk(payload)
-        previous = before[1]["target"] if before else self._held_weights(rec.positions, data, account.equity)
-        changed = self._changed(previous, payload["target"])
+        changed = self._changed(last_traded, payload["target"])
         if before:
             retry = self._unfilled_symbols(before[0]) - set(changed)
             changed.update({s: payload["target"][s] for s in sorted(retry)})
@@ -281,46 +288,30 @@ class LiveRunner:
             log.info("resumed run %s after %d journalled decisions", self.config.run_id, len(past))
 
     def _restore_risk(self, payload: dict[str, Any]) -> None:
-        if self.risk is not None:
-            state = payload["risk"]
-            self.risk.peak_equity, self.risk.halted = state["peak_equity"], state["halted"]
-            self.risk.blocked[:] = state["blocked"]
+        if self.risk is not None and payload.get("risk"):
+            self.risk.restore(payload["risk"])
 
     def _decide(self, data: MarketData, rec: Reconciliation, equity: float) -> dict[str, Any]:
         action = self.policy.act(self.shadow.obs, self.shadow.info)
         requested = self.shadow.env.adapter.to_weights(action)
         allowed, events = requested, []
         if self.risk is not None:
-            closes = data.values[-1, :, CLOSE]
             positions = np.array([rec.positions.get(s, 0.0) for s in self.symbols])
             held = self.broker.positions()
             entry = np.array([held[s].avg_entry_price if s in held else np.nan for s in self.symbols])
-            state = RiskState(
-                t=data.n_bars - 1,
-                timestamp=data.index[-1],
-                equity=equity,
-                weights=positions * closes / equity,
-                positions=positions,
-                entry_prices=entry,
-                prices=closes,
-                history=History(data, data.n_bars - 1),
-            )
+            state = RiskState.of_account(History(data, data.n_bars - 1), equity, positions, entry)
             allowed, events = self.risk.apply(requested, state)
-        risk = self.risk
         return {
             "action": _jsonable(action),
             "requested": dict(zip(self.symbols, np.asarray(requested, dtype=float).tolist())),
             "target": dict(zip(self.symbols, np.asarray(allowed, dtype=float).tolist())),
             "risk_events": [f"{e.symbol} {e.rule}: {e.reason}" for e in events],
-            "risk": {
-                "peak_equity": None if risk is None else risk.peak_equity,
-                "halted": False if risk is None else risk.halted,
-                "blocked": [] if risk is None else risk.blocked.tolist(),
-            },
+            "risk": None if self.risk is None else self.risk.snapshot(),
         }
 
     def _changed(self, previous: dict[str, float], target: dict[str, float]) -> dict[str, float]:
-        """Symbols to trade, by the env's rule: a target that moved by more than the band, or went to zero."""
+        """Symbols to trade, by the env's rule (:func:`envs.sim.execution.should_trade`) against the target
+        each symbol last traded to."""
         band = self.config.execution.min_weight_change
         out = {}
         for s, w in target.items():

@@ -96,17 +96,8 @@ class BacktestConfig:
     commission_per_contract: float = 0.65
 
     def option_costs(self) -> OptionCosts:
-        """The options env's costs: per-contract commission, and the stock envs' costs for shares.
-
-        Slippage is adverse by ``slippage_bps`` per fill, which is what half of a ``2 x slippage_bps``
-        spread costs, so it is folded into the stock spread.
-        """
-        ex = self.execution
-        return OptionCosts(
-            commission_per_contract=self.commission_per_contract,
-            stock_commission=ex.commission,
-            stock_spread_bps=ex.spread_bps + 2.0 * ex.slippage_bps,
-        )
+        """The options env's costs: per-contract commission, and the stock envs' costs for shares."""
+        return OptionCosts.from_execution(self.execution, self.commission_per_contract)
 
 
 @dataclass(frozen=True)

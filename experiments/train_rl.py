@@ -57,6 +57,7 @@ from envs.environments.vector import TradingVectorEnv
 from envs.features import OBSERVATION_FEATURES, FeatureConfig
 from envs.options.account import OptionCosts
 from envs.options.chains import SyntheticChains
+from envs.sim.execution import ExecutionConfig
 from experiments.engine import MINIMAL_FEATURES
 from experiments.rl_config import ALGOS, RLConfig, add_config_arguments, load_config, overrides_from_args
 
@@ -158,12 +159,8 @@ def _single_env_kwargs(config: RLConfig) -> dict[str, Any]:
 
 
 def _options_env_kwargs(config: RLConfig) -> dict[str, Any]:
-    # The backtest engine's convention: slippage per fill is half of a spread of twice its size.
-    costs = OptionCosts(
-        commission_per_contract=config.commission_per_contract,
-        stock_commission=config.commission,
-        stock_spread_bps=2.0 * config.slippage_bps,
-    )
+    execution = ExecutionConfig(commission=config.commission, slippage_bps=config.slippage_bps)
+    costs = OptionCosts.from_execution(execution, config.commission_per_contract)
     return {"costs": costs, "reward": config.reward}
 
 

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from rollouts import rollout
 
+import envs
 from envs.data.market_data import MarketData
 from envs.data.synthetic import generate_market_with_state
-from envs.environments.options import ENV_ID, ActionLayout, OptionsEnv, holdings, register_options_env
+from envs.environments.options import ENV_ID, ActionLayout, OptionsEnv, holdings
 from envs.options.account import OptionCosts
 from envs.options.strategies import build_strategy
 from envs.sim.actions import InvalidActionError
@@ -46,8 +47,8 @@ def _random_actions(env: OptionsEnv, n: int, seed: int) -> list[int]:
 
 
 def test_registration_and_make(synthetic: MarketData) -> None:
-    register_options_env()
-    register_options_env()  # idempotent
+    envs.register_envs()
+    envs.register_envs()  # idempotent
     env = gym.make(ENV_ID, data=synthetic)
     obs, info = env.reset(seed=1)
     assert env.observation_space.contains(obs) and "iv_rank" in info

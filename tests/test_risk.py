@@ -198,3 +198,43 @@ def test_held_position_drifting_above_the_cap_is_trimmed_with_a_forced_event():
     assert allowed[0] == 0.15
     assert [(e.rule, e.force) for e in events] == [("max_position", True)]
     assert "drifted" in events[0].reason
+
+
+def test_snapshot_and_restore_continue_exactly_where_the_layer_was():
+    """The live runner journals the layer's state with every decision and restores it after a restart."""
+    import json
+
+    config = replace(RiskConfig(), stop_cooldown=4, max_heat=None, max_correlation=None)
+    close = flat_prices(n_bars=120, n_symbols=2, seed=3)
+    close[60:70, 0] *= 0.9  # a stop on the first symbol, then its cooldown
+    rng = np.random.default_rng(1)
+    targets = rng.choice([0.0, 0.1, 0.2], size=(120, 2))
+    positions = np.zeros(2)
+
+    def step(risk: RiskManager, t: int) -> tuple[list[float], list[str]]:
+        entry = np.where(positions != 0, close[max(t - 5, 0)], np.nan)
+        state = RiskState.of_account(
+            SimpleNamespace(close=close[: t + 1], t=t, timestamp=pd.Timestamp("2024-01-02", tz="UTC"),
+                            symbols=SYMBOLS[:2]),
+            90_000.0 + 100.0 * t, positions, entry,
+        )
+        allowed, events = risk.apply(targets[t], state)
+        positions[:] = allowed * state.equity / close[t]
+        return allowed.tolist(), [e.rule for e in events]
+
+    uninterrupted, first = manager(config, 2), []
+    for t in range(30, 120):
+        first.append(step(uninterrupted, t))
+    positions[:] = 0.0
+    before, second = manager(config, 2), []
+    for t in range(30, 80):
+        second.append(step(before, t))
+    saved = json.loads(json.dumps(before.snapshot()))
+    after = RiskManager(config, 2)
+    after.restore(saved)
+    for t in range(80, 120):
+        second.append(step(after, t))
+    assert any("stop_loss" in rules for _, rules in first), "the scenario should trigger a stop"
+    assert second == first
+    with pytest.raises(ValueError, match="3 symbols"):
+        after.restore({**saved, "blocked": [0, 0, 0]})

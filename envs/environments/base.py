@@ -17,6 +17,7 @@ from envs.environments.rewards import Reward
 from envs.features import OBS_BOUND, OBSERVATION_FEATURES, FeatureConfig, Features, compute_features
 from envs.sim.actions import ActionAdapter
 from envs.sim.execution import ExecutionConfig
+from envs.sim.risk import RiskManager, RiskState
 
 DEFAULT_INITIAL_CASH = 100_000.0
 WINDOW_TABLE_MAX_FLOATS = 64_000_000
@@ -126,8 +127,6 @@ class TradingEnvBase(gym.Env):
         self.risk_config = risk
         self._risk = None
         if risk is not None:
-            from envs.sim.risk import RiskManager
-
             self._risk = RiskManager(risk, data.n_symbols)
         self._t = self.first_t
         self._end_t = self.last_t
@@ -256,19 +255,8 @@ class TradingEnvBase(gym.Env):
         :returns: allowed weights, the reason per symbol, which symbols must trade even with an unchanged
             target (:attr:`envs.sim.risk.RiskEvent.force`), and the events.
         """
-        from envs.sim.risk import RiskState
-
-        positions, weights, _ = self._account_state()
-        state = RiskState(
-            t=self._t,
-            timestamp=self._timestamps[self._t],
-            equity=self._equity,
-            weights=weights,
-            positions=positions,
-            entry_prices=entry_prices,
-            prices=self.data.values[self._t, :, CLOSE].copy(),
-            history=self._history(self._t),
-        )
+        positions, _, _ = self._account_state()
+        state = RiskState.of_account(self._history(self._t), self._equity, positions, entry_prices)
         allowed, events = self._risk.apply(target, state)
         allowed = np.asarray(allowed, dtype=np.float64)
         reasons = np.full(self.data.n_symbols, "policy", dtype=object)

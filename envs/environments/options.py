@@ -566,8 +566,3 @@ def _fraction(value: Any, field: str) -> float:
         raise ValueError(f"{field} must be in (0, 1], got {value!r}")
     return fraction
 
-
-def register_options_env() -> None:
-    """Register ``AlpacaGym/Options-v0`` with Gymnasium (does nothing if it is already registered)."""
-    if ENV_ID not in gym.registry:
-        gym.register(id=ENV_ID, entry_point="envs.environments.options:OptionsEnv")

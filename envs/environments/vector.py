@@ -11,7 +11,7 @@ is in ``info["final_obs"]``, which is also what SB3 expects.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from envs.options.strategies import MULTIPLIER, Leg
+from envs.sim.execution import ExecutionConfig
 
 Settlement = Literal["physical", "cash"]
 EXERCISE_THRESHOLD = 0.01
@@ -75,6 +76,22 @@ class OptionCosts:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"OptionCosts.{name} must be a finite number >= 0, got {value!r}")
+
+    @classmethod
+    def from_execution(cls, execution: ExecutionConfig, commission_per_contract: float = 0.65) -> "OptionCosts":
+        """The options account's costs for the stock envs' execution settings: the same stock commission,
+        and a stock spread that costs each fill what the stock envs charge it. Slippage is adverse by
+        ``slippage_bps`` per fill, which is what half of a ``2 x slippage_bps`` spread costs, so it folds
+        into the spread. The one conversion used by the backtest and by RL training.
+
+        :param execution: the stock envs' costs.
+        :param commission_per_contract: commission per option contract.
+        """
+        return cls(
+            commission_per_contract=commission_per_contract,
+            stock_commission=execution.commission,
+            stock_spread_bps=execution.spread_bps + 2.0 * execution.slippage_bps,
+        )
 
     def stock_price(self, price: float, quantity: float) -> float:
         """Fill price of a stock trade of signed ``quantity`` at reference ``price``."""

@@ -135,6 +135,32 @@ class RiskState:
     prices: np.ndarray
     history: Any
 
+    @classmethod
+    def of_account(
+        cls, history: Any, equity: float, positions: np.ndarray, entry_prices: np.ndarray
+    ) -> "RiskState":
+        """The risk layer's view of an account at the last bar of ``history``: the one way the envs and
+        the live runner build it, so both feed the risk layer the same numbers.
+
+        :param history: read-only history up to now (``.t``, ``.timestamp``, ``.close``).
+        :param equity: account equity at the last close.
+        :param positions: shares per symbol (negative for shorts).
+        :param entry_prices: average entry price per symbol, NaN when flat.
+        """
+        prices = np.array(history.close[-1], dtype=np.float64)
+        positions = np.asarray(positions, dtype=np.float64)
+        weights = positions * prices / equity if equity > 0 else np.zeros_like(positions)
+        return cls(
+            t=int(history.t),
+            timestamp=history.timestamp,
+            equity=float(equity),
+            weights=weights,
+            positions=positions,
+            entry_prices=np.asarray(entry_prices, dtype=np.float64),
+            prices=prices,
+            history=history,
+        )
+
 
 @dataclass
 class RiskManager:
@@ -167,6 +193,32 @@ class RiskManager:
         self.peak_equity = float(initial_equity)
         self.halted = False
         self.blocked[:] = 0
+        self.blocked_at[:] = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the layer remembers between bars, as JSON-able values (the live runner journals it
+        with every decision, so a restarted run continues with the same state)."""
+        return {
+            "peak_equity": None if np.isnan(self.peak_equity) else float(self.peak_equity),
+            "halted": bool(self.halted),
+            "blocked": self.blocked.tolist(),
+            "blocked_at": self.blocked_at.tolist(),
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from a :meth:`snapshot`.
+
+        :param snapshot: the output of :meth:`snapshot` (``blocked_at`` may be missing in journals written
+            before it was recorded; it then counts from bar 0).
+        """
+        peak = snapshot.get("peak_equity")
+        self.peak_equity = float("nan") if peak is None else float(peak)
+        self.halted = bool(snapshot.get("halted", False))
+        blocked = np.asarray(snapshot.get("blocked") or np.zeros(self.n_symbols), dtype=np.int8)
+        if blocked.shape != (self.n_symbols,):
+            raise ValueError(f"risk snapshot has {blocked.size} symbols, the layer has {self.n_symbols}")
+        self.blocked[:] = blocked
+        self.blocked_at[:] = np.asarray(snapshot.get("blocked_at") or np.zeros(self.n_symbols), dtype=np.int64)
 
     def apply(
         self, target_weights: np.ndarray, state: RiskState
