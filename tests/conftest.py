@@ -52,3 +52,13 @@ def s3_env(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
     return f"bars-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Debian Chromium for the whole session (see tests/browser.py)."""
+    from browser import Chromium
+
+    browser = Chromium()
+    yield browser
+    browser.close()

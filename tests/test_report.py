@@ -86,3 +86,16 @@ def test_rolling_sharpe_matches_a_direct_computation():
 def test_empty_results_are_refused(tmp_path, runs):
     with pytest.raises(ValueError, match="at least one result"):
         write_report([], runs[0], tmp_path)
+
+
+def test_report_renders_offline_in_a_real_browser(tmp_path, runs, chromium):
+    """Headless Chromium: no console or page error, no request leaving the file, every image decoded."""
+    data, results = runs
+    path = write_report(results, data, tmp_path, title="browser check", settings={"data": "synthetic"})
+    with chromium.open(path.resolve().as_uri()) as loaded:
+        drawn = loaded.page.evaluate(
+            "Array.from(document.images).map(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0)"
+        )
+        assert loaded.problems() == []
+        assert drawn and all(drawn)
+        assert "browser check" in loaded.page.title()
