@@ -9,6 +9,12 @@ shares unless fractional trading is on. Two Alpaca rules shape the plan:
   quantities are market orders with day time-in-force (:class:`brokers.base.OrderRequest` enforces it).
 
 Orders that reduce a position come first, so their proceeds are cash before the buys go out.
+
+Orders still open at the broker (``pending``, e.g. a stale order whose cancel Alpaca has not finished) may
+yet fill, so they count: a same-side open order is taken as filled and only the rest is ordered, and a
+symbol with an open order on the other side (or a flip with anything open) gets no new order until those
+finish. Whatever the order of the cancel and fill events, a position then never goes past its target by
+more than what was already in flight.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ def plan_orders(
     bar_ts: object,
     fractional: bool = True,
     min_trade_value: float = 1.0,
+    pending: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[PlannedOrder]:
     """The orders that move ``positions`` to ``weights``.
 
@@ -89,6 +96,8 @@ def plan_orders(
     :param bar_ts: the decision's bar.
     :param fractional: allow fractional long shares.
     :param min_trade_value: skip trades smaller than this in cash.
+    :param pending: ``symbol -> (shares to buy, shares to sell)`` still open at the broker
+        (:attr:`brokers.reconcile.Reconciliation.pending`).
     :return: closing and reducing orders first, then opening and increasing ones.
     """
     target = target_shares(weights, prices, equity, fractional)
@@ -97,12 +106,21 @@ def plan_orders(
     for symbol in sorted(target):
         held = float(positions.get(symbol, 0.0))
         want = target[symbol]
+        buying, selling = (pending or {}).get(symbol, (0.0, 0.0))
         # Closing sells or covers exactly what is held (a position may carry more decimals than an order).
         delta = -held if want == 0 else round(want - held, QTY_DECIMALS)
+        flip = held != 0 and want != 0 and (held > 0) != (want > 0)
+        if buying or selling:
+            against = selling if delta > 0 else buying
+            if flip or against:
+                continue  # wait until the open orders finish: they may still move the position either way
+            delta = round(delta - (buying if delta > 0 else -selling), QTY_DECIMALS)
+            if delta * (want - held) <= 0:
+                continue
         if delta == 0 or abs(delta) * prices[symbol] < min_trade_value:
             continue
         side = Side.BUY if delta > 0 else Side.SELL
-        if held != 0 and want != 0 and (held > 0) != (want > 0):
+        if flip:
             close_id = client_order_id(run_id, bar_ts, symbol, "close")
             first.append(PlannedOrder(OrderRequest(symbol, side, abs(held), close_id)))
             open_id = client_order_id(run_id, bar_ts, symbol, "open")

@@ -168,16 +168,17 @@ class LiveRunner:
         if recorded is None:
             payload = self._decide(data, rec, account.equity)
             payload["traded"] = {**last_traded, **self._changed(last_traded, payload["target"])}
+            # Symbols with orders still open (a cancel Alpaca has not finished) may get less than their
+            # target now; they trade again on the next bar, sized from the positions then.
+            trading = self._to_trade(before, last_traded, payload["target"])
+            payload["deferred"] = sorted(s for s in trading if s in rec.pending)
             self.journal.record_decision(run, ts, payload)
             self._decisions.append((ts, payload))
         else:
             payload = recorded
             log.info("bar %s already decided before a restart; re-using the journalled decision", ts)
         self._restore_risk(payload)
-        changed = self._changed(last_traded, payload["target"])
-        if before:
-            retry = self._unfilled_symbols(before[0]) - set(changed)
-            changed.update({s: payload["target"][s] for s in sorted(retry)})
+        changed = self._to_trade(before, last_traded, payload["target"])
         prices = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
         plan = plan_orders(
             changed,
@@ -188,6 +189,7 @@ class LiveRunner:
             ts,
             fractional=self.config.execution.fractional,
             min_trade_value=self.config.min_trade_value,
+            pending=rec.pending,
         )
         orders = self.router.place(ts, plan)
         decision = Decision(
@@ -319,6 +321,20 @@ class LiveRunner:
             if should_trade(w, before, band):
                 out[s] = w
         return out
+
+    def _to_trade(
+        self,
+        before: tuple[pd.Timestamp, dict[str, Any]] | None,
+        last_traded: dict[str, float],
+        target: dict[str, float],
+    ) -> dict[str, float]:
+        """Symbols to order this bar: those whose target changed, plus those whose previous orders ended
+        unfilled or were deferred behind open orders."""
+        changed = self._changed(last_traded, target)
+        if before:
+            retry = (self._unfilled_symbols(before[0]) | set(before[1].get("deferred", ()))) - set(changed)
+            changed.update({s: target[s] for s in sorted(retry)})
+        return changed
 
     def _unfilled_symbols(self, bar_ts: pd.Timestamp) -> set[str]:
         """Symbols whose orders of ``bar_ts`` ended without filling (a flip's opening leg left unsent, a

@@ -81,7 +81,20 @@ class LateFill:
     """The next new order is accepted but fills only on :meth:`FakeAlpaca.fill_pending`."""
 
 
-Fault = HttpError | DropConnection | PartialFill | LateFill
+@dataclass(frozen=True)
+class PendingCancel:
+    """The next cancel is accepted but, as on Alpaca, happens asynchronously: the order is
+    ``pending_cancel`` and can still fill (:meth:`FakeAlpaca.fill_pending`) until
+    :meth:`FakeAlpaca.finish_cancels` cancels it. Inject it on ``DELETE /v2/orders/``."""
+
+
+@dataclass(frozen=True)
+class LandFills:
+    """Fill every open order just before answering the matched request (fills landing while the runner
+    reads orders and positions one after the other)."""
+
+
+Fault = HttpError | DropConnection | PartialFill | LateFill | PendingCancel | LandFills
 
 
 def server_error(status: int = 500, **kwargs: Any) -> HttpError:
@@ -132,7 +145,7 @@ class _Order:
 
     @property
     def is_open(self) -> bool:
-        return self.status in ("new", "accepted", "pending_new", "partially_filled")
+        return self.status in ("new", "accepted", "pending_new", "partially_filled", "pending_cancel")
 
     @property
     def sign(self) -> int:
@@ -246,12 +259,21 @@ class FakeAlpaca:
             self.bars[timeframe] = frame.sort_values(["symbol", "timestamp"]).reset_index(drop=True)
 
     def fill_pending(self) -> None:
-        """Fill every open market order in full at the current prices (late and partial fills land)."""
+        """Fill every open market order in full at the current prices (late and partial fills land, and so
+        do orders whose cancel is still pending)."""
         with self._lock:
             for order in self.orders.values():
                 if order.is_open and order.type == "market":
                     order.hold = False
                     self._fill(order, order.qty - order.filled_qty)
+
+    def finish_cancels(self) -> None:
+        """Complete every pending cancel (orders that did not fill meanwhile end ``canceled``)."""
+        with self._lock:
+            for order in self.orders.values():
+                if order.status == "pending_cancel":
+                    order.status = "canceled"
+                    order.canceled_at = self.now
 
     def count(self, method: str, path: str) -> int:
         """How many requests with this method and exact path the server answered or faulted."""
@@ -303,7 +325,10 @@ class FakeAlpaca:
         self.cash -= signed * price
         order.filled_qty = round(order.filled_qty + qty, 9)
         order.filled_value += qty * price
-        order.status = "filled" if order.filled_qty >= order.qty else "partially_filled"
+        if order.filled_qty >= order.qty:
+            order.status = "filled"
+        elif order.status != "pending_cancel":
+            order.status = "partially_filled"
         if order.status == "filled":
             order.filled_at = self.now
 
@@ -374,9 +399,12 @@ class FakeAlpaca:
                 self._fill(order, qty)
         return order
 
-    def _cancel(self, order: _Order) -> None:
-        if not order.is_open:
+    def _cancel(self, order: _Order, pending: bool = False) -> None:
+        if not order.is_open or order.status == "pending_cancel":
             raise ApiError(422, "order is not cancelable")
+        if pending:
+            order.status = "pending_cancel"
+            return
         order.status = "canceled"
         order.canceled_at = self.now
 
@@ -725,11 +753,17 @@ def _handler_for(state: FakeAlpaca) -> type[BaseHTTPRequestHandler]:
                 self._fault(fault)
                 return
             fill = fault if isinstance(fault, (PartialFill, LateFill)) else None
+            if isinstance(fault, LandFills):
+                state.fill_pending()
             try:
                 body = json.loads(raw) if raw else None
                 if fill is not None:
                     with state._lock:
                         status, payload = 200, state._order_json(state._create_order(body or {}, fill))
+                elif isinstance(fault, PendingCancel) and method == "DELETE":
+                    with state._lock:
+                        oid = url.path.rsplit("/", 1)[-1]
+                        status, payload = 204, state._cancel(state._order_by_id(oid), pending=True)
                 else:
                     status, payload = state.route(method, url.path, query, body)
             except ApiError as err:
