@@ -4,10 +4,15 @@ Examples::
 
     python -m experiments.backtest sma_crossover rsi_reversion consensus --data synthetic
     python -m experiments.backtest sma_crossover --data sample:GOOG --param fast=5 --param slow=30 \\
-        --no-risk --allow-short --whole-shares --commission 0.002 --out reports/goog
+        --no-risk --allow-short --fractional false --commission 0.002 --out reports/goog
     python -m experiments.backtest runs/ppo_agent buy_and_hold --data csv:prices.csv --start 2020-01-01
     python -m experiments.backtest sma_crossover --grid fast=5,10,20 --grid slow=30,50,100 \\
         --walk-forward 500:125 --monte-carlo 1000
+
+Costs, risk rules, sizing, data and seed come from the experiment spec (:mod:`experiments.spec`):
+``--spec FILE``, else the spec stored in the run folder of a saved policy given, else the defaults; every
+spec field is also a flag, and the fields a flag changes are printed. Every policy trades with the spec's
+sizing rule (bots and predictors take its ``sizing``/``fraction`` parameters).
 
 Each POLICY is a registered name (see ``--list``) or the folder of a saved policy. Parameters come from
 ``--params FILE.yaml`` (``{policy: {param: value}}``) and ``--param [policy.]key=value`` (later wins).
@@ -27,12 +32,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import asdict, fields
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
-import yaml
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
@@ -47,13 +52,11 @@ from agents.registry import (
     policy_names,
 )
 from envs.data.market_data import MarketData
-from envs.data.sources import load_data
 from envs.data.splits import WalkForward
 from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
-from envs.sim.execution import ExecutionConfig
-from envs.sim.risk import RiskConfig
+from envs.sim.execution import ConfigError
 from experiments.analysis import monte_carlo, parameter_grid, walk_forward
-from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
+from experiments.engine import BacktestResult, run_backtest, start_bar
 from experiments.report import (
     TABLE_FIELDS,
     format_value,
@@ -62,6 +65,14 @@ from experiments.report import (
     run_notes,
     short_env_id,
     write_report,
+)
+from experiments.spec import (
+    ExperimentSpec,
+    add_spec_arguments,
+    backtest_config,
+    find_run_spec,
+    policy_defaults,
+    spec_from_args,
 )
 
 logger = logging.getLogger("experiments.backtest")
@@ -76,26 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("policies", nargs="*", metavar="POLICY", help="registered name or saved-policy folder")
     p.add_argument("--list", action="store_true", help="list the registered policies and their parameters")
-    p.add_argument("--data", default="synthetic", help="data spec: synthetic, csv:PATH, sample:GOOG, ...")
-    p.add_argument("--symbols", help="comma-separated symbols to trade (default: all in the data)")
     p.add_argument("--start", help="first decision date (inclusive); earlier bars only warm up indicators")
     p.add_argument("--end", help="last date (inclusive)")
     p.add_argument("--out", default="reports/backtest", help="output folder for report.html and PNGs")
     p.add_argument("--params", type=Path, help="YAML file {policy: {param: value}}")
     p.add_argument("--param", action="append", default=[], metavar="[POLICY.]KEY=VALUE",
                    help="set a parameter (repeatable); without POLICY it applies to every policy that has it")
-    p.add_argument("--cash", type=float, default=100_000.0, help="initial cash")
-    p.add_argument("--commission", type=float, default=0.001, help="commission, fraction of notional")
-    p.add_argument("--slippage-bps", type=float, default=0.0, help="slippage per fill, basis points")
-    p.add_argument("--spread-bps", type=float, default=0.0, help="full bid/ask spread, basis points")
-    p.add_argument("--allow-short", action="store_true",
-                   help="allow short positions (and let bots with an allow_short parameter use them)")
-    p.add_argument("--whole-shares", action="store_true", help="trade whole shares only")
     p.add_argument("--contract-commission", type=float, default=0.65,
                    help="commission per option contract (options bots)")
-    p.add_argument("--no-risk", action="store_true", help="switch the risk layer off")
-    p.add_argument("--risk", type=Path, help="YAML file with RiskConfig fields (default: the seed's limits)")
-    p.add_argument("--periods-per-year", type=int, default=252, help="bars per year for annualising")
     p.add_argument("--monte-carlo", type=int, default=0, metavar="N",
                    help="add bootstrap and trade-order Monte Carlo intervals with N samples")
     p.add_argument("--block", type=int, default=5, help="block length of the Monte Carlo bootstrap")
@@ -105,17 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="walk-forward evaluation of the first policy over --grid, window sizes in bars")
     p.add_argument("--anchored", action="store_true", help="anchored (growing) walk-forward train windows")
     p.add_argument("--metric", default="sharpe", help="metric to tune and to draw in the heatmap")
-    p.add_argument("--seed", type=int, default=0, help="seed for env, policies and Monte Carlo")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    add_spec_arguments(p)
     return p
 
 
-def _load_data(args: argparse.Namespace) -> MarketData:
-    data = load_data(args.data)
-    if args.symbols:
-        data = data.select([s.strip() for s in args.symbols.split(",")])
-    if args.end:
-        data = data.slice(None, args.end)
+def _load_data(spec: ExperimentSpec, end: str | None) -> MarketData:
+    data = spec.data.load()
+    if end:
+        data = data.slice(None, end)
     return data
 
 
@@ -132,32 +129,33 @@ def _start_index(data: MarketData, start: str | None) -> int | None:
     return index
 
 
-def _risk(args: argparse.Namespace) -> RiskConfig | None:
-    if args.no_risk:
-        return None
-    if args.risk is None:
-        return RiskConfig()
-    values = yaml.safe_load(args.risk.read_text()) or {}
-    known = [f.name for f in fields(RiskConfig)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise SystemExit(f"{args.risk}: unknown RiskConfig field(s) {unknown}; known: {known}")
-    try:
-        return RiskConfig(**values)
-    except ValueError as err:
-        raise SystemExit(f"{args.risk}: {err}") from None
-
-
-def _build(name: str, args: argparse.Namespace, from_file: dict, overrides: list) -> Any:
-    params: dict[str, Any] = dict(from_file.get(name, {}))
+def _build(name: str, spec: ExperimentSpec, from_file: dict, overrides: list) -> Any:
+    """A policy with the spec's sizing rule, then the params file's and the flags' parameters."""
     if Path(name).is_dir():
+        params: dict[str, Any] = dict(from_file.get(name, {}))
         params.update({k: v for target, k, v in overrides if target == name})
         return make_policy(name, params)
     cls = policy_class(name)
-    if args.allow_short and "allow_short" in declared_params(cls):
-        params.setdefault("allow_short", True)
+    params = {**policy_defaults(cls, spec), **from_file.get(name, {})}
     params.update(params_for(name, cls, overrides))
     return make_policy(name, params)
+
+
+def resolve_spec(args: argparse.Namespace, console: Console) -> ExperimentSpec:
+    """The spec of this backtest: ``--spec``, else the spec stored with the first saved run among the
+    policies, else the defaults; then the flags. Every field a flag changes is printed.
+
+    :param args: the parsed arguments.
+    :param console: where to print the changes.
+    """
+    stored = next((s for s in map(find_run_spec, args.policies) if s is not None), None)
+    spec, changes = spec_from_args(args, base=stored)
+    if changes:
+        source = args.spec or ("the run's spec" if stored is not None else "the default spec")
+        console.print(f"spec: {len(changes)} field(s) changed from {source} by flags:")
+        for line in changes:
+            console.print(f"  {line}")
+    return spec
 
 
 def _grid(items: Sequence[str]) -> dict[str, list[str]]:
@@ -224,18 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.policies:
         build_parser().error("give at least one POLICY (or --list)")
 
-    data = _load_data(args)
+    try:
+        spec = resolve_spec(args, console)
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
+    data = _load_data(spec, args.end)
     from_file = load_param_file(args.params) if args.params else {}
     overrides = parse_overrides(args.param)
-    policies = [_build(name, args, from_file, overrides) for name in args.policies]
-    execution = ExecutionConfig(
-        commission=args.commission, slippage_bps=args.slippage_bps, spread_bps=args.spread_bps,
-        fractional=not args.whole_shares, allow_short=args.allow_short,
-    )
-    config = BacktestConfig(
-        initial_cash=args.cash, execution=execution, risk=_risk(args),
-        periods_per_year=args.periods_per_year, seed=args.seed,
-        commission_per_contract=args.contract_commission, start=_start_index(data, args.start),
+    policies = [_build(name, spec, from_file, overrides) for name in args.policies]
+    execution = spec.execution
+    config = backtest_config(
+        spec, commission_per_contract=args.contract_commission, start=_start_index(data, args.start)
     )
     try:
         start = start_bar(policies, data, config)
@@ -251,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     extras: list = []
     if args.monte_carlo:
         for r in results:
-            mc = monte_carlo(r, args.monte_carlo, args.block, args.seed, args.periods_per_year)
+            mc = monte_carlo(r, args.monte_carlo, args.block, spec.seed, config.periods_per_year)
             heading = f"{r.name}: Monte Carlo 95% intervals ({args.monte_carlo} samples)"
             extras.append((heading, mc.intervals()))
     grid = _grid(args.grid)
@@ -275,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")
         extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
     settings: dict[str, object] = {
-        "data": args.data, "bars": data.n_bars, "start bar": start, "initial cash": args.cash,
-        "execution": execution, "risk": config.risk or "off",
+        "data": spec.data.data, "bars": data.n_bars, "start bar": start, "initial cash": spec.initial_cash,
+        "execution": execution, "risk": config.risk or "off", "sizing": spec.sizing,
     }
     if any(r.env_id == OPTIONS_ENV_ID for r in results):
         settings["option costs"] = config.option_costs()

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n== 2/2 backtest on the held-out test period {test['start'][:10]} .. {test['end'][:10]}", flush=True)
     return backtest.main([
         str(run), *BOTS, "--data", "synthetic", "--symbols", symbol, "--start", test["start"][:10],
-        "--end", test["end"][:10], "--seed", str(args.seed), "--out", args.out, "--no-risk",
+        "--end", test["end"][:10], "--seeds", str(args.seed), "--out", args.out, "--no-risk",
     ])
 
 

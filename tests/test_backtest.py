@@ -206,10 +206,10 @@ def test_command_line_reports_bad_input(tmp_path):
         cli.main(["--data", "synthetic"])
     with pytest.raises(ValueError, match="unknown policy"):
         cli.main(["no_such_bot", "--data", "synthetic:n_days=100", "--out", str(tmp_path)])
-    risk = tmp_path / "risk.yaml"
-    risk.write_text("max_positon: 0.3\n")
-    with pytest.raises(SystemExit, match=r"unknown RiskConfig field\(s\) \['max_positon'\]"):
-        cli.main(["sma_crossover", "--data", "synthetic:n_days=100", "--risk", str(risk),
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("risk: {max_positon: 0.3}\n")
+    with pytest.raises(SystemExit, match=r"error: .*spec.yaml: unknown risk field\(s\) \['max_positon'\]"):
+        cli.main(["sma_crossover", "--data", "synthetic:n_days=100", "--spec", str(spec),
                   "--out", str(tmp_path)])
 
 

@@ -238,3 +238,37 @@ def test_snapshot_and_restore_continue_exactly_where_the_layer_was():
     assert second == first
     with pytest.raises(ValueError, match="3 symbols"):
         after.restore({**saved, "blocked": [0, 0, 0]})
+
+
+def _at(close: np.ndarray, t: int, equity: float) -> RiskState:
+    return make_state(close[: t + 1], equity=equity)
+
+
+def test_drawdown_breaker_resumes_after_the_cooloff_from_a_new_high_water_mark():
+    """Tripped at bar 40, flat for ``drawdown_cooloff`` bars, then trading from the equity of that bar."""
+    risk = manager(replace(OFF, max_drawdown=0.2, drawdown_cooloff=10), n_symbols=1)
+    close = flat_prices(n_symbols=1)
+    assert risk.apply(np.array([1.0]), _at(close, 30, 120_000))[0].tolist() == [1.0]
+    allowed, events = risk.apply(np.array([1.0]), _at(close, 40, 90_000))
+    assert allowed.tolist() == [0.0] and "stopped for 10 bars" in events[0].reason
+    assert risk.apply(np.array([1.0]), _at(close, 49, 90_000))[0].tolist() == [0.0]
+    # Cool-off over at bar 50: trading resumes although equity is still 25% below the old peak of 120,000.
+    assert risk.apply(np.array([1.0]), _at(close, 50, 90_000))[0].tolist() == [1.0]
+    assert risk.peak_equity == 90_000 and not risk.halted
+    # The next breach is measured from the new high-water mark (90,000): 20% below it trips again.
+    assert risk.apply(np.array([1.0]), _at(close, 55, 75_000))[0].tolist() == [1.0]
+    assert risk.apply(np.array([1.0]), _at(close, 56, 71_000))[0].tolist() == [0.0]
+
+
+def test_drawdown_breaker_without_cooloff_stops_for_good_and_snapshots_its_halt():
+    risk = manager(replace(OFF, max_drawdown=0.2, drawdown_cooloff=None), n_symbols=1)
+    close = flat_prices(n_symbols=1)
+    risk.apply(np.array([1.0]), _at(close, 40, 70_000))
+    assert risk.apply(np.array([1.0]), _at(close, 79, 150_000))[0].tolist() == [0.0]
+    resumable = manager(replace(OFF, max_drawdown=0.2, drawdown_cooloff=5), n_symbols=1)
+    resumable.apply(np.array([1.0]), _at(close, 40, 70_000))
+    restored = RiskManager(resumable.config, 1)
+    restored.restore(resumable.snapshot())
+    assert restored.halted_at == 40
+    assert restored.apply(np.array([1.0]), _at(close, 44, 70_000))[0].tolist() == [0.0]
+    assert restored.apply(np.array([1.0]), _at(close, 45, 70_000))[0].tolist() == [1.0]

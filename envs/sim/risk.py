@@ -4,8 +4,11 @@ It sits between every policy and execution, in the backtest and in live trading 
 runner call the same :meth:`RiskManager.apply`). It only reads the state up to the current bar, so it is
 causal by construction. Rules, each switched off by setting it to ``None``:
 
-1. **max_drawdown** (circuit breaker): once equity falls this far below its peak since ``reset``, every
-   position is flattened and trading stops for the rest of the episode.
+1. **max_drawdown** (circuit breaker): once equity falls this far below its high-water mark (the peak
+   since ``reset`` or since the last resume), every position is flattened and trading stops. Resume rule:
+   after ``drawdown_cooloff`` bars flat, trading resumes and the high-water mark restarts at the equity of
+   that bar, so the next breach is measured from where the account stands, not from the old peak (which
+   would trip the breaker again at once). ``drawdown_cooloff=None`` stops for the rest of the episode.
 2. **stop_loss**: a position whose last close is this far beyond its average entry price (below for a
    long, above for a short) is closed. The exit fills with the next order (next bar's open), so gaps can
    lose more than the stop. Re-entry in the same direction is blocked until the policy asks for a flat
@@ -44,7 +47,9 @@ class RiskConfig:
     :param max_position: largest absolute weight of one symbol (fraction of equity).
     :param max_positions: most symbols with an open position at once.
     :param stop_loss: adverse move from the average entry price that closes a position (fraction).
-    :param max_drawdown: drawdown from peak equity that flattens everything and stops trading.
+    :param max_drawdown: drawdown from the high-water mark that flattens everything and stops trading.
+    :param drawdown_cooloff: bars the breaker keeps the account flat before trading resumes from a new
+        high-water mark (the equity at that bar); ``None`` stops for the rest of the episode.
     :param max_heat: largest total open risk (sum of ``|weight| x stop distance``).
     :param max_correlation: largest same-direction return correlation between two open positions.
     :param correlation_lookback: closes used to measure correlation and, with stops off, volatility.
@@ -58,6 +63,7 @@ class RiskConfig:
     max_positions: int | None = 5
     stop_loss: float | None = 0.02
     max_drawdown: float | None = 0.20
+    drawdown_cooloff: int | None = 20
     max_heat: float | None = 0.06
     max_correlation: float | None = 0.8
     correlation_lookback: int = 60
@@ -81,6 +87,10 @@ class RiskConfig:
             )
         if self.position_drift < 0:
             raise ValueError(f"RiskConfig.position_drift must be >= 0, got {self.position_drift}")
+        if self.drawdown_cooloff is not None and self.drawdown_cooloff < 1:
+            raise ValueError(
+                f"RiskConfig.drawdown_cooloff must be at least 1 bar or None, got {self.drawdown_cooloff}"
+            )
         if self.stop_cooldown is not None and self.stop_cooldown < 1:
             raise ValueError(f"RiskConfig.stop_cooldown must be at least 1 bar or None, got {self.stop_cooldown}")
         if self.correlation_lookback < 3:
@@ -164,7 +174,8 @@ class RiskState:
 
 @dataclass
 class RiskManager:
-    """Applies a :class:`RiskConfig` bar by bar; keeps the peak equity, the halt flag and stop blocks.
+    """Applies a :class:`RiskConfig` bar by bar; keeps the high-water mark, the halt (and the bar it began)
+    and the stop blocks.
 
     :param config: the limits.
     :param n_symbols: number of symbols traded.
@@ -176,6 +187,8 @@ class RiskManager:
     symbols: Sequence[str] | None = None
     peak_equity: float = field(default=float("nan"), init=False)
     halted: bool = field(default=False, init=False)
+    # Bar at which the drawdown breaker tripped (the cool-off counts from it); -1 when not halted.
+    halted_at: int = field(default=-1, init=False)
     # +1 / -1: a stop closed a long / short here and that direction stays blocked; 0: free.
     blocked: np.ndarray = field(init=False)
 
@@ -192,6 +205,7 @@ class RiskManager:
         """
         self.peak_equity = float(initial_equity)
         self.halted = False
+        self.halted_at = -1
         self.blocked[:] = 0
         self.blocked_at[:] = 0
 
@@ -201,6 +215,7 @@ class RiskManager:
         return {
             "peak_equity": None if np.isnan(self.peak_equity) else float(self.peak_equity),
             "halted": bool(self.halted),
+            "halted_at": int(self.halted_at),
             "blocked": self.blocked.tolist(),
             "blocked_at": self.blocked_at.tolist(),
         }
@@ -208,12 +223,13 @@ class RiskManager:
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Continue from a :meth:`snapshot`.
 
-        :param snapshot: the output of :meth:`snapshot` (``blocked_at`` may be missing in journals written
-            before it was recorded; it then counts from bar 0).
+        :param snapshot: the output of :meth:`snapshot` (``blocked_at`` and ``halted_at`` may be missing in
+            journals written before they were recorded; they then count from bar 0).
         """
         peak = snapshot.get("peak_equity")
         self.peak_equity = float("nan") if peak is None else float(peak)
         self.halted = bool(snapshot.get("halted", False))
+        self.halted_at = int(snapshot.get("halted_at", 0 if self.halted else -1))
         blocked = np.asarray(snapshot.get("blocked") or np.zeros(self.n_symbols), dtype=np.int8)
         if blocked.shape != (self.n_symbols,):
             raise ValueError(f"risk snapshot has {blocked.size} symbols, the layer has {self.n_symbols}")
@@ -245,18 +261,25 @@ class RiskManager:
                 RiskEvent(state.timestamp, names[j], rule, reason, float(requested[j]), allowed, force)
             )
 
-        if self.halted:
-            return np.zeros(self.n_symbols), events
         cfg = self.config
+        if self.halted:
+            if cfg.drawdown_cooloff is None or state.t - self.halted_at < cfg.drawdown_cooloff:
+                return np.zeros(self.n_symbols), events
+            # The cool-off is over: resume, measuring drawdowns from here.
+            self.halted = False
+            self.halted_at = -1
+            self.peak_equity = state.equity
         weights = requested.copy()
 
         self.peak_equity = max(self.peak_equity, state.equity)
         drawdown = 1.0 - state.equity / self.peak_equity
         if cfg.max_drawdown is not None and drawdown >= cfg.max_drawdown:
             self.halted = True
+            self.halted_at = state.t
+            pause = "for good" if cfg.drawdown_cooloff is None else f"for {cfg.drawdown_cooloff} bars"
             for j in np.flatnonzero((weights != 0) | (state.positions != 0)):
                 record(j, "max_drawdown", f"drawdown {drawdown:.2%} >= {cfg.max_drawdown:.2%}: "
-                       "flattened, trading stopped", 0.0)
+                       f"flattened, trading stopped {pause}", 0.0)
             return np.zeros(self.n_symbols), events
 
         self._apply_stops(weights, state, record)
