@@ -9,6 +9,7 @@ from baselines import (  # noqa: F401  (each module registers its policies)
     consensus,
     macd_momentum,
     options_bots,
+    oracles,
     pairs_trading,
     rsi_reversion,
     sma_crossover,

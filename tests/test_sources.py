@@ -221,7 +221,7 @@ def test_load_data_synthetic_specs() -> None:
         ("synthetic:cointegrated_pair=maybe", "not a boolean"),
         ("synthetic:volatility_range=0.1", "needs 2 values"),
         ("synthetic:correlation=1", "pass it as a keyword"),
-        ("synthetic:model=garch", "model must be one of"),
+        ("synthetic:model=trend", "model must be one of"),
         ("yahoo:SPY", r"unknown data source 'yahoo'.*'csv'.*'sample'.*'synthetic'"),
         ("csv:", "needs a path"),
     ],

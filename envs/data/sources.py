@@ -7,7 +7,8 @@ Column names may be in any case; the time column may be called ``timestamp``, ``
 timestamps are read in the ``tz`` time zone (UTC by default). Errors name the file, the column and
 the line (CSV, header on line 1) or row (Parquet, from 0).
 
-``load_data`` picks a source by scheme: ``"synthetic"`` or ``"synthetic:seed=3,n_symbols=2"``,
+``load_data`` picks a source by scheme: ``"synthetic"`` or ``"synthetic:seed=3,n_symbols=2"`` (a
+calibrated market: ``"synthetic:model=momentum,snr=0.2,seed=3"``, see :mod:`envs.data.calibrated`),
 ``"csv:PATH"``, ``"parquet:PATH"``, ``"file:PATH"`` and ``"sample:NAME"``. Other modules add schemes
 with :func:`register_source`.
 """
@@ -21,6 +22,7 @@ from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type
 
 import pandas as pd
 
+from envs.data.calibrated import FAMILIES, CalibratedConfig, generate_calibrated
 from envs.data.market_data import FIELDS, DataValidationError, MarketData
 from envs.data.synthetic import SyntheticConfig, generate_market
 
@@ -325,8 +327,39 @@ def load_data(spec: str, **kwargs: Any) -> MarketData:
 
 
 def _load_synthetic(argument: str, **kwargs: Any) -> MarketData:
-    """``synthetic:key=value,key=value`` with :class:`SyntheticConfig` fields; tuples use ``/``."""
+    """``synthetic:key=value,key=value`` with :class:`SyntheticConfig` fields; tuples use ``/``.
+
+    A calibrated family as the model (``synthetic:model=momentum,snr=0.2``) takes
+    :class:`~envs.data.calibrated.CalibratedConfig` fields instead.
+    """
+    model = kwargs.get("model", _option_value(argument, "model"))
+    if model in FAMILIES:
+        return generate_calibrated(**{**_parse_options(argument, CalibratedConfig), **kwargs})
     return generate_market(**{**_parse_options(argument, SyntheticConfig), **kwargs})
+
+
+def calibrated_config(spec: str) -> CalibratedConfig:
+    """The parameters of a calibrated market from its data spec, e.g. ``synthetic:model=hmm,snr=0.2``.
+
+    :param spec: ``synthetic:...`` (or just the ``key=value,...`` part) naming a calibrated ``model``.
+    :return: the :class:`~envs.data.calibrated.CalibratedConfig` the spec generates.
+    """
+    scheme, sep, argument = spec.partition(":")
+    if not sep:
+        scheme, argument = "synthetic", spec
+    if scheme.strip() != "synthetic" or _option_value(argument, "model") not in FAMILIES:
+        raise ValueError(f"{spec!r} is not a calibrated market; expected synthetic:model=FAMILY,... with "
+                         f"FAMILY one of {list(FAMILIES)}")
+    return CalibratedConfig(**_parse_options(argument, CalibratedConfig))
+
+
+def _option_value(text: str, key: str) -> str | None:
+    """The raw value of ``key`` in a ``key=value,...`` spec argument, or ``None``."""
+    for item in text.split(","):
+        name, sep, value = (s.strip() for s in item.partition("="))
+        if sep and name == key:
+            return value
+    return None
 
 
 def _parse_options(text: str, config_type: type) -> dict[str, object]:
