@@ -12,7 +12,7 @@ its score is the yardstick an agent is measured against on that market (:mod:`en
 - garch: long, sized by inverse forecast variance, ``min(1, variance_scale * long-run / forecast)``;
 - null: flat, which is optimal when prices are a driftless random walk and trading costs money.
 
-A signed family changes position only when the expected next return is beyond ``band`` on the other
+A signed family changes position only when the expected next return is beyond ``threshold`` on the other
 side: the rest of the time it holds, so noise around zero does not churn the costs away.
 """
 
@@ -35,8 +35,8 @@ class Oracle(SignalBot):
 
     :param market: the calibrated market's data spec, e.g. ``synthetic:model=momentum,snr=0.2``; the
         oracle takes its generating parameters from it (the seed does not matter).
-    :param band: a signed family switches position only when the expected next log return passes
-        ``band`` (0.0005: half the default 10 bps commission, the best of 0, 5, 10 and 20 bps for
+    :param threshold: a signed family switches position only when the expected next log return passes
+        ``threshold`` (0.0005: half the default 10 bps commission, the best of 0, 5, 10 and 20 bps for
         momentum, mean reversion and hmm on training seed 1, 100,000 days).
     :param variance_scale: garch: the weight at the long-run variance (0.5 leaves room to double it
         when the forecast variance halves, up to the full weight of 1).
@@ -45,14 +45,14 @@ class Oracle(SignalBot):
 
     name: ClassVar[str] = "oracle"
     market: str = "synthetic:model=momentum"
-    band: float = 0.0005
+    threshold: float = 0.0005
     variance_scale: float = 0.5
     fraction: float = 1.0
 
     def validate(self) -> None:
         self._config: CalibratedConfig = calibrated_config(self.market)
-        if self.band < 0 or self.variance_scale <= 0:
-            raise ValueError(f"oracle needs band >= 0 and variance_scale > 0, got {self.band} and "
+        if self.threshold < 0 or self.variance_scale <= 0:
+            raise ValueError(f"oracle needs threshold >= 0 and variance_scale > 0, got {self.threshold} and "
                              f"{self.variance_scale}")
         super().validate()
 
@@ -89,7 +89,7 @@ class Oracle(SignalBot):
         return self._hysteresis(expected)
 
     def _hysteresis(self, expected: np.ndarray) -> np.ndarray:
-        """Long above ``band``, short (flat when long-only) below ``-band``, the last side in between."""
+        """Long above ``threshold``, short (flat when long-only) below ``-threshold``, the last side in between."""
         low = -1.0 if self.allow_short else 0.0
-        events = np.where(expected > self.band, 1.0, np.where(expected < -self.band, low, np.nan))
+        events = np.where(expected > self.threshold, 1.0, np.where(expected < -self.threshold, low, np.nan))
         return hold_last(events)

@@ -99,7 +99,7 @@ def test_oracle_reads_the_generators_truth() -> None:
     for family in ("momentum", "mean_reversion", "garch"):
         spec = f"synthetic:model={family},seed=4,n_days=600"
         data, state = generate_calibrated_with_state(calibrated_config(spec))
-        oracle = Oracle(market=spec, allow_short=True, band=0.0)
+        oracle = Oracle(market=spec, allow_short=True, threshold=0.0)
         if family == "garch":
             expected = np.minimum(1.0, 0.5 * oracle.config.daily_vol**2 / state.variance)
         else:
@@ -127,7 +127,7 @@ def test_oracle_sharpe_on_a_long_series_matches_its_expected_value(family: str) 
     n_days = 30_000
     spec = f"synthetic:model={family},seed=7,n_days={n_days}"
     data, state = generate_calibrated_with_state(calibrated_config(spec))
-    oracle = Oracle(market=spec, allow_short=True, band=0.0)
+    oracle = Oracle(market=spec, allow_short=True, threshold=0.0)
     result = run_backtest(oracle, data, FREE, start=0)
     assert result.mode == "replay"
     realised = result.stats.sharpe
