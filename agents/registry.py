@@ -21,7 +21,7 @@ import difflib
 import importlib
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
@@ -128,7 +128,10 @@ def check_params(cls: type, params: Mapping[str, Any], owner: str) -> dict[str, 
     declared = declared_params(cls)
     unknown = sorted(set(params) - set(declared))
     if unknown:
-        raise RegistryError(f"unknown parameter(s) {unknown} for {owner}; known: {sorted(declared)}")
+        raise RegistryError(
+            f"unknown parameter(s) {unknown} for {owner}{_did_you_mean(unknown[0], declared)}; "
+            f"known: {sorted(declared)}"
+        )
     try:
         return {k: coerce(owner, k, declared[k], v) for k, v in params.items()}
     except TypeError as err:
@@ -167,6 +170,43 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[str | None, str, str]]:
         policy, dot, param = key.rpartition(".")
         out.append((policy if dot else None, param.strip(), value.strip()))
     return out
+
+
+def check_overrides(
+    overrides: Sequence[tuple[str | None, str, str]], declared: Mapping[str, Sequence[str]]
+) -> None:
+    """Refuse overrides that no policy of the run would use, naming the closest valid name.
+
+    An untargeted ``key=value`` must be declared by at least one policy, and ``policy.key=value`` must name
+    one of the run's policies and one of its parameters; otherwise a typo (``fsat=5``) would be ignored.
+
+    :param overrides: output of :func:`parse_overrides`.
+    :param declared: each policy of the run (command-line name) -> its parameter names.
+    """
+    everything = sorted({key for keys in declared.values() for key in keys})
+    for target, key, _ in overrides:
+        if target is None:
+            if key not in everything:
+                raise RegistryError(
+                    f"--param {key}: no policy of this run has a parameter {key!r}"
+                    f"{_did_you_mean(key, everything)}; known: {everything}"
+                )
+        elif target not in declared:
+            raise RegistryError(
+                f"--param {target}.{key}: {target!r} is not a policy of this run"
+                f"{_did_you_mean(target, declared)}; policies: {sorted(declared)}"
+            )
+        elif key not in declared[target]:
+            known = sorted(declared[target])
+            raise RegistryError(
+                f"--param {target}.{key}: {target} has no parameter {key!r}{_did_you_mean(key, known)}; "
+                f"known: {known}"
+            )
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]}?)" if match else ""
 
 
 def params_for(

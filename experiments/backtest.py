@@ -30,6 +30,7 @@ The risk layer and the stock-only execution flags do not apply to them; the run 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -38,12 +39,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
 from agents.params import declared_params
 from agents.registry import (
+    MANIFEST,
+    check_overrides,
     load_param_file,
     make_policy,
     params_for,
@@ -54,8 +58,8 @@ from agents.registry import (
 from envs.data.market_data import MarketData
 from envs.data.splits import WalkForward
 from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
-from envs.sim.execution import ConfigError
 from experiments.analysis import monte_carlo, parameter_grid, walk_forward
+from experiments.cli import Parser, UserError, command
 from experiments.engine import BacktestResult, run_backtest, start_bar
 from experiments.report import (
     TABLE_FIELDS,
@@ -80,7 +84,7 @@ logger = logging.getLogger("experiments.backtest")
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m experiments.backtest",
         description="Backtest policies through the same env, print a comparison, write an HTML report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -125,8 +129,68 @@ def _start_index(data: MarketData, start: str | None) -> int | None:
     when = when.tz_localize("UTC") if when.tzinfo is None else when.tz_convert("UTC")
     index = int(data.index.searchsorted(when))
     if index >= data.n_bars - 1:
-        raise SystemExit(f"error: --start {start} leaves no bars to trade (data ends {data.index[-1]:%Y-%m-%d})")
+        raise UserError(f"--start {start} leaves no bars to trade (data ends {data.index[-1]:%Y-%m-%d})")
     return index
+
+
+def _declared(name: str) -> list[str]:
+    """The parameter names ``--param`` may set on a policy: a class's declared ones, or a saved policy's."""
+    if Path(name).is_dir():
+        manifest = Path(name) / MANIFEST
+        saved = yaml.safe_load(manifest.read_text()) if manifest.is_file() else None
+        return list((saved or {}).get("params") or {})
+    return list(declared_params(policy_class(name)))
+
+
+def _check_symbols(name: str, policy: Any, data: MarketData) -> None:
+    """Refuse a trained agent on data with another number of symbols than it was trained on (its observation
+    would not fit), naming the symbols to select."""
+    n = getattr(policy, "n_symbols", None)
+    if n is None or n == data.n_symbols or getattr(policy, "env_id", None) is not None:
+        return
+    saved = getattr(policy, "env_kwargs", None) or {}
+    trained = list(saved.get("symbols") or ([saved["symbol"]] if saved.get("symbol") else []))
+    hint = (
+        f"add --symbols {','.join(trained)}" if trained and set(trained) <= set(data.symbols)
+        else f"select {n} of them with --symbols"
+    )
+    which = f" ({', '.join(trained)})" if trained else ""
+    raise UserError(
+        f"{name} was trained on {n} symbol(s){which} but the data has {data.n_symbols} "
+        f"({', '.join(data.symbols)}): {hint}"
+    )
+
+
+def _run_periods(name: str, data_spec: str) -> dict[str, dict[str, str]] | None:
+    """The train/validation/test periods of a training run folder evaluated on the data it trained on."""
+    metrics = Path(name) / "metrics.json"
+    if not Path(name).is_dir() or not metrics.is_file():
+        return None
+    saved = json.loads(metrics.read_text())
+    periods = saved.get("periods")
+    if saved.get("data") != data_spec or not isinstance(periods, dict) or "test" not in periods:
+        return None
+    return periods
+
+
+def _out_of_sample_start(args: argparse.Namespace, data_spec: str) -> str | None:
+    """``--start`` as given, or, when a trained run is backtested on its own data without ``--start`` and
+    ``--end``, the first bar of its test period (its training and validation bars are in-sample). A
+    ``--start`` inside a run's in-sample bars is kept, with a warning."""
+    for name in args.policies:
+        periods = _run_periods(name, data_spec)
+        if periods is None:
+            continue
+        test_start = periods["test"]["start"][:10]
+        seen_end = periods.get("validation", periods.get("train", {})).get("end", "")[:10]
+        if args.start is None and args.end is None:
+            print(f"note: {name} trained and validated on {data_spec} up to {seen_end}; backtesting its "
+                  f"held-out test period from {test_start} (give --start to choose)", file=sys.stderr)
+            return test_start
+        if (args.start or "") < test_start:
+            print(f"warning: {name} trained and validated on these bars up to {seen_end}; results before "
+                  f"{test_start} (its test period) are in-sample", file=sys.stderr)
+    return args.start
 
 
 def _build(name: str, spec: ExperimentSpec, from_file: dict, overrides: list) -> Any:
@@ -163,7 +227,7 @@ def _grid(items: Sequence[str]) -> dict[str, list[str]]:
     for item in items:
         key, sep, values = item.partition("=")
         if not sep or not values:
-            raise SystemExit(f"--grid expects KEY=V1,V2,..., got {item!r}")
+            raise UserError(f"--grid expects KEY=V1,V2,..., got {item!r}")
         grid[key.strip()] = [v.strip() for v in values.split(",")]
     return grid
 
@@ -207,6 +271,7 @@ def _list_policies(console: Console) -> None:
     console.print(table)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m experiments.backtest``.
 
@@ -222,22 +287,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.policies:
         build_parser().error("give at least one POLICY (or --list)")
 
-    try:
-        spec = resolve_spec(args, console)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+    spec = resolve_spec(args, console)  # a ConfigError names the field; @command prints it
     data = _load_data(spec, args.end)
     from_file = load_param_file(args.params) if args.params else {}
     overrides = parse_overrides(args.param)
+    check_overrides(overrides, {name: _declared(name) for name in args.policies})
     policies = [_build(name, spec, from_file, overrides) for name in args.policies]
+    for name, policy in zip(args.policies, policies):
+        _check_symbols(name, policy, data)
     execution = spec.execution
     config = backtest_config(
-        spec, commission_per_contract=args.contract_commission, start=_start_index(data, args.start)
+        spec, commission_per_contract=args.contract_commission,
+        start=_start_index(data, _out_of_sample_start(args, spec.data.data)),
     )
-    try:
-        start = start_bar(policies, data, config)
-    except ValueError as err:  # e.g. an options bot on several symbols, or too few bars for its env
-        raise SystemExit(f"error: {err}") from None
+    start = start_bar(policies, data, config)  # refuses e.g. an options bot on several symbols
     long_run = data.n_bars * len(policies) > 50_000
     results = [
         run_backtest(p, data, config, start=start, progress=long_run)

@@ -7,16 +7,18 @@ which are printed last so they are easy to find.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import sys
 
+from experiments.cli import Parser, command
+
 TARGETS = ("env", "backtest", "pricing", "ppo")
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m experiments.bench",
         description="Run our code and the peers on the same work and print speed ratios.",
     )

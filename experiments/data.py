@@ -25,6 +25,7 @@ from envs.data.market_data import MarketData
 from envs.data.sources import write_parquet
 from envs.data.store import ParquetStore
 from envs.data.yahoo import YFinanceSource
+from experiments.cli import Parser, command
 
 log = logging.getLogger("experiments.data")
 
@@ -71,7 +72,7 @@ def sync(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.data", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m experiments.data", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)

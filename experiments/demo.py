@@ -10,7 +10,6 @@ Everything is seeded: the same command gives the same numbers.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -19,12 +18,14 @@ from pathlib import Path
 import yaml
 
 from experiments import backtest, train
+from experiments.cli import Parser, command
 
 BOTS = ("buy_and_hold", "sma_crossover", "rsi_reversion", "macd_momentum", "breakout", "consensus")
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m experiments.demo",
         description="Train PPO on the synthetic market, then backtest it against the rule bots on the "
         "held-out test period and write a report.",

@@ -36,6 +36,7 @@ from envs.data.fallback import BarSource, is_daily_or_longer, parse_timeframe, s
 from envs.data.market_data import MarketData
 from envs.sim.execution import ExecutionConfig
 from envs.sim.risk import RiskConfig
+from experiments.cli import Parser, command
 from experiments.engine import BacktestConfig, make_env, start_bar
 
 log = logging.getLogger("experiments.paper")
@@ -225,7 +226,7 @@ def run_broker(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.paper", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m experiments.paper", description=__doc__.split("\n")[0])
     p.add_argument("policy", help="a policy name (sma_crossover, ...) or the folder of a saved policy")
     p.add_argument("--symbols", required=True, help="comma-separated symbols, e.g. SPY,AAPL")
     p.add_argument(
@@ -264,15 +265,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the policy and the shadow env")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log every order and fill (default with --broker sim: only warnings, under the progress bar)")
     return p
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     from agents.registry import RegistryError, make_policy, parse_overrides
 
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A simulated run replays years of bars in seconds: four INFO lines per order would bury the progress bar.
+    quiet_logs = args.broker == "sim" and not args.verbose
+    logging.basicConfig(level=logging.WARNING if quiet_logs else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         symbols = tuple(split_symbols(args.symbols))
         params = {key: value for _, key, value in parse_overrides(args.param)}
@@ -304,8 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data = load_data(args.data)
                 data = data.select(list(symbols)) if set(symbols) <= set(data.symbols) else data
                 if data.symbols != symbols:
+                    missing = [s for s in symbols if s not in data.symbols]
                     raise ValueError(
-                        f"--data {args.data!r} has symbols {list(data.symbols)}, not {list(symbols)}"
+                        f"--symbols {','.join(missing)} not in --data {args.data} (its symbols: "
+                        f"{', '.join(data.symbols)}): choose --symbols among them or give --data with those "
+                        "symbols (e.g. --data csv:PATH)"
                     )
                 broker = SimBroker(symbols, args.initial_cash, execution)
                 runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash, data)
@@ -330,6 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     poll_interval=args.poll_seconds,
                 )
         print(runner.status())
+        if args.broker == "sim":
+            equity = broker.account().equity
+            print(f"P/L {equity - args.initial_cash:+,.2f} ({equity / args.initial_cash - 1:+.2%}) on "
+                  f"{args.initial_cash:,.2f} initial cash")
         print(f"run {run_id}: {decided} bar(s) decided; journal {journal.path}")
         return 0
     except (RegistryError, ValueError, RuntimeError, OSError) as err:

@@ -16,12 +16,14 @@ import logging
 import sys
 from typing import Sequence
 
+from experiments.cli import Parser, command
+
 FAMILIES: tuple[str, ...] = ("experiments.train_rl", "experiments.train_predictor")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every family's subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m experiments.train", description="Train a model; see `MODEL --help` for its options."
     )
     subparsers = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run the chosen model's trainer.
 

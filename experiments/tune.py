@@ -18,7 +18,6 @@ Output, in ``runs_dir/tune/<name>/``: Ray's experiment folder, ``trials.csv`` (o
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
@@ -32,6 +31,7 @@ from typing import Any, Callable, Sequence
 from agents.rl_callbacks import selection_sharpe
 from agents.rl_eval import Evaluation
 from envs.environments.rewards import REWARDS
+from experiments.cli import Parser, command
 from experiments.rl_config import RLConfig, add_config_arguments, load_config, overrides_from_args
 from experiments.train_rl import train
 
@@ -190,12 +190,13 @@ def write_best(results: Any, base: RLConfig, folder: Path) -> Path:
     return folder
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m experiments.tune``.
 
     :param argv: command-line arguments.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m experiments.tune", description="Ray Tune sweep over an RL agent's hyper-parameters."
     )
     parser.add_argument("algo", choices=("ppo", "a2c"), help="algorithm to tune")

@@ -231,3 +231,14 @@ def test_early_exercise_premium() -> None:
     np.testing.assert_array_equal(call_premium, 0.0)  # never exercise a call early without dividends
     dividend_call = early_exercise_premium(100.0, 60.0, 1.0, 0.01, 0.08, 0.2, True, steps=401)
     assert dividend_call > 0
+
+
+@pytest.mark.parametrize("is_call", [True, False])
+def test_greeks_of_scalars_at_expiry_and_zero_vol(is_call: bool) -> None:
+    # t=0 and vol=0 are documented limits: intrinsic value of the forward, delta a step, the rest zero.
+    at_expiry = bsm_greeks(100.0, 90.0, 0.0, 0.01, 0.0, 0.2, is_call)
+    assert float(at_expiry.price) == (10.0 if is_call else 0.0)
+    assert float(at_expiry.delta) == (1.0 if is_call else 0.0) and float(at_expiry.gamma) == 0.0
+    zero_vol = bsm_greeks(100.0, 90.0, 0.5, 0.0, 0.0, 0.0, is_call)
+    assert float(zero_vol.price) == pytest.approx(10.0 if is_call else 0.0)
+    assert np.ndim(zero_vol.price) == 0 and float(zero_vol.vega) == 0.0

@@ -92,17 +92,21 @@ def test_multiindex_parquet_like_alpaca_bars(tmp_path: Path, data: MarketData) -
     assert_same(load_parquet(tmp_path / "bars.parquet"), data)
 
 
-def test_missing_volume_reads_as_zero(tmp_path: Path, data: MarketData) -> None:
+def test_missing_volume_is_refused_unless_read_as_zero(tmp_path: Path, data: MarketData) -> None:
     data.to_frame("AAA").drop(columns="Volume").to_csv(tmp_path / "AAA.csv")
-    loaded = load_csv(tmp_path / "AAA.csv")
+    with pytest.raises(DataValidationError, match=r"no \['volume'\] column.*volume='zero'") as err:
+        load_csv(tmp_path / "AAA.csv")
+    assert err.value.rule == "missing_column"
+    loaded = load_csv(tmp_path / "AAA.csv", volume="zero")
     assert (loaded.volume == 0).all()
+    assert (load_data(f"csv:{tmp_path / 'AAA.csv'}?volume=zero").volume == 0).all()
     np.testing.assert_allclose(loaded.close, data.select(["AAA"]).close, rtol=1e-12)
 
 
 def test_naive_times_in_a_given_zone_and_mixed_offsets(tmp_path: Path) -> None:
     # Two sessions either side of the March 2024 DST change.
     local = ["2024-03-08 09:30", "2024-03-11 09:30"]
-    frame = pd.DataFrame({"time": local, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5})
+    frame = pd.DataFrame({"time": local, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0})
     frame.to_csv(tmp_path / "naive.csv", index=False)
     expected = pd.DatetimeIndex(["2024-03-08 14:30", "2024-03-11 13:30"], tz="UTC")
     assert load_csv(tmp_path / "naive.csv", tz="America/New_York").index.equals(expected)
@@ -151,17 +155,53 @@ def test_missing_time_column(tmp_path: Path, data: MarketData) -> None:
 
 def test_bad_timestamp_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "AAA.csv"
-    path.write_text("date,open,high,low,close\n2024-01-02,1,2,0.5,1.5\nyesterday,1,2,0.5,1.5\n")
+    path.write_text("date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,1\nyesterday,1,2,0.5,1.5,1\n")
     with pytest.raises(DataValidationError, match=r"AAA\.csv, column 'date', line 3.*'yesterday'"):
         load_csv(path)
 
 
 def test_bad_number_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "AAA.csv"
-    path.write_text("date,open,high,low,close\n2024-01-02,1,2,0.5,1.5\n2024-01-03,1,2,n/a?,1.5\n")
+    path.write_text("date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,1\n2024-01-03,1,2,n/a?,1.5,1\n")
     with pytest.raises(DataValidationError, match=r"column 'low', line 3: 'n/a\?'") as err:
         load_csv(path)
     assert err.value.rule == "bad_value"
+
+
+def test_unsorted_rows_are_refused_unless_sorted(tmp_path: Path) -> None:
+    path = tmp_path / "AAA.csv"
+    path.write_text(
+        "date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,1\n2024-01-04,1,2,0.5,1.5,1\n"
+        "2024-01-03,1,2,0.5,1.6,1\n"
+    )
+    with pytest.raises(DataValidationError, match=r"line 4: '2024-01-03' comes before '2024-01-04' on line 3") as err:
+        load_csv(path)
+    assert err.value.rule == "unsorted_timestamp"
+    ordered = load_csv(path, sort=True)
+    assert list(ordered.index.day) == [2, 3, 4] and ordered.close[1, 0] == 1.6
+    assert load_data(f"csv:{path}?sort=true").index.equals(ordered.index)
+
+
+def test_duplicate_timestamp_names_both_lines_even_when_sorting(tmp_path: Path) -> None:
+    path = tmp_path / "AAA.csv"
+    path.write_text(
+        "date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,1\n2024-01-03,1,2,0.5,1.5,1\n"
+        "2024-01-02,1,2,0.5,1.6,1\n"
+    )
+    for sort in (False, True):
+        with pytest.raises(DataValidationError, match=r"line 4: '2024-01-02' repeats line 2") as err:
+            load_csv(path, sort=sort)
+        assert err.value.rule == "duplicate_timestamp"
+
+
+def test_bad_bar_in_a_csv_quotes_the_line_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "AAA.csv"
+    path.write_text("date,open,high,low,close,volume\n2024-01-02,1,2,0.5,1.5,1\n2024-01-03,1,2,0.5,,1\n")
+    with pytest.raises(DataValidationError, match=r"line 3: '2024-01-03,1,2,0.5,,1'") as err:
+        load_csv(path)
+    assert err.value.rule == "nan"
+    with pytest.raises(ValueError, match="file option 'sorted=true'"):
+        load_data(f"csv:{path}?sorted=true")
 
 
 def test_bad_bar_names_file_symbol_timestamp_and_rule(tmp_path: Path, data: MarketData) -> None:

@@ -271,3 +271,17 @@ def test_sb3_adapter_trains_ppo(market: MarketData) -> None:
             break
     else:
         pytest.fail("no episode ended")
+
+
+def test_per_env_seeds_start_each_copy_as_a_single_env_seeded_alike(market: MarketData) -> None:
+    kwargs = {"data": market.select([market.symbols[0]]), "episode_length": 50}
+    vec = TradingVectorEnv(3, **kwargs)
+    _, info = vec.reset(seed=[7, 8, 9])
+    for i, seed in enumerate((7, 8, 9)):
+        single = StocksEnv(**kwargs)
+        single.reset(seed=seed)
+        assert int(info["t"][i]) == single.unwrapped._t
+    _, other = TradingVectorEnv(3, **kwargs).reset(seed=[9, 8, 7])
+    assert other["t"][0] == info["t"][2] and other["t"][2] == info["t"][0]
+    with pytest.raises(ValueError, match="one seed per env"):
+        vec.reset(seed=[1, 2])

@@ -3,9 +3,12 @@
 A file holds either one symbol (OHLCV columns; the symbol is the file stem unless given) or many in
 long format (a ``symbol`` or ``ticker`` column). A folder holds one such file per symbol, or long files.
 Column names may be in any case; the time column may be called ``timestamp``, ``date``,
-``datetime`` or ``time``, or be the frame's index; ``volume`` may be missing (read as 0). Naive
-timestamps are read in the ``tz`` time zone (UTC by default). Errors name the file, the column and
-the line (CSV, header on line 1) or row (Parquet, from 0).
+``datetime`` or ``time``, or be the frame's index. Naive timestamps are read in the ``tz`` time zone (UTC by
+default). Files are read strictly: rows out of time order (``unsorted_timestamp``) and a missing ``volume``
+column (``missing_column``) are refused unless ``sort=True`` or ``volume="zero"`` asks for the repair (in a
+spec: ``csv:prices.csv?sort=true&volume=zero``); a repeated timestamp is always refused. Every error names
+the file, the line (CSV, header on line 1) or row (Parquet, from 0) and the value as written (``'n/a'``, not
+NaN).
 
 ``load_data`` picks a source by scheme: ``"synthetic"`` or ``"synthetic:seed=3,n_symbols=2"`` (a
 calibrated market: ``"synthetic:model=momentum,snr=0.2,seed=3"``, see :mod:`envs.data.calibrated`),
@@ -15,11 +18,15 @@ with :func:`register_source`.
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import itertools
 import types
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
+import numpy as np
 import pandas as pd
 
 from envs.data.calibrated import FAMILIES, CalibratedConfig, generate_calibrated
@@ -27,6 +34,10 @@ from envs.data.market_data import FIELDS, DataValidationError, MarketData
 from envs.data.synthetic import SyntheticConfig, generate_market
 
 FileKind = Literal["csv", "parquet"]
+VolumePolicy = Literal["require", "zero"]
+# Cells that mean "no value" in a CSV (what pandas writes for NaN, and an empty cell); any other text in a
+# number column is an error quoting it.
+MISSING_TEXT = frozenset({"", "nan", "NaN"})
 SUFFIXES: dict[str, FileKind] = {
     ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet",
 }
@@ -40,7 +51,13 @@ Loader = Callable[..., MarketData]
 
 # ---------------------------------------------------------------------- files
 def load_csv(
-    path: str | Path, *, symbol: str | None = None, fill_gaps: bool = False, tz: str = "UTC"
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    fill_gaps: bool = False,
+    tz: str = "UTC",
+    sort: bool = False,
+    volume: VolumePolicy = "require",
 ) -> MarketData:
     """Load a CSV file (``.csv`` or ``.csv.gz``) or a folder of them.
 
@@ -49,13 +66,21 @@ def load_csv(
         folders, keep only this symbol.
     :param fill_gaps: forward-fill missing bars instead of raising (see :func:`MarketData.from_long`).
     :param tz: time zone of naive timestamps.
+    :param sort: sort rows by time instead of refusing a file whose rows are out of order.
+    :param volume: ``"require"`` a volume column, or read a missing one as ``"zero"``.
     :return: validated :class:`MarketData`.
     """
-    return _load(Path(path), ("csv",), symbol, fill_gaps, tz)
+    return _load(Path(path), ("csv",), symbol, fill_gaps, tz, sort, volume)
 
 
 def load_parquet(
-    path: str | Path, *, symbol: str | None = None, fill_gaps: bool = False, tz: str = "UTC"
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    fill_gaps: bool = False,
+    tz: str = "UTC",
+    sort: bool = False,
+    volume: VolumePolicy = "require",
 ) -> MarketData:
     """Load a Parquet file (``.parquet`` or ``.pq``) or a folder of them.
 
@@ -64,13 +89,21 @@ def load_parquet(
         folders, keep only this symbol.
     :param fill_gaps: forward-fill missing bars instead of raising.
     :param tz: time zone of naive timestamps.
+    :param sort: sort rows by time instead of refusing a file whose rows are out of order.
+    :param volume: ``"require"`` a volume column, or read a missing one as ``"zero"``.
     :return: validated :class:`MarketData`.
     """
-    return _load(Path(path), ("parquet",), symbol, fill_gaps, tz)
+    return _load(Path(path), ("parquet",), symbol, fill_gaps, tz, sort, volume)
 
 
 def load_path(
-    path: str | Path, *, symbol: str | None = None, fill_gaps: bool = False, tz: str = "UTC"
+    path: str | Path,
+    *,
+    symbol: str | None = None,
+    fill_gaps: bool = False,
+    tz: str = "UTC",
+    sort: bool = False,
+    volume: VolumePolicy = "require",
 ) -> MarketData:
     """Load a CSV or Parquet file, or a folder holding either (mixed formats allowed).
 
@@ -79,9 +112,11 @@ def load_path(
         folders, keep only this symbol.
     :param fill_gaps: forward-fill missing bars instead of raising.
     :param tz: time zone of naive timestamps.
+    :param sort: sort rows by time instead of refusing a file whose rows are out of order.
+    :param volume: ``"require"`` a volume column, or read a missing one as ``"zero"``.
     :return: validated :class:`MarketData`.
     """
-    return _load(Path(path), ("csv", "parquet"), symbol, fill_gaps, tz)
+    return _load(Path(path), ("csv", "parquet"), symbol, fill_gaps, tz, sort, volume)
 
 
 def write_parquet(
@@ -147,8 +182,16 @@ def _stem(path: Path) -> str:
 
 
 def _load(
-    path: Path, kinds: tuple[FileKind, ...], symbol: str | None, fill_gaps: bool, tz: str
+    path: Path,
+    kinds: tuple[FileKind, ...],
+    symbol: str | None,
+    fill_gaps: bool,
+    tz: str,
+    sort: bool = False,
+    volume: VolumePolicy = "require",
 ) -> MarketData:
+    if volume not in ("require", "zero"):
+        raise ValueError(f"volume must be 'require' or 'zero', got {volume!r}")
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     wanted = ", ".join(s for s, k in SUFFIXES.items() if k in kinds)
@@ -156,12 +199,12 @@ def _load(
         files = sorted(p for p in path.iterdir() if p.is_file() and _kind(p) in kinds)
         if not files:
             raise FileNotFoundError(f"folder {path} holds no {wanted} files")
-        frames = [_read_long(f, _stem(f), tz) for f in files]
+        frames = [_read_long(f, _stem(f), tz, sort, volume) for f in files]
     else:
         if _kind(path) not in kinds:
             raise ValueError(f"{path}: unsupported file type; expected {wanted}")
         files = [path]
-        frames = [_read_long(path, symbol or _stem(path), tz)]
+        frames = [_read_long(path, symbol or _stem(path), tz, sort, volume)]
     owner = _symbol_files(files, frames)
     long = pd.concat(frames, ignore_index=True)
     if symbol is not None:
@@ -172,8 +215,13 @@ def _load(
         return MarketData.from_long(long, fill_gaps=fill_gaps)
     except DataValidationError as err:
         source = owner.get(err.symbol, path) if err.symbol is not None else path
-        raise DataValidationError(err.rule, f"{source}: {err.message}", err.symbol,
-                                  err.timestamp) from err
+        message = err.message
+        if err.symbol is not None and err.timestamp is not None:
+            # Name the line of the file and the row as written, not the parsed floats.
+            hit = long[(long["symbol"] == err.symbol) & (long["timestamp"] == err.timestamp)]
+            if len(hit):
+                message = f"{message.split(' (bar ')[0]}; {_written_at(source, int(hit['line'].iloc[0]))}"
+        raise DataValidationError(err.rule, f"{source}: {message}", err.symbol, err.timestamp) from err
 
 
 def _symbol_files(files: list[Path], frames: list[pd.DataFrame]) -> dict[str, Path]:
@@ -190,11 +238,15 @@ def _symbol_files(files: list[Path], frames: list[pd.DataFrame]) -> dict[str, Pa
     return owner
 
 
-def _read_long(path: Path, default_symbol: str, tz: str) -> pd.DataFrame:
-    """Read one file into a long frame: ``timestamp, symbol`` and the OHLCV columns."""
+def _read_long(
+    path: Path, default_symbol: str, tz: str, sort: bool = False, volume: VolumePolicy = "require"
+) -> pd.DataFrame:
+    """Read one file into a long frame: ``timestamp, symbol``, the OHLCV columns and ``line`` (the CSV
+    line or Parquet row each bar came from, for error messages)."""
     kind = _kind(path)
     try:
-        raw = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+        # CSV cells stay text so that an error can quote what the file says ('n/a', not NaN).
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False) if kind == "csv" else pd.read_parquet(path)
     except (ValueError, OSError, pd.errors.ParserError) as err:
         raise DataValidationError("unreadable_file", f"{path}: cannot read as {kind}: {err}") from err
     first_line = 2 if kind == "csv" else None
@@ -208,11 +260,13 @@ def _read_long(path: Path, default_symbol: str, tz: str) -> pd.DataFrame:
             "missing_column",
             f"{path}: no time column (one of {TIME_COLUMNS} or the index); columns: {columns}",
         )
-    missing = [f for f in FIELDS if f not in columns and f != "volume"]
+    missing = [f for f in FIELDS if f not in columns and (f != "volume" or volume == "require")]
     if missing:
-        raise DataValidationError(
-            "missing_column", f"{path}: no {missing} column(s); columns: {columns}"
+        hint = (
+            "; pass volume='zero' to read volume as 0 (in a spec: csv:PATH?volume=zero)"
+            if missing == ["volume"] else ""
         )
+        raise DataValidationError("missing_column", f"{path}: no {missing} column(s); columns: {columns}{hint}")
     symbol_col = next((c for c in SYMBOL_COLUMNS if c in columns), None)
     long = pd.DataFrame({
         "timestamp": _parse_times(raw[time_col], path, time_col, first_line, tz),
@@ -223,7 +277,54 @@ def _read_long(path: Path, default_symbol: str, tz: str) -> pd.DataFrame:
             long[field] = _parse_numbers(raw[field], path, field, first_line)
         else:
             long[field] = 0.0
-    return long
+    long["line"] = np.arange(len(long)) + (first_line or 0)
+    _check_order(long, path, raw[time_col], first_line, sort)
+    return long.sort_values(["symbol", "timestamp"], kind="stable") if sort else long
+
+
+def _check_order(
+    long: pd.DataFrame, path: Path, written: pd.Series, first_line: int | None, sort: bool
+) -> None:
+    """Refuse a repeated (timestamp, symbol) and, unless ``sort``, a bar earlier than the one before it."""
+    repeated = long.duplicated(["symbol", "timestamp"], keep="first").to_numpy()
+    if repeated.any():
+        row = int(repeated.argmax())
+        key = (long["symbol"].iloc[row], long["timestamp"].iloc[row])
+        first = int(((long["symbol"] == key[0]) & (long["timestamp"] == key[1])).to_numpy().argmax())
+        raise DataValidationError(
+            "duplicate_timestamp",
+            f"{_where(path, written.name, row, first_line)}: {written.iloc[row]!r} repeats "
+            f"{_at(first, first_line)}",
+            symbol=str(key[0]), timestamp=key[1],
+        )
+    if sort:
+        return
+    backwards = (long.groupby("symbol", sort=False)["timestamp"].diff() < pd.Timedelta(0)).to_numpy()
+    if backwards.any():
+        row = int(backwards.argmax())
+        symbol = long["symbol"].iloc[row]
+        before = long.index[(long["symbol"] == symbol).to_numpy() & (np.arange(len(long)) < row)][-1]
+        raise DataValidationError(
+            "unsorted_timestamp",
+            f"{_where(path, written.name, row, first_line)}: {written.iloc[row]!r} comes before "
+            f"{written.iloc[before]!r} on {_at(int(before), first_line)} above it; rows must be in time "
+            "order (pass sort=True to sort them; in a spec: csv:PATH?sort=true)",
+            symbol=str(symbol), timestamp=long["timestamp"].iloc[row],
+        )
+
+
+def _at(row: int, first_line: int | None) -> str:
+    return f"line {first_line + row}" if first_line is not None else f"row {row}"
+
+
+def _written_at(path: Path, line: int) -> str:
+    """``line N: <the line as written>`` for a CSV file, ``row N`` for Parquet."""
+    if _kind(path) != "csv":
+        return f"row {line}"
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+        text = next(itertools.islice(handle, line - 1, None), "").rstrip("\r\n")
+    return f"line {line}: {text!r}"
 
 
 def _time_column(columns: list[str]) -> str | None:
@@ -237,9 +338,8 @@ def _time_column(columns: list[str]) -> str | None:
     return None
 
 
-def _where(path: Path, column: str, row: int, first_line: int | None) -> str:
-    at = f"line {first_line + row}" if first_line is not None else f"row {row}"
-    return f"{path}, column {column!r}, {at}"
+def _where(path: Path, column: object, row: int, first_line: int | None) -> str:
+    return f"{path}, column {column!r}, {_at(row, first_line)}"
 
 
 def _parse_times(
@@ -274,6 +374,9 @@ def _parse_times(
 def _parse_numbers(
     values: pd.Series, path: Path, column: str, first_line: int | None
 ) -> pd.Series:
+    if not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        # An empty cell is a missing value (validation's ``nan`` rule, or fill_gaps); other text is an error.
+        values = values.where(~values.astype(str).str.strip().isin(MISSING_TEXT))
     numbers = pd.to_numeric(values, errors="coerce")
     bad = (numbers.isna() & values.notna()).to_numpy()
     if bad.any():
@@ -429,13 +532,28 @@ def _load_sample(argument: str, **kwargs: Any) -> MarketData:
     return load_csv(path, **{"symbol": name, **kwargs})
 
 
+FILE_OPTIONS: dict[str, type] = {"sort": bool, "volume": str, "fill_gaps": bool, "tz": str, "symbol": str}
+"""Options a file spec may carry after ``?``: ``csv:prices.csv?sort=true&volume=zero``."""
+
+
 def _needs_path(load: Callable[..., MarketData]) -> Loader:
-    """Wrap a file loader so an empty spec argument is an error, not the current folder."""
+    """Wrap a file loader so an empty spec argument is an error, not the current folder, and options after
+    ``?`` (``&``-separated ``key=value``, see :data:`FILE_OPTIONS`) become keyword arguments."""
 
     def loader(argument: str, **kwargs: Any) -> MarketData:
-        if not argument:
+        path, _, query = argument.partition("?")
+        if not path:
             raise ValueError(f"{load.__name__} needs a path, e.g. 'csv:data/spy.csv'")
-        return load(argument, **kwargs)
+        options: dict[str, Any] = {}
+        for item in filter(None, query.split("&")):
+            key, sep, value = (part.strip() for part in item.partition("="))
+            if not sep or key not in FILE_OPTIONS:
+                raise ValueError(
+                    f"file option {item!r} in {argument!r}: expected key=value with key one of "
+                    f"{sorted(FILE_OPTIONS)}, e.g. csv:prices.csv?sort=true&volume=zero"
+                )
+            options[key] = _convert(value, FILE_OPTIONS[key], key)
+        return load(path, **{**options, **kwargs})
 
     return loader
 

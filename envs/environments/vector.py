@@ -11,6 +11,7 @@ is in ``info["final_obs"]``, which is also what SB3 expects.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -76,6 +77,8 @@ class TradingVectorEnv(VectorEnv):
         t = self.template
         self.kind = kind
         self.num_envs = int(num_envs)
+        # One generator per copy when reset got per-env seeds; None: the batch's generator draws every start.
+        self._row_rngs: list[np.random.Generator] | None = None
         self.single_observation_space = t.observation_space
         self.single_action_space = t.action_space
         self.observation_space = batch_space(t.observation_space, self.num_envs)
@@ -142,16 +145,33 @@ class TradingVectorEnv(VectorEnv):
             starts = np.full(rows.size, t.first_t)
             ends = np.full(rows.size, t.last_t)
         else:
-            starts = self.np_random.integers(t.first_t, t.last_t - t.episode_length + 1, size=rows.size)
+            high = t.last_t - t.episode_length + 1
+            if self._row_rngs is None:
+                starts = self.np_random.integers(t.first_t, high, size=rows.size)
+            else:
+                # Per-env seeds: row i draws its starts as a single env seeded with seeds[i] would.
+                starts = np.array([self._row_rngs[i].integers(t.first_t, high) for i in rows], dtype=np.int64)
             ends = starts + t.episode_length
         reset_rows(rows, starts, ends, t.initial_cash, *self._account, obs, *self._observe_args)
 
     def reset(
-        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        if isinstance(seed, list):
-            seed = seed[0]
-        if seed is not None or self._np_random is None:
+        """Start a new episode in every copy.
+
+        :param seed: one seed for the whole batch (one generator draws every copy's start), or one seed per
+            copy (``num_envs`` of them; ``None`` entries draw fresh entropy), each copy then drawing its
+            starts, now and at every autoreset, from its own generator as a single env seeded alike does.
+        :param options: unused (the batch always starts at random bars, or at the first bar for full passes).
+        """
+        if seed is not None and not isinstance(seed, (int, np.integer)):
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset(seed=...) needs one seed per env ({self.num_envs}), got {len(seeds)}")
+            self._row_rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+            self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seeds[0])
+        elif seed is not None or self._np_random is None:
+            self._row_rngs = None
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
         obs = np.empty(self._obs_shape, dtype=np.float32)
         self._reset_rows(np.arange(self.num_envs), obs)

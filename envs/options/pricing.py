@@ -140,7 +140,13 @@ def bsm_greeks(spot: ArrayLike, strike: ArrayLike, t: ArrayLike, rate: ArrayLike
         theta *= sign
         theta -= s_dq_pdf * v / (2.0 * sqrt_t)
     if np.any(degenerate):
+        # Scalar inputs make numpy scalars above, which cannot be written into: make them 0-d arrays.
+        price, delta, gamma, vega, theta, rho = (
+            np.asarray(x, dtype=np.float64).copy() for x in (price, delta, gamma, vega, theta, rho)
+        )
         _fill_degenerate(degenerate, S, s_dq, k_df, T, r, q, sign, price, delta, gamma, vega, theta, rho)
+        if price.ndim == 0:  # scalars in, scalars out, as in the regular case
+            price, delta, gamma, vega, theta, rho = (x[()] for x in (price, delta, gamma, vega, theta, rho))
     return Greeks(price=price, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho)
 
 
