@@ -5,8 +5,11 @@ Paper trading by default. The trading endpoint comes from ``APCA_API_BASE_URL`` 
 
 Failure handling, in one place:
 
-- 5xx, 429 and dropped connections are retried with exponential backoff; a 429's Retry-After wins when it
-  is longer. 4xx replies are not retried: they raise :class:`OrderRejected` with Alpaca's own message.
+- 5xx, 429, timeouts and dropped connections are retried with exponential backoff and jitter; a 429's
+  Retry-After wins when it is longer. 4xx replies are not retried: they raise :class:`OrderRejected` with
+  Alpaca's own message. A connection that cannot be opened before the first reply (nothing listens at
+  the URL, unknown host) is a configuration error (:class:`BrokerConfigError`), raised at once.
+- Every call's latency and retries are counted in :attr:`AlpacaBroker.health` for the dashboard.
 - alpaca-py's REST layer retries 429/504 by itself (fixed 3 s, blind to Retry-After and to whether the
   POST already created the order). That built-in retry is switched off so the backoff above is the only
   one; and because any failed POST may still have reached Alpaca, every resubmission first looks the order
@@ -38,6 +41,7 @@ from alpaca.trading.requests import (
 
 from brokers.base import (
     Account,
+    BrokerConfigError,
     BrokerError,
     Clock,
     Order,
@@ -54,7 +58,7 @@ from brokers.base import (
     utc,
 )
 from brokers.credentials import AlpacaConfig
-from brokers.retry import RetryPolicy, TransientError, call_with_retry
+from brokers.retry import RetryPolicy, TransientError, call_with_retry, is_refused
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,6 +90,8 @@ class AlpacaBroker:
         )
         # See the module docstring: our retry layer is the only one.
         self._client._retry = 0
+        self._reached = False
+        self.health = CallStats()
         log.info("Alpaca broker on %s (%s)", config.base_url, "paper" if config.paper else "LIVE")
 
     @classmethod
@@ -174,7 +180,7 @@ class AlpacaBroker:
                     return found
                 raise _translate(err, cid) from err
             except requests.RequestException as err:
-                raise TransientError(f"connection error: {err}") from err
+                raise self._connection_error(err) from err
 
         return call_with_retry(attempt, self._retry, f"submit {cid}", self._sleep)
 
@@ -213,15 +219,31 @@ class AlpacaBroker:
 
     # ------------------------------------------------------------------ plumbing
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        def attempt(_: int) -> T:
+        def attempt(n: int) -> T:
+            started = time.perf_counter()
+            if n:
+                self.health.retries += 1
             try:
-                return fn()
+                out = fn()
             except APIError as err:
+                self._reached = True
                 raise _translate(err) from err
             except requests.RequestException as err:
-                raise TransientError(f"connection error: {err}") from err
+                raise self._connection_error(err) from err
+            finally:
+                self.health.record(time.perf_counter() - started)
+            self._reached = True
+            return out
 
         return call_with_retry(attempt, self._retry, what, self._sleep)
+
+    def _connection_error(self, err: requests.RequestException) -> BrokerError:
+        """Transient, unless no connection could ever be opened to the configured URL."""
+        if not self._reached and is_refused(err):
+            return BrokerConfigError(
+                f"cannot reach the trading API at {self.config.base_url}: {err} (check APCA_API_BASE_URL)"
+            )
+        return TransientError(f"connection error: {err}")
 
     def _find_once(self, client_order_id: str) -> Order | None:
         try:
@@ -238,7 +260,36 @@ class AlpacaBroker:
         except APIError as err:
             raise _translate(err, client_order_id) from err
         except requests.RequestException as err:
-            raise TransientError(f"connection error: {err}") from err
+            raise self._connection_error(err) from err
+
+
+class CallStats:
+    """Latency and retries of a broker's API calls (read by the runner into each decision's health)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.retries = 0
+        self.last_latency = 0.0
+        self._total = 0.0
+
+    def record(self, seconds: float) -> None:
+        """Count one HTTP attempt that took ``seconds``.
+
+        :param seconds: wall time of the attempt.
+        """
+        self.calls += 1
+        self.last_latency = seconds
+        self._total += seconds
+
+    def snapshot(self) -> dict[str, float]:
+        """Calls, retries, last and mean latency in milliseconds."""
+        mean = self._total / self.calls if self.calls else 0.0
+        return {
+            "calls": self.calls,
+            "retries": self.retries,
+            "latency_ms": round(self.last_latency * 1e3, 2),
+            "mean_latency_ms": round(mean * 1e3, 2),
+        }
 
 
 def _to_request(order: OrderRequest) -> MarketOrderRequest | LimitOrderRequest:

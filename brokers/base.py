@@ -326,6 +326,10 @@ class BrokerUnavailable(BrokerError):
     """The broker kept failing with transient errors (5xx, 429, dropped connections) until retries ran out."""
 
 
+class BrokerConfigError(BrokerError):
+    """The broker cannot be used as configured (no server at the URL, unknown host): retrying won't help."""
+
+
 @runtime_checkable
 class Broker(Protocol):
     """What the live runner needs from a broker."""

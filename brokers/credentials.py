@@ -20,8 +20,8 @@ KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
 BASE_URL_ENV = "APCA_API_BASE_URL"
 DATA_URL_ENV = "APCA_API_DATA_URL"
-_LIVE_HOST = urlparse(LIVE_URL).hostname
-_PAPER_HOST = urlparse(PAPER_URL).hostname
+_LIVE_HOST = "api.alpaca.markets"
+_PAPER_HOST = "paper-api.alpaca.markets"
 
 
 class LiveTradingNotConfirmed(RuntimeError):
@@ -35,6 +35,28 @@ def normalise_url(url: str) -> str:
     """
     url = url.strip().rstrip("/")
     return url[: -len("/v2")] if url.endswith("/v2") else url
+
+
+def _host(url: str) -> str:
+    """The URL's host as DNS compares it: lower case, without a trailing dot."""
+    return (urlparse(url).hostname or "").rstrip(".")
+
+
+def _checked_url(name: str, url: str) -> str:
+    """``url`` normalised, or a ValueError naming the variable when it is not ``http(s)://host[:port]``.
+
+    The live gate compares hosts, so a URL without a scheme (``api.alpaca.markets``, which ``urlparse``
+    reads as a path with no host) must be refused here rather than slip past it.
+    """
+    clean = normalise_url(url)
+    parsed = urlparse(clean)
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        parsed = parsed._replace(netloc="")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{name} must be an http(s) URL such as {PAPER_URL}, got {url!r}")
+    return clean
 
 
 def mask(secret: str) -> str:
@@ -67,10 +89,10 @@ class AlpacaConfig:
             raise ValueError(f"Alpaca key id is empty (set {KEY_ENV})")
         if not self.secret_key:
             raise ValueError(f"Alpaca secret key is empty (set {SECRET_ENV})")
-        object.__setattr__(self, "base_url", normalise_url(self.base_url))
+        object.__setattr__(self, "base_url", _checked_url(BASE_URL_ENV, self.base_url))
         if self.data_url is not None:
-            object.__setattr__(self, "data_url", normalise_url(self.data_url))
-        host = urlparse(self.base_url).hostname
+            object.__setattr__(self, "data_url", _checked_url(DATA_URL_ENV, self.data_url))
+        host = _host(self.base_url)
         if host == _LIVE_HOST and not self.live:
             raise LiveTradingNotConfirmed(
                 f"{self.base_url} is Alpaca's live endpoint; live trading needs --live "

@@ -28,6 +28,8 @@ DRY_RUN = "dry_run"
 """Logged by ``--dry-run``; never sent."""
 UNSENT = "unsent"
 """Planned for a bar that passed before it could be sent (e.g. the runner was down); never sent."""
+KILLED = "kill_switch"
+"""Key of the decision payload a kill switch journals (the run is stopped from then on)."""
 _LOCAL_TERMINAL = (DRY_RUN, UNSENT)
 _BROKER_TERMINAL = ("filled", "canceled", "expired", "replaced", "rejected", "done_for_day")
 # Written out rather than bound as parameters: SQLite uses the partial index below only for a query whose
@@ -71,6 +73,15 @@ CREATE TABLE IF NOT EXISTS fills (
     price REAL NOT NULL,
     timestamp TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, id);
 CREATE TABLE IF NOT EXISTS snapshots (
     run_id TEXT PRIMARY KEY,
     positions TEXT NOT NULL,
@@ -165,12 +176,60 @@ class Journal:
         ).fetchone()
         return None if row is None else json.loads(row["payload"])
 
+    def first_decision(self, run_id: str) -> dict[str, Any] | None:
+        """The run's first decision, if any."""
+        row = self._db.execute(
+            "SELECT payload FROM decisions WHERE run_id = ? ORDER BY bar_ts LIMIT 1", (run_id,)
+        ).fetchone()
+        return None if row is None else json.loads(row["payload"])
+
     def decisions(self, run_id: str) -> list[tuple[pd.Timestamp, dict[str, Any]]]:
         """Every decision of a run, oldest first."""
         rows = self._db.execute(
             "SELECT bar_ts, payload FROM decisions WHERE run_id = ? ORDER BY bar_ts", (run_id,)
         )
         return [(pd.Timestamp(r["bar_ts"]), json.loads(r["payload"])) for r in rows]
+
+    # ------------------------------------------------------------------ events
+    def record_event(
+        self, run_id: str, kind: str, message: str, data: dict[str, Any] | None = None, at: object = None
+    ) -> None:
+        """Journal an alert-worthy event (an outage starting or ending, a skipped bar, a kill switch).
+
+        :param run_id: the run.
+        :param kind: short name (``outage_start``, ``outage_end``, ``bad_bar``, ``stale_symbol``, ...).
+        :param message: one line for people.
+        :param data: JSON-serialisable details.
+        :param at: when it happened (now by default).
+        """
+        when = _now() if at is None else _ts(at)
+        self._db.execute(
+            "INSERT INTO events (run_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+            (run_id, when, kind, message, json.dumps(data or {}, sort_keys=True)),
+        )
+
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The run's events after event id ``after``, oldest first (``id``, ``at``, ``kind``, ``message``,
+        ``data``).
+
+        :param run_id: the run.
+        :param after: only events with a larger id (a dashboard polls with the last id it saw).
+        """
+        rows = self._db.execute(
+            "SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after)
+        )
+        return [
+            {"id": r["id"], "at": r["at"], "kind": r["kind"], "message": r["message"],
+             "data": json.loads(r["data"])}
+            for r in rows
+        ]
+
+    def runs(self) -> list[str]:
+        """Every run id with a decision, order or event in this journal, sorted."""
+        rows = self._db.execute(
+            "SELECT run_id FROM decisions UNION SELECT run_id FROM orders UNION SELECT run_id FROM events"
+        )
+        return sorted(r["run_id"] for r in rows)
 
     # ------------------------------------------------------------------ positions snapshot
     def record_start_positions(self, run_id: str, positions: dict[str, float]) -> dict[str, float]:

@@ -15,6 +15,11 @@ On every new bar:
    positions (:func:`brokers.planning.plan_orders`) and sent journal-first
    (:class:`brokers.router.OrderRouter`).
 
+A symbol whose bar was missing or bad (:attr:`brokers.feed.LiveBars.stale`) is not traded on that bar;
+after ``max_stale_bars`` such bars in a row it is flattened and reported. Each decision also journals the
+account (equity, cash, positions, prices) and the broker's health, which the dashboard and the end-of-run
+summary read.
+
 The decision (action, weights, risk state) is journalled before any order, so a restarted runner re-uses
 it for that bar instead of asking the policy again, and resends nothing that already reached the broker.
 Replaying the journal at start-up also rebuilds a stateful policy's memory by feeding it the past bars.
@@ -32,8 +37,9 @@ import numpy as np
 import pandas as pd
 
 from agents.policy import Policy
+from brokers.alerts import Alerts
 from brokers.base import Broker, Order, OrderRequest, Side
-from brokers.journal import UNSENT, Journal
+from brokers.journal import KILLED, UNSENT, Journal
 from brokers.order_ids import client_order_id
 from brokers.planning import PlannedOrder, plan_orders
 from brokers.reconcile import Reconciliation, reconcile
@@ -46,7 +52,6 @@ from envs.sim.risk import RiskConfig, RiskManager, RiskState
 
 log = logging.getLogger(__name__)
 
-KILLED = "kill_switch"
 UNFILLED = frozenset({UNSENT, "canceled", "expired", "rejected", "done_for_day"})
 LEGS = ("", "close", "open")
 """The order legs :func:`brokers.planning.plan_orders` names a symbol's orders of one decision with."""
@@ -63,6 +68,7 @@ class RunnerConfig:
     :param min_trade_value: skip orders smaller than this in cash.
     :param dry_run: journal and log orders without sending them.
     :param seed: seed for ``policy.reset`` and the shadow env.
+    :param max_stale_bars: a symbol without a good bar this many bars in a row is flattened.
     """
 
     run_id: str
@@ -71,6 +77,11 @@ class RunnerConfig:
     min_trade_value: float = 1.0
     dry_run: bool = False
     seed: int = 0
+    max_stale_bars: int = 3
+
+    def __post_init__(self) -> None:
+        if self.max_stale_bars < 1:
+            raise ValueError(f"RunnerConfig.max_stale_bars must be >= 1, got {self.max_stale_bars}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class LiveRunner:
     :param config: trading settings.
     :param bars: every bar of the run when known up front (a sim replay): the shadow env is built on them
         once instead of growing bar by bar (features are causal, so the policy sees the same).
+    :param alerts: where risk interventions and stale symbols are reported (journal only by default).
     """
 
     def __init__(
@@ -117,6 +129,7 @@ class LiveRunner:
         symbols: tuple[str, ...],
         config: RunnerConfig,
         bars: MarketData | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.policy = policy
         self.broker = broker
@@ -131,12 +144,15 @@ class LiveRunner:
         # The run's decisions, oldest first: read from the journal once, then appended as they are made.
         self._decisions: list[tuple[pd.Timestamp, dict[str, Any]]] = []
         self._stopped: str | None = None
+        self.alerts = alerts or Alerts(journal, config.run_id)
+        self.left_for_next_open: dict[str, float] = {}
 
     # ------------------------------------------------------------------ the bar step
-    def on_bar(self, data: MarketData) -> Decision:
+    def on_bar(self, data: MarketData, stale: frozenset[str] = frozenset()) -> Decision:
         """Handle a new bar: reconcile, decide (or re-use the journalled decision), send orders.
 
         :param data: every bar up to and including the new one (the env's warm-up included).
+        :param stale: symbols whose new bar was missing or bad (forward-filled in ``data``): not traded.
         """
         if data.symbols != self.symbols:
             data = data.select(list(self.symbols))
@@ -148,6 +164,7 @@ class LiveRunner:
         account = self.broker.account()
         if not self.shadow.started:
             self._load_decisions()
+            data = self._anchored(data)
         if self._stopped is not None:
             raise RuntimeError(
                 f"run {run!r} was stopped by the kill switch at {self._stopped}; start a new run id"
@@ -165,21 +182,29 @@ class LiveRunner:
         else:
             last_traded = self._held_weights(rec.positions, data, account.equity)
         recorded = self.journal.decision(run, ts)
+        prices = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
         if recorded is None:
             payload = self._decide(data, rec, account.equity)
-            payload["traded"] = {**last_traded, **self._changed(last_traded, payload["target"])}
+            self._handle_stale(payload, before, stale, ts)
+            skip = set(payload["stale"])
+            moved = {s: w for s, w in self._changed(last_traded, payload["target"]).items() if s not in skip}
+            payload["traded"] = {**last_traded, **moved}
             # Symbols with orders still open (a cancel Alpaca has not finished) may get less than their
             # target now; they trade again on the next bar, sized from the positions then.
-            trading = self._to_trade(before, last_traded, payload["target"])
+            trading = self._to_trade(before, last_traded, payload)
             payload["deferred"] = sorted(s for s in trading if s in rec.pending)
+            payload.update(self._account_view(account, rec, prices))
+            if before is None:
+                payload["data_start"] = data.index[0].isoformat()
             self.journal.record_decision(run, ts, payload)
             self._decisions.append((ts, payload))
+            for line in payload["risk_events"]:
+                self.alerts.send("risk", f"{ts:%Y-%m-%d %H:%M} {line}", at=ts)
         else:
             payload = recorded
             log.info("bar %s already decided before a restart; re-using the journalled decision", ts)
         self._restore_risk(payload)
-        changed = self._to_trade(before, last_traded, payload["target"])
-        prices = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
+        changed = self._to_trade(before, last_traded, payload)
         plan = plan_orders(
             changed,
             rec.positions,
@@ -216,15 +241,37 @@ class LiveRunner:
     def flatten(self, reason: str) -> list[Order]:
         """The kill switch: cancel every open order and close every position.
 
+        While the market is closed nothing is sent (a market order would only queue for the open, at
+        whatever price that brings): the open orders are cancelled, and what is left is journalled,
+        alerted and kept in :attr:`left_for_next_open`.
+
         :param reason: logged and journalled with the closing orders' decision.
+        :return: the closing orders sent (none while the market is closed).
         """
         log.warning("kill switch: %s; cancelling orders and flattening", reason)
         for order in self.broker.open_orders():
             self.broker.cancel(order.id)
+        clock = self.broker.clock()
         now = pd.Timestamp.now(tz="UTC").floor("s")
         rec = reconcile(self.broker, self.journal, self.config.run_id)
-        self.journal.record_decision(self.config.run_id, now, {KILLED: reason})
+        account = self.broker.account()
+        payload: dict[str, Any] = {KILLED: reason, "equity": float(account.equity)}
+        if not clock.is_open:
+            self.left_for_next_open = dict(sorted(rec.positions.items()))
+            payload["left"] = self.left_for_next_open
+            self.journal.record_decision(self.config.run_id, now, payload)
+            self._stopped = str(now)
+            held = ", ".join(f"{s} {q:g}" for s, q in self.left_for_next_open.items()) or "nothing"
+            self.alerts.send(
+                "kill_switch",
+                f"{reason} while the market is closed: open orders cancelled, no market orders sent; "
+                f"left for the next open ({clock.next_open.isoformat()}): {held}",
+                {"left": self.left_for_next_open, "next_open": clock.next_open.isoformat()},
+            )
+            return []
+        self.journal.record_decision(self.config.run_id, now, payload)
         self._stopped = str(now)
+        self.alerts.send("kill_switch", f"{reason}: open orders cancelled, closing every position")
         plan = [
             PlannedOrder(
                 OrderRequest(
@@ -247,7 +294,29 @@ class LiveRunner:
         when = "-" if last is None else f"{last.timestamp:%Y-%m-%d %H:%M}"
         return f"{when} equity {acct.equity:,.2f} cash {acct.cash:,.2f} | {held} | target {decided}"
 
+    def data_start(self) -> pd.Timestamp | None:
+        """The first bar of the data the run started on (None for a new run): a restarted runner must be
+        fed bars from there, so its shadow env, features and risk state are the uninterrupted run's."""
+        first = self.journal.first_decision(self.config.run_id)
+        if first is None or "data_start" not in first:
+            return None
+        return pd.Timestamp(first["data_start"])
+
     # ------------------------------------------------------------------ internals
+    def _anchored(self, data: MarketData) -> MarketData:
+        """``data`` from the run's first data bar on, as the uninterrupted run saw it."""
+        first = self._decisions[0][1].get("data_start") if self._decisions else None
+        if first is None:
+            return data
+        start = pd.Timestamp(first)
+        if data.index[0] > start:
+            log.warning(
+                "the feed starts at %s, after the run's first bar %s: decisions may differ from an "
+                "uninterrupted run; feed more history", data.index[0], start
+            )
+            return data
+        return data.iloc(slice(int(data.index.searchsorted(start)), data.n_bars))
+
     def _load_decisions(self) -> None:
         """Read the run's decisions from the journal (once per process) and note a kill-switch stop."""
         self._decisions = []
@@ -326,15 +395,60 @@ class LiveRunner:
         self,
         before: tuple[pd.Timestamp, dict[str, Any]] | None,
         last_traded: dict[str, float],
-        target: dict[str, float],
+        payload: dict[str, Any],
     ) -> dict[str, float]:
         """Symbols to order this bar: those whose target changed, plus those whose previous orders ended
-        unfilled or were deferred behind open orders."""
+        unfilled or were deferred behind open orders (or skipped for a bad bar); never a symbol whose bar
+        is bad now."""
+        target = payload["target"]
         changed = self._changed(last_traded, target)
         if before:
-            retry = (self._unfilled_symbols(before[0]) | set(before[1].get("deferred", ()))) - set(changed)
-            changed.update({s: target[s] for s in sorted(retry)})
-        return changed
+            earlier = before[1]
+            retry = self._unfilled_symbols(before[0]) | set(earlier.get("deferred", ()))
+            retry |= set(earlier.get("stale", ())) - set(payload.get("stale", ()))
+            changed.update({s: target[s] for s in sorted(retry - set(changed))})
+        return {s: w for s, w in changed.items() if s not in payload.get("stale", {})}
+
+    def _handle_stale(
+        self,
+        payload: dict[str, Any],
+        before: tuple[pd.Timestamp, dict[str, Any]] | None,
+        stale: frozenset[str],
+        ts: pd.Timestamp,
+    ) -> None:
+        """Count each symbol's bad bars in a row; at ``max_stale_bars`` set its target to 0 and report it.
+
+        A flattened symbol trades (to 0) even though its bar is bad: holding a position blind is worse.
+        """
+        earlier = before[1].get("stale", {}) if before else {}
+        counts = {s: int(earlier.get(s, 0)) + 1 for s in sorted(stale) if s in self.symbols}
+        limit = self.config.max_stale_bars
+        for s, n in counts.items():
+            log.warning("%s: no good bar at %s (%d in a row); not traded on this bar", s, ts, n)
+        flatten = [s for s, n in counts.items() if n >= limit]
+        for s in flatten:
+            payload["target"][s] = 0.0
+            payload["risk_events"].append(f"{s} stale_data: no good bar for {counts[s]} bars; flattened")
+            self.alerts.send(
+                "stale_symbol",
+                f"{s}: no good bar for {counts[s]} bars in a row (limit {limit}); flattening it",
+                {"symbol": s, "bars": counts[s]},
+                at=ts,
+            )
+        # A symbol being flattened is traded (not skipped), so it is left out of the skip list.
+        payload["stale"] = {s: n for s, n in counts.items() if s not in flatten}
+        payload["stale_flattened"] = flatten
+
+    def _account_view(self, account: Any, rec: Reconciliation, prices: dict[str, float]) -> dict[str, Any]:
+        """What the dashboard and the summary read back: the account and the broker's health now."""
+        health = getattr(self.broker, "health", None)
+        return {
+            "equity": float(account.equity),
+            "cash": float(account.cash),
+            "positions": {s: float(q) for s, q in sorted(rec.positions.items())},
+            "prices": prices,
+            "health": health.snapshot() if health is not None else {},
+        }
 
     def _unfilled_symbols(self, bar_ts: pd.Timestamp) -> set[str]:
         """Symbols whose orders of ``bar_ts`` ended without filling (a flip's opening leg left unsent, a

@@ -27,10 +27,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from agents.policy import Policy
-from brokers.base import Broker, Clock
+from brokers.alerts import Alerts
+from brokers.base import Broker, BrokerUnavailable, Clock
+from brokers.feed import AlpacaBars, DataUnavailable, LiveBars
 from brokers.journal import Journal
 from brokers.market_hours import trading_window
+from brokers.retry import RetryPolicy
 from brokers.runner import LiveRunner, RunnerConfig
+from brokers.summary import format_summary, summarize
 from brokers.sim import SimBroker
 from envs.data.fallback import BarSource, is_daily_or_longer, parse_timeframe, split_symbols
 from envs.data.market_data import MarketData
@@ -86,6 +90,7 @@ def make_runner(
     runner_config: RunnerConfig,
     initial_cash: float,
     bars: MarketData | None = None,
+    alerts: Alerts | None = None,
 ) -> LiveRunner:
     """A runner whose shadow env is exactly the backtest's env for this policy.
 
@@ -97,6 +102,7 @@ def make_runner(
     :param initial_cash: the shadow env's starting cash.
     :param bars: every bar of the run when known up front (``--broker sim``), so the shadow env is built
         once on them.
+    :param alerts: where alerts go (the journal only by default).
     """
     backtest = BacktestConfig(
         initial_cash=initial_cash,
@@ -105,7 +111,7 @@ def make_runner(
         seed=runner_config.seed,
     )
     return LiveRunner(
-        policy, broker, journal, lambda d: make_env(policy, d, backtest), symbols, runner_config, bars
+        policy, broker, journal, lambda d: make_env(policy, d, backtest), symbols, runner_config, bars, alerts
     )
 
 
@@ -165,9 +171,58 @@ def complete_bars(data: MarketData, clock: Clock, timeframe: str) -> MarketData:
     return data.iloc(slice(0, int(done.sum())))
 
 
+class Outage:
+    """An outage of the broker or the data API: logged and alerted when it starts and ends, retried with
+    exponential backoff and jitter for as long as it lasts (no time limit: the market clock cannot even
+    be read while the broker is down, and giving up would leave positions unwatched).
+
+    :param alerts: where the start and end go.
+    :param backoff: waits between failed cycles (capped at ``backoff.max_delay``).
+    :param now: seconds on a monotonic clock (tests pass a simulated one).
+    """
+
+    def __init__(
+        self, alerts: Alerts, backoff: RetryPolicy, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.alerts = alerts
+        self.backoff = backoff
+        self.now = now
+        self.started: float | None = None
+        self.failures = 0
+        self.what = ""
+
+    def failed(self, err: BrokerUnavailable) -> float:
+        """Note a failed cycle; return the seconds to wait before the next one.
+
+        :param err: what failed.
+        """
+        if self.started is None:
+            self.started = self.now()
+            self.what = "data API" if isinstance(err, DataUnavailable) else "broker"
+            self.alerts.send(
+                "outage_start", f"{self.what} unavailable: {err}; retrying until it is back", {"what": self.what}
+            )
+        self.failures += 1
+        wait = self.backoff.delay(self.failures - 1)
+        log.warning("%s still unavailable (%d failed cycle(s)); next try in %.1fs", self.what, self.failures, wait)
+        return wait
+
+    def recovered(self) -> None:
+        """Close the outage, if one was open: the cycle that just worked reconciled and resumed."""
+        if self.started is None:
+            return
+        seconds = self.now() - self.started
+        self.alerts.send(
+            "outage_end",
+            f"{self.what} back after {seconds:.0f} s ({self.failures} failed cycle(s)); reconciled and resumed",
+            {"what": self.what, "seconds": seconds, "failures": self.failures},
+        )
+        self.started, self.failures = None, 0
+
+
 def run_broker(
     runner: LiveRunner,
-    feed: BarSource,
+    feed: BarSource | AlpacaBars,
     timeframe: str,
     history: pd.Timedelta,
     kill: KillSwitch,
@@ -175,54 +230,88 @@ def run_broker(
     close_buffer: pd.Timedelta = pd.Timedelta(minutes=5),
     sleep: Callable[[float], None] = time.sleep,
     max_cycles: int | None = None,
+    outage_backoff: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=60.0),
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> int:
     """Trade against a real (or Alpaca-compatible) broker until the kill switch trips.
 
     Each cycle: outside the trading window, wait (holidays and weekends have no session, so they are
-    skipped); inside it, fetch the bars, decide on a new complete bar once, otherwise poll orders.
+    skipped); inside it, fetch the bars, decide on a new complete bar once, otherwise poll orders. A
+    cycle that fails on a transient error (the broker's or the data API's retries ran out) is an outage:
+    it is retried with backoff until the services are back, and the next cycle reconciles and resumes.
+    Bars are always fetched from the run's first data bar, so a restarted run sees what it saw.
 
     :param runner: the runner.
-    :param feed: where bars come from (e.g. :class:`envs.data.alpaca.AlpacaSource`).
+    :param feed: where bars come from: :class:`brokers.feed.AlpacaBars` (bad bars skipped per symbol) or
+        any :class:`envs.data.fallback.BarSource`.
     :param timeframe: bar size.
-    :param history: how far back to fetch (the env's and the policy's warm-up).
+    :param history: how far back to fetch at the run's start (the env's and the policy's warm-up).
     :param kill: the kill switch.
     :param poll_interval: seconds between cycles.
     :param close_buffer: no new orders this close to the close.
-    :param sleep: the wait function (tests pass a no-op).
+    :param sleep: the wait function (tests pass a simulated clock).
     :param max_cycles: stop after this many cycles (None: until killed).
+    :param outage_backoff: waits between the cycles of an outage.
+    :param monotonic: the clock outages are timed with.
     :return: how many bars were decided.
     """
     decided, cycles, last_bar = 0, 0, None
+    outage = Outage(runner.alerts, outage_backoff, monotonic)
+    anchor: pd.Timestamp | None = None
     while max_cycles is None or cycles < max_cycles:
         cycles += 1
-        if kill.tripped:
-            runner.flatten(kill.reason or "kill switch")
-            break
-        clock = runner.broker.clock()
-        window = trading_window(clock, close_buffer)
-        if not window.can_trade:
-            log.info("%s", window.reason)
-            wait = (
-                (window.wait_until - clock.timestamp).total_seconds()
-                if window.wait_until is not None
-                else poll_interval
-            )
-            sleep(max(min(wait, poll_interval), 0.0))
+        try:
+            if kill.tripped:
+                runner.flatten(kill.reason or "kill switch")
+                outage.recovered()
+                break
+            clock = runner.broker.clock()
+            window = trading_window(clock, close_buffer)
+            if not window.can_trade:
+                outage.recovered()
+                log.info("%s", window.reason)
+                wait = (
+                    (window.wait_until - clock.timestamp).total_seconds()
+                    if window.wait_until is not None
+                    else poll_interval
+                )
+                sleep(max(min(wait, poll_interval), 0.0))
+                continue
+            if anchor is None:
+                anchor = runner.data_start() or clock.timestamp - history
+            bars = fetch_live(feed, runner.symbols, anchor, clock.timestamp, timeframe)
+            for bad in bars.bad:
+                runner.alerts.send("bad_bar", str(bad), {"symbol": bad.symbol, "rule": bad.rule})
+            data = complete_bars(bars.data, clock, timeframe)
+            if last_bar is None or data.index[-1] > last_bar:
+                decision = runner.on_bar(data, bars.stale(data.index[-1]))
+                last_bar = decision.timestamp
+                decided += 1
+            else:
+                runner.poll(last_bar)
+            outage.recovered()
+        except BrokerUnavailable as err:  # the data API's DataUnavailable included
+            sleep(outage.failed(err))
             continue
-        data = complete_bars(
-            feed.fetch(list(runner.symbols), clock.timestamp - history, clock.timestamp, timeframe),
-            clock,
-            timeframe,
-        )
-        if last_bar is None or data.index[-1] > last_bar:
-            decision = runner.on_bar(data)
-            last_bar = decision.timestamp
-            decided += 1
-        else:
-            runner.poll(last_bar)
         log.info("%s", runner.status())
         sleep(poll_interval)
     return decided
+
+
+def fetch_live(
+    feed: BarSource | AlpacaBars, symbols: Sequence[str], start: object, now: pd.Timestamp, timeframe: str
+) -> LiveBars:
+    """Bars up to ``now`` from either kind of feed (a plain source has no bad-bar screening).
+
+    :param feed: the feed.
+    :param symbols: the symbols.
+    :param start: first timestamp.
+    :param now: the broker's clock.
+    :param timeframe: bar size.
+    """
+    if isinstance(feed, AlpacaBars):
+        return feed.fetch(symbols, start, now, timeframe, now)
+    return LiveBars(feed.fetch(list(symbols), start, now, timeframe), frozenset(), ())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -264,6 +353,13 @@ def _parser() -> argparse.ArgumentParser:
         "--poll-seconds", type=float, default=30.0, help="seconds between broker polls (default 30)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the policy and the shadow env")
+    p.add_argument(
+        "--max-stale-bars",
+        type=int,
+        default=3,
+        help="flatten a symbol after this many bars in a row without a good bar (default 3)",
+    )
+    p.add_argument("--webhook", default=None, help="URL that gets a JSON POST per alert (risk, outages)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log every order and fill (default with --broker sim: only warnings, under the progress bar)")
@@ -299,10 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             risk=None if args.no_risk else RiskConfig(),
             dry_run=args.dry_run,
             seed=args.seed,
+            max_stale_bars=args.max_stale_bars,
         )
         # A sim run starts a fresh simulated account, so by default it keeps no journal between runs.
         default = ":memory:" if args.broker == "sim" else Path("runs") / "paper" / run_id / "journal.sqlite"
         journal = Journal(args.journal or default)
+        alerts = Alerts(journal, run_id, args.webhook)
         kill = KillSwitch(args.kill_file)
         with kill.installed():
             if args.broker == "sim":
@@ -318,7 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "symbols (e.g. --data csv:PATH)"
                     )
                 broker = SimBroker(symbols, args.initial_cash, execution)
-                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash, data)
+                runner = make_runner(
+                    policy, broker, journal, symbols, config, args.initial_cash, data, alerts
+                )
                 backtest = BacktestConfig(
                     initial_cash=args.initial_cash, execution=execution, risk=config.risk
                 )
@@ -327,24 +427,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             else:
                 from brokers.alpaca import AlpacaBroker
-                from envs.data.alpaca import AlpacaSource
 
                 broker = AlpacaBroker.from_env(live=args.live)
-                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash)
+                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash, None, alerts)
                 decided = run_broker(
                     runner,
-                    AlpacaSource(),
+                    AlpacaBars(broker.config),
                     args.timeframe,
                     pd.Timedelta(days=args.history_days),
                     kill,
                     poll_interval=args.poll_seconds,
                 )
+        alerts.flush()
         print(runner.status())
         if args.broker == "sim":
             equity = broker.account().equity
             print(f"P/L {equity - args.initial_cash:+,.2f} ({equity / args.initial_cash - 1:+.2%}) on "
                   f"{args.initial_cash:,.2f} initial cash")
         print(f"run {run_id}: {decided} bar(s) decided; journal {journal.path}")
+        print("\n".join(format_summary(run_id, summarize(journal, run_id))))
         return 0
     except (RegistryError, ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

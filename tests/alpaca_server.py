@@ -178,6 +178,8 @@ class FakeAlpaca:
     :param api_key: the key id the server accepts.
     :param secret_key: the secret the server accepts.
     :param max_page_size: caps ``limit`` on the bars endpoint so tests can force pagination.
+    :param bars_until_now: serve only bars stamped up to the clock, as Alpaca does (plus rows whose
+        ``injected`` column is True: a future-dated bar sent on purpose).
     """
 
     prices: dict[str, float] = field(default_factory=dict)
@@ -188,6 +190,7 @@ class FakeAlpaca:
     api_key: str = "test-key-id"
     secret_key: str = "test-secret-key"
     max_page_size: int = 10_000
+    bars_until_now: bool = False
 
     def __post_init__(self) -> None:
         self.now = pd.Timestamp(self.now).tz_convert("UTC")
@@ -197,6 +200,7 @@ class FakeAlpaca:
         self.bars: dict[str, pd.DataFrame] = {}
         self._by_client: dict[str, str] = {}
         self._rules: list[_Rule] = []
+        self._outages: list[tuple[pd.Timestamp, tuple[str, ...], Fault]] = []
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -253,10 +257,31 @@ class FakeAlpaca:
         with self._lock:
             self.now = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
-    def set_bars(self, frame: pd.DataFrame, timeframe: str = "1Day") -> None:
-        """Historical bars for the data API: a long frame with timestamp, symbol and OHLCV columns."""
+    def set_bars(self, frame: pd.DataFrame, timeframe: str = "1Day", sort: bool = True) -> None:
+        """Historical bars for the data API: a long frame with timestamp, symbol and OHLCV columns.
+
+        :param frame: the bars; values may be NaN (sent as a bare ``NaN``, which is not JSON) or None
+            (sent as ``null``).
+        :param timeframe: the bar size they answer.
+        :param sort: sort by symbol and time; False keeps each symbol's rows in the frame's order (to send
+            bars out of order).
+        """
+        keys = ["symbol", "timestamp"] if sort else ["symbol"]
         with self._lock:
-            self.bars[timeframe] = frame.sort_values(["symbol", "timestamp"]).reset_index(drop=True)
+            self.bars[timeframe] = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    def outage(self, until: object, paths: tuple[str, ...] = ("/v2/",), fault: Fault | None = None) -> None:
+        """Fail every request to ``paths`` (prefixes) until the server clock reaches ``until``.
+
+        :param until: end of the outage (server time, naive = UTC).
+        :param paths: path prefixes affected (``/v2/stocks`` is the data API).
+        :param fault: the failure (503 by default).
+        """
+        ts = pd.Timestamp(until)
+        with self._lock:
+            self._outages.append(
+                (ts.tz_localize("UTC") if ts.tzinfo is None else ts, paths, fault or server_error(503))
+            )
 
     def fill_pending(self) -> None:
         """Fill every open market order in full at the current prices (late and partial fills land, and so
@@ -656,6 +681,8 @@ class FakeAlpaca:
             mask &= frame["timestamp"] >= pd.Timestamp(query["start"])
         if "end" in query:
             mask &= frame["timestamp"] <= pd.Timestamp(query["end"])
+        if self.bars_until_now:
+            mask &= (frame["timestamp"] <= self.now) | frame.get("injected", False)
         rows = frame[mask]
         offset = int(base64.b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
         limit = min(int(query.get("limit") or self.max_page_size), self.max_page_size)
@@ -671,7 +698,7 @@ class FakeAlpaca:
                     "c": r.close,
                     "v": r.volume,
                     "n": 1,
-                    "vw": (r.high + r.low + r.close) / 3,
+                    "vw": r.close,
                 }
             )
         more = offset + limit < len(rows)
@@ -682,6 +709,9 @@ class FakeAlpaca:
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:
             self.requests.append((method, path))
+            for until, paths, fault in self._outages:
+                if self.now < until and path.startswith(paths):
+                    return fault
             for rule in self._rules:
                 if rule.method == method and path.startswith(rule.path) and rule.times > 0:
                     rule.times -= 1

@@ -49,7 +49,7 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def broker(alpaca_env: FakeAlpaca, sleeps: Sleeps) -> AlpacaBroker:
-    return AlpacaBroker.from_env(retry=RetryPolicy(max_attempts=4, base_delay=0.01), sleep=sleeps)
+    return AlpacaBroker.from_env(retry=RetryPolicy(max_attempts=4, base_delay=0.01, jitter=0.0), sleep=sleeps)
 
 
 def buy(qty: float, cid: str, symbol: str = "SPY") -> OrderRequest:

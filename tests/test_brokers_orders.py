@@ -100,11 +100,18 @@ def test_same_decision_plans_the_same_orders() -> None:
 
 # ---------------------------------------------------------------------- retry policy
 def test_backoff_doubles_is_capped_and_respects_retry_after() -> None:
-    policy = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=5.0)
+    policy = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=5.0, jitter=0.0)
     assert [policy.delay(k) for k in range(4)] == [1.0, 2.0, 4.0, 5.0]
     assert policy.delay(0, retry_after=3.0) == 3.0 and policy.delay(2, retry_after=60.0) == 5.0
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+def test_backoff_jitter_spreads_waits_within_half_to_full_backoff() -> None:
+    waits = [RetryPolicy(base_delay=1.0, max_delay=64.0, seed=s).delay(3) for s in range(200)]
+    assert 4.0 <= min(waits) < 4.4 and 7.6 < max(waits) <= 8.0, "equal jitter: half to all of 2**3"
+    again = [RetryPolicy(base_delay=1.0, max_delay=64.0, seed=s).delay(3) for s in range(200)]
+    assert waits == again, "seeded: the same waits"
 
 
 def test_call_with_retry_passes_rejects_through() -> None:
@@ -117,7 +124,7 @@ def test_call_with_retry_passes_rejects_through() -> None:
         return "ok"
 
     waits: list[float] = []
-    assert call_with_retry(flaky, RetryPolicy(base_delay=0.5), "op", waits.append) == "ok"
+    assert call_with_retry(flaky, RetryPolicy(base_delay=0.5, jitter=0.0), "op", waits.append) == "ok"
     assert calls == [0, 1, 2] and waits == [0.5, 1.0]
     with pytest.raises(BrokerUnavailable, match="op: gave up after 2 attempts"):
         call_with_retry(

@@ -372,6 +372,29 @@ def forward_fill(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def bar_rules(v: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    """The per-bar rules: ``(rule, message, broken)`` with ``broken`` True where a bar breaks the rule.
+
+    Shared by :func:`validate` (which raises on the first broken bar) and the live feed (which skips that
+    symbol's bar and trades on).
+
+    :param v: ``(time, symbol, field)`` OHLCV values.
+    """
+    prices = v[:, :, :VOLUME]
+    with np.errstate(invalid="ignore"):
+        return [
+            ("nan", "value is NaN or infinite (pass fill_gaps=True to forward-fill gaps)",
+             ~np.isfinite(v).all(axis=2)),
+            ("non_positive_price", "a price is zero or negative", (prices <= 0).any(axis=2)),
+            ("high_below_low", "high is below low", v[:, :, HIGH] < v[:, :, LOW]),
+            ("open_outside_range", "open is outside [low, high]",
+             (v[:, :, OPEN] < v[:, :, LOW]) | (v[:, :, OPEN] > v[:, :, HIGH])),
+            ("close_outside_range", "close is outside [low, high]",
+             (v[:, :, CLOSE] < v[:, :, LOW]) | (v[:, :, CLOSE] > v[:, :, HIGH])),
+            ("negative_volume", "volume is negative", v[:, :, VOLUME] < 0),
+        ]
+
+
 def validate(data: MarketData) -> MarketData:
     """Check every rule and raise :class:`DataValidationError` on the first violation.
 
@@ -380,19 +403,7 @@ def validate(data: MarketData) -> MarketData:
     """
     _check_index(data.index, None)
     v = data.values
-    prices = v[:, :, :VOLUME]
-    checks: list[tuple[str, str, np.ndarray]] = [
-        ("nan", "value is NaN or infinite (pass fill_gaps=True to forward-fill gaps)",
-         ~np.isfinite(v).all(axis=2)),
-        ("non_positive_price", "a price is zero or negative", (prices <= 0).any(axis=2)),
-        ("high_below_low", "high is below low", v[:, :, HIGH] < v[:, :, LOW]),
-        ("open_outside_range", "open is outside [low, high]",
-         (v[:, :, OPEN] < v[:, :, LOW]) | (v[:, :, OPEN] > v[:, :, HIGH])),
-        ("close_outside_range", "close is outside [low, high]",
-         (v[:, :, CLOSE] < v[:, :, LOW]) | (v[:, :, CLOSE] > v[:, :, HIGH])),
-        ("negative_volume", "volume is negative", v[:, :, VOLUME] < 0),
-    ]
-    for rule, message, bad in checks:
+    for rule, message, bad in bar_rules(v):
         if bad.any():
             t, s = np.argwhere(bad)[0]
             row = dict(zip(FIELDS, v[t, s].tolist()))
