@@ -5,8 +5,9 @@
 - :mod:`envs.sim`: actions, the risk layer, execution and costs (the one trade rule and fill model),
   accounting, metrics, and the compiled loops of the vector env and the backtest replay;
 - :mod:`envs.options`: option pricing, chains, strategies and the option account;
-- :mod:`envs.environments`: the Gymnasium envs (``Stocks-v0``, ``Portfolio-v0``, ``Options-v0``), the
-  batched vector env and the rewards.
+- :mod:`envs.environments`: the Gymnasium envs (``Stocks-v0``, ``Portfolio-v0``, ``Options-v0``, and the
+  microstructure envs ``MarketMaking-v0`` and ``Execution-v0`` on :mod:`envs.sim.lob` and
+  :mod:`envs.sim.impact`), the batched vector envs and the rewards.
 
 Arrows point one way: ``data -> features, sim, options -> environments``. Nothing here imports
 stable-baselines3 (its adapters live in :mod:`agents.vec_env`). Importing this package registers the
@@ -58,6 +59,14 @@ _ENV_SPECS: dict[str, tuple[str, str | None]] = {
         "envs.environments.vector:make_portfolio_vector_env",
     ),
     "AlpacaGym/Options-v0": ("envs.environments.options:OptionsEnv", None),
+    "AlpacaGym/MarketMaking-v0": (
+        "envs.environments.market_making:MarketMakingEnv",
+        "envs.environments.market_making:make_market_making_vector_env",
+    ),
+    "AlpacaGym/Execution-v0": (
+        "envs.environments.optimal_execution:ExecutionEnv",
+        "envs.environments.optimal_execution:make_execution_vector_env",
+    ),
 }
 
 ENV_IDS = tuple(_ENV_SPECS)

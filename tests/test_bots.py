@@ -19,8 +19,8 @@ from envs.data.synthetic import generate_market
 from envs.environments.portfolio import PortfolioEnv
 from experiments.engine import MINIMAL_FEATURES
 
-# Stock bots only: the options bots trade Options-v0 and are tested in tests/test_options_bots.py.
-BOTS = [n for n in policy_names() if policy_class(n).__module__.startswith("baselines.") and not policy_class(n).__module__.endswith("options_bots")]
+# Stock bots: the baselines that name no env of their own (options, market-making and execution policies do).
+BOTS = [n for n in policy_names() if policy_class(n).__module__.startswith("baselines.") and getattr(policy_class(n), "env_id", None) is None]
 
 
 @pytest.fixture(scope="module")
