@@ -46,14 +46,17 @@ Family = Literal["momentum", "mean_reversion", "pair", "hmm", "garch", "null"]
 FAMILIES: tuple[str, ...] = ("momentum", "mean_reversion", "pair", "hmm", "garch", "null")
 
 DEFAULT_SNR: dict[str, float] = {
-    "momentum": 0.15,
+    "momentum": 0.2,
     "mean_reversion": 0.1,
     "pair": 0.1,
-    "hmm": 0.1,
+    "hmm": 0.15,
     "garch": 0.5,
     "null": 0.0,
 }
-"""The default difficulty of each family: the ``snr`` used when none is given."""
+"""The default difficulty of each family: the ``snr`` used when none is given. With the default volatility
+(30%) and 10 bps commission the long-only oracle scores a Sharpe ratio near 1.2 (momentum), 0.8 (mean
+reversion) and 0.7 (hmm, 120-day regimes) on a 100,000-day series of training seed 1; weaker signals
+leave too little above the costs to tell learners apart."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class CalibratedConfig:
     start: str = "2015-01-02"
     volatility: float = 0.3
     drift: float = 0.0
-    regime_duration: float = 60.0
+    regime_duration: float = 120.0
     garch_alpha: float = 0.1
     garch_beta: float = 0.85
     hedge_ratio: float = 0.8
