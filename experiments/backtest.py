@@ -335,9 +335,13 @@ def main(argv: list[str] | None = None) -> int:
                       f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")
         extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
     settings: dict[str, object] = {
-        "data": spec.data.data, "bars": data.n_bars, "start bar": start, "initial cash": spec.initial_cash,
-        "execution": execution, "risk": config.risk or "off", "sizing": spec.sizing,
+        "data": spec.data.data, "bars loaded": data.n_bars,
+        "first traded bar": f"{start:,} ({data.index[start]:%Y-%m-%d})", "initial cash": spec.initial_cash,
+        "execution": execution, "risk": config.risk, "sizing": spec.sizing,
     }
+    if all(r.env_id == OPTIONS_ENV_ID for r in results):
+        # Options-v0 sizes every position so that cash covers its worst case; the risk rules never ran.
+        settings["risk"] = "not applied (Options-v0)"
     if any(r.env_id == OPTIONS_ENV_ID for r in results):
         settings["option costs"] = config.option_costs()
     path = write_report(results, data, args.out, settings=settings, extras=extras)

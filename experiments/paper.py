@@ -36,7 +36,12 @@ from brokers.retry import RetryPolicy
 from brokers.runner import LiveRunner, RunnerConfig
 from brokers.summary import format_summary, summarize
 from brokers.sim import SimBroker
-from envs.data.fallback import BarSource, is_daily_or_longer, parse_timeframe, split_symbols
+from envs.data.fallback import (
+    BarSource,
+    is_daily_or_longer,
+    parse_timeframe,
+    split_symbols,
+)
 from envs.data.market_data import MarketData
 from envs.sim.execution import ExecutionConfig
 from envs.sim.risk import RiskConfig

@@ -51,7 +51,12 @@ from envs.data.splits import WalkForward
 from envs.sim.metrics import sharpe_ratio, simple_returns
 from experiments.backtest import print_table
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest
-from experiments.predictor_config import PredictorConfig, field_help, load_config, parse_sets
+from experiments.predictor_config import (
+    PredictorConfig,
+    field_help,
+    load_config,
+    parse_sets,
+)
 from experiments.report import write_report
 
 logger = logging.getLogger(__name__)

@@ -41,9 +41,19 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
-from agents.ppo import ALGORITHMS, MODEL_FILE, VECNORMALIZE_FILE, load_agent, write_manifest
+from agents.ppo import (
+    ALGORITHMS,
+    MODEL_FILE,
+    VECNORMALIZE_FILE,
+    load_agent,
+    write_manifest,
+)
 from agents.registry import make_policy
-from agents.rl_callbacks import EvaluationHook, StepsPerSecondCallback, TradingEvalCallback
+from agents.rl_callbacks import (
+    EvaluationHook,
+    StepsPerSecondCallback,
+    TradingEvalCallback,
+)
 from agents.rl_eval import EnvFactory, EvalEnv, Period, evaluate, split_periods
 from agents.vec_env import ConcatVecEnv, SB3VecEnv
 from envs.data.market_data import MarketData
@@ -59,7 +69,13 @@ from envs.options.account import OptionCosts
 from envs.options.chains import SyntheticChains
 from envs.sim.execution import ExecutionConfig
 from experiments.engine import MINIMAL_FEATURES
-from experiments.rl_config import ALGOS, RLConfig, add_config_arguments, load_config, overrides_from_args
+from experiments.rl_config import (
+    ALGOS,
+    RLConfig,
+    add_config_arguments,
+    load_config,
+    overrides_from_args,
+)
 
 logger = logging.getLogger(__name__)
 

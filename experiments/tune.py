@@ -32,7 +32,12 @@ from agents.rl_callbacks import selection_sharpe
 from agents.rl_eval import Evaluation
 from envs.environments.rewards import REWARDS
 from experiments.cli import Parser, command
-from experiments.rl_config import RLConfig, add_config_arguments, load_config, overrides_from_args
+from experiments.rl_config import (
+    RLConfig,
+    add_config_arguments,
+    load_config,
+    overrides_from_args,
+)
 from experiments.train_rl import train
 
 logger = logging.getLogger(__name__)
