@@ -48,7 +48,9 @@ class Alerts:
         :param at: when it happened (now by default).
         """
         when = pd.Timestamp.now(tz="UTC") if at is None else pd.Timestamp(at)
-        log.warning("alert %s: %s", kind, message)
+        # Risk interventions are the risk layer doing its job: info, not a warning (they are journalled
+        # and posted all the same).
+        log.log(logging.INFO if kind == "risk" else logging.WARNING, "alert %s: %s", kind, message)
         self.journal.record_event(self.run_id, kind, message, data, when)
         if self.webhook:
             body = {"run_id": self.run_id, "kind": kind, "message": message, "at": when.isoformat(),

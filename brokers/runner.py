@@ -198,8 +198,12 @@ class LiveRunner:
                 payload["data_start"] = data.index[0].isoformat()
             self.journal.record_decision(run, ts, payload)
             self._decisions.append((ts, payload))
+            # A limit that keeps binding bar after bar (a position trimmed to its cap) is alerted once,
+            # when it starts; every bar's interventions stay in the decision.
+            active = {_rule_of(line) for line in before[1].get("risk_events", ())} if before else set()
             for line in payload["risk_events"]:
-                self.alerts.send("risk", f"{ts:%Y-%m-%d %H:%M} {line}", at=ts)
+                if _rule_of(line) not in active:
+                    self.alerts.send("risk", f"{ts:%Y-%m-%d %H:%M} {line}", at=ts)
         else:
             payload = recorded
             log.info("bar %s already decided before a restart; re-using the journalled decision", ts)
@@ -442,7 +446,10 @@ class LiveRunner:
     def _account_view(self, account: Any, rec: Reconciliation, prices: dict[str, float]) -> dict[str, Any]:
         """What the dashboard and the summary read back: the account and the broker's health now."""
         health = getattr(self.broker, "health", None)
+        backtest = self.shadow.info.get("equity")
         return {
+            # The shadow env is the backtest of this policy over these bars with these decisions.
+            "backtest_equity": None if backtest is None else float(backtest),
             "equity": float(account.equity),
             "cash": float(account.cash),
             "positions": {s: float(q) for s, q in sorted(rec.positions.items())},
@@ -465,6 +472,11 @@ class LiveRunner:
     def _held_weights(self, positions: dict[str, float], data: MarketData, equity: float) -> dict[str, float]:
         closes = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
         return {s: positions.get(s, 0.0) * closes[s] / equity for s in self.symbols}
+
+
+def _rule_of(line: str) -> str:
+    """``"SYM rule"`` of a journalled risk event line (``"SYM rule: reason"``)."""
+    return line.split(":", 1)[0]
 
 
 def _jsonable(action: Any) -> Any:

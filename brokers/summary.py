@@ -10,11 +10,13 @@ from typing import Any
 from brokers.journal import KILLED, Journal
 
 
-def summarize(journal: Journal, run_id: str) -> dict[str, Any]:
+def summarize(journal: Journal, run_id: str, equity_now: float | None = None) -> dict[str, Any]:
     """Counts and totals of one run.
 
     :param journal: the run's journal.
     :param run_id: the run.
+    :param equity_now: the account's equity now, when the broker can be asked (the journal's last
+        figure is the last decision's, before its orders filled).
     :return: ``bars``, ``start_equity``, ``end_equity``, ``pnl``, ``orders`` (count per status), ``fills``,
         ``traded_value``, ``rejections`` (``[client id, reason]``), ``risk_interventions``, ``outages``
         (count), ``outage_seconds``, ``bad_bars``, ``stale_flattened``, ``left_for_next_open``.
@@ -28,9 +30,8 @@ def summarize(journal: Journal, run_id: str) -> dict[str, Any]:
     events = journal.events(run_id)
     ends = [e for e in events if e["kind"] == "outage_end"]
     start_equity = equities[0] if equities else None
-    end_equity = kills[-1].get("equity", equities[-1] if equities else None) if kills else (
-        equities[-1] if equities else None
-    )
+    journalled = [p["equity"] for p in kills if "equity" in p] or equities
+    end_equity = equity_now if equity_now is not None else (journalled[-1] if journalled else None)
     return {
         "bars": len(bars),
         "start_equity": start_equity,

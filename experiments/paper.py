@@ -29,6 +29,7 @@ from tqdm import tqdm
 from agents.policy import Policy
 from brokers.alerts import Alerts
 from brokers.base import Broker, BrokerUnavailable, Clock
+from brokers.dashboard import DashboardServer, parse_listen
 from brokers.feed import AlpacaBars, DataUnavailable, LiveBars
 from brokers.journal import Journal
 from brokers.market_hours import trading_window
@@ -365,6 +366,13 @@ def _parser() -> argparse.ArgumentParser:
         help="flatten a symbol after this many bars in a row without a good bar (default 3)",
     )
     p.add_argument("--webhook", default=None, help="URL that gets a JSON POST per alert (risk, outages)")
+    p.add_argument(
+        "--dashboard",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve the live monitoring page while running (localhost unless HOST is given; needs a journal "
+        "file, runs/paper/RUN_ID/journal.sqlite by default)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log every order and fill (default with --broker sim: only warnings, under the progress bar)")
@@ -381,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_logs = args.broker == "sim" and not args.verbose
     logging.basicConfig(level=logging.WARNING if quiet_logs else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stack = contextlib.ExitStack()
     try:
         symbols = tuple(split_symbols(args.symbols))
         params = {key: value for _, key, value in parse_overrides(args.param)}
@@ -402,9 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             max_stale_bars=args.max_stale_bars,
         )
-        # A sim run starts a fresh simulated account, so by default it keeps no journal between runs.
-        default = ":memory:" if args.broker == "sim" else Path("runs") / "paper" / run_id / "journal.sqlite"
+        # A sim run starts a fresh simulated account, so by default it keeps no journal between runs (unless
+        # a dashboard has to read it from another connection).
+        in_memory = args.broker == "sim" and not args.dashboard
+        default = ":memory:" if in_memory else Path("runs") / "paper" / run_id / "journal.sqlite"
         journal = Journal(args.journal or default)
+        if args.dashboard:
+            if journal.path == ":memory:":
+                raise ValueError("--dashboard reads the journal from a file; give --journal PATH, not :memory:")
+            host, port = parse_listen(args.dashboard)
+            dashboard = stack.enter_context(DashboardServer(journal.path, run_id, host, port))
+            print(f"dashboard at {dashboard.url}", flush=True)
         alerts = Alerts(journal, run_id, args.webhook)
         kill = KillSwitch(args.kill_file)
         with kill.installed():
@@ -419,6 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"--symbols {','.join(missing)} not in --data {args.data} (its symbols: "
                         f"{', '.join(data.symbols)}): choose --symbols among them or give --data with those "
                         "symbols (e.g. --data csv:PATH)"
+                    )
+                if run_id in journal.runs():
+                    raise ValueError(
+                        f"{journal.path} already holds run {run_id!r}; a sim run starts a fresh account, so "
+                        "give it a new --run-id or --journal"
                     )
                 broker = SimBroker(symbols, args.initial_cash, execution)
                 runner = make_runner(
@@ -450,11 +472,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"P/L {equity - args.initial_cash:+,.2f} ({equity / args.initial_cash - 1:+.2%}) on "
                   f"{args.initial_cash:,.2f} initial cash")
         print(f"run {run_id}: {decided} bar(s) decided; journal {journal.path}")
-        print("\n".join(format_summary(run_id, summarize(journal, run_id))))
+        print("\n".join(format_summary(run_id, summarize(journal, run_id, broker.account().equity))))
         return 0
     except (RegistryError, ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        stack.close()
 
 
 if __name__ == "__main__":
