@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from brokers.journal import KILLED, Journal
+from brokers.journal import KILLED, PLANNED, Journal
 
 
 def summarize(journal: Journal, run_id: str, equity_now: float | None = None) -> dict[str, Any]:
@@ -47,6 +47,11 @@ def summarize(journal: Journal, run_id: str, equity_now: float | None = None) ->
         "bad_bars": sum(1 for e in events if e["kind"] == "bad_bar"),
         "stale_flattened": sorted({s for p in bars for s in p.get("stale_flattened", ())}),
         "left_for_next_open": kills[-1].get("left", {}) if kills else {},
+        "still_open": [
+            f"{o.request.symbol} {o.request.side.value} {o.request.qty - o.filled_qty:g} ({o.status})"
+            for o in orders
+            if not o.is_finished and o.status != PLANNED
+        ],
     }
 
 
@@ -68,6 +73,8 @@ def format_summary(run_id: str, summary: dict[str, Any]) -> list[str]:
     lines += [f"  rejected {cid}: {reason}" for cid, reason in s["rejections"]]
     if s["stale_flattened"]:
         lines.append(f"  flattened for lack of good data: {', '.join(s['stale_flattened'])}")
+    if s["still_open"]:
+        lines.append(f"  orders still open at the broker (not filled yet): {'; '.join(s['still_open'])}")
     if s["left_for_next_open"]:
         held = ", ".join(f"{sym} {qty:g}" for sym, qty in sorted(s["left_for_next_open"].items()))
         lines.append(f"  left for the next open (market closed at the kill switch): {held}")

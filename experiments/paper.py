@@ -28,11 +28,12 @@ from tqdm import tqdm
 
 from agents.policy import Policy
 from brokers.alerts import Alerts
-from brokers.base import Broker, BrokerUnavailable, Clock
+from brokers.base import Broker, BrokerError, BrokerUnavailable, Clock
 from brokers.dashboard import DashboardServer, parse_listen
 from brokers.feed import AlpacaBars, DataUnavailable, LiveBars
 from brokers.journal import Journal
 from brokers.market_hours import trading_window
+from brokers.reconcile import reconcile
 from brokers.retry import RetryPolicy
 from brokers.runner import LiveRunner, RunnerConfig
 from brokers.summary import format_summary, summarize
@@ -466,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     poll_interval=args.poll_seconds,
                 )
         alerts.flush()
+        with contextlib.suppress(BrokerError):  # the orders' last word for the summary, if the broker answers
+            reconcile(runner.broker, journal, run_id)
         print(runner.status())
         if args.broker == "sim":
             equity = broker.account().equity

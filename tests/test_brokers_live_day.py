@@ -198,6 +198,12 @@ def test_runner_survives_an_outage_then_reconciles_and_resumes(
 
     summary = summarize(runner.journal, "outage")
     assert summary["outages"] == 1 and summary["outage_seconds"] >= minutes * 60
+    from brokers.dashboard import dashboard_state
+
+    shown = dashboard_state(runner.journal, "outage")["health"]
+    assert shown["outages"] == 1 and not shown["in_outage"] and shown["calls"] > 0
+    if what == "broker":
+        assert shown["retries"] >= 3 * end["data"]["failures"], "every failed cycle retried the call"
 
 
 @pytest.mark.parametrize("fault", ["http-500", "dropped"])
@@ -429,3 +435,33 @@ def drive_days(runner: Any, alpaca_env: FakeAlpaca, data: MarketData, days: rang
         alpaca_env.prices = {s: float(data.close[i - 1, j]) for j, s in enumerate(data.symbols)}
         run_broker(runner, feed, "1Day", pd.Timedelta(days=150), KillSwitch(), sleep=clock, max_cycles=1,
                    monotonic=clock.monotonic)
+
+
+def test_sigterm_after_the_close_sends_nothing_and_says_what_is_left(alpaca_env: FakeAlpaca, tmp_path: Path) -> None:
+    """The real command in its own process, stopped by a real SIGTERM while the market is closed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from alpaca_server import _Position
+
+    alpaca_env.set_time(pd.Timestamp("2024-03-05 23:00", tz="UTC"))  # 18:00 New York
+    alpaca_env.positions["SPY"] = _Position(10.0, 500.0)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.paper", "buy_and_hold", "--symbols", "SPY,AAPL", "--broker",
+         "alpaca-paper", "--journal", str(tmp_path / "j.sqlite"), "--poll-seconds", "0.2"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while alpaca_env.count("GET", "/v2/clock") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until the runner is up and watching the clock
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert alpaca_env.count("POST", "/v2/orders") == 0
+    assert "left for the next open (market closed at the kill switch): SPY 10" in out, out
+    assert "Traceback" not in err
