@@ -186,7 +186,7 @@ class AlpacaBars:
                 status = err.status_code or 0
                 if status == 429 or status >= 500 or status == 0:
                     raise TransientError(f"data API HTTP {status}") from err
-                raise DataRejected(f"data API refused the bars request (HTTP {status}): {err}") from err
+                raise DataRejected(f"data API refused the bars request (HTTP {status}): {_message(err)}") from err
             except requests.RequestException as err:
                 if not self._reached and is_refused(err):
                     raise BrokerConfigError(
@@ -280,6 +280,14 @@ def _lenient(text: str) -> dict[str, list[dict[str, Any]]] | None:
     if not isinstance(body, dict) or body.get("next_page_token") or not isinstance(body.get("bars"), dict):
         return None
     return body["bars"]
+
+
+def _message(err: APIError) -> str:
+    """Alpaca's ``message`` from an error body, or the body as it came."""
+    try:
+        return str(json.loads(str(err))["message"])
+    except (ValueError, KeyError, TypeError):
+        return str(err)
 
 
 def _number(value: object) -> float:

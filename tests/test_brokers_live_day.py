@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from alpaca_server import FakeAlpaca, LandFills, LateFill, PendingCancel, alpaca_daily
+from alpaca_server import FakeAlpaca, LandFills, LateFill, PartialFill, PendingCancel, alpaca_daily
 
 from brokers.alpaca import AlpacaBroker
 from brokers.journal import Journal
@@ -60,9 +60,10 @@ def spy(server: FakeAlpaca) -> float:
     return 0.0 if held is None else held.qty
 
 
+@pytest.mark.parametrize("first", ["late", "partial"])
 @pytest.mark.parametrize("events", ["stale-order-fills-anyway", "cancel-completes"])
 def test_cancel_fill_race_never_exceeds_the_target(
-    alpaca_env: FakeAlpaca, daily: MarketData, tmp_path: Path, events: str
+    alpaca_env: FakeAlpaca, daily: MarketData, tmp_path: Path, events: str, first: str
 ) -> None:
     k = daily.n_bars - 4
     bars = [daily.iloc(slice(0, k + 1 + j)) for j in range(3)]
@@ -74,14 +75,15 @@ def test_cancel_fill_race_never_exceeds_the_target(
     alpaca_env.prices["SPY"] = float(bars[1].close[-1, 0])
     target = [int(w * 100_000 / float(b.close[-1, 0])) for w, b in zip((0.10, 0.12), bars)]
 
-    alpaca_env.inject(LateFill())
+    alpaca_env.inject(LateFill() if first == "late" else PartialFill(0.5))
     runner.on_bar(bars[0])
-    assert spy(alpaca_env) == 0, "the first buy is accepted but not filled yet"
+    early = spy(alpaca_env)
+    assert early == (0 if first == "late" else target[0] // 2), "the first buy is not (fully) filled yet"
     # Next bar: the stale buy is cancelled, but Alpaca only marks it pending_cancel; it can still fill.
     alpaca_env.inject(PendingCancel(), "DELETE", "/v2/orders/")
     runner.on_bar(bars[1])
     seen = [spy(alpaca_env)]
-    assert seen[0] == target[1] - target[0], "only the part of the target not already in flight is bought"
+    assert seen[0] == early + target[1] - target[0], "only the part of the target not in flight is bought"
     if events == "stale-order-fills-anyway":
         alpaca_env.fill_pending()
         seen.append(spy(alpaca_env))
@@ -465,3 +467,21 @@ def test_sigterm_after_the_close_sends_nothing_and_says_what_is_left(alpaca_env:
     assert alpaca_env.count("POST", "/v2/orders") == 0
     assert "left for the next open (market closed at the kill switch): SPY 10" in out, out
     assert "Traceback" not in err
+
+
+def test_a_refused_data_request_fails_fast_with_one_line(
+    alpaca_env: FakeAlpaca, daily: MarketData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alpaca_server import HttpError
+
+    from experiments.paper import main
+
+    alpaca_env.inject(HttpError(403, "subscription does not permit querying recent SIP data"), "GET",
+                      "/v2/stocks/bars", times=10)
+    code = main(["buy_and_hold", "--symbols", "SPY,AAPL", "--broker", "alpaca-paper",
+                 "--journal", str(tmp_path / "j.sqlite")])
+    err = capsys.readouterr().err
+    assert code == 2 and alpaca_env.count("GET", "/v2/stocks/bars") == 1, "a 403 is not retried"
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        "error: data API refused the bars request (HTTP 403): subscription does not permit querying recent SIP data"
+    ]
