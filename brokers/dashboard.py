@@ -121,7 +121,7 @@ def dashboard_state(journal: Journal, run_id: str | None = None) -> dict[str, An
     outages = [e for e in events if e["kind"] in ("outage_start", "outage_end")]
     health["outages"] = sum(1 for e in outages if e["kind"] == "outage_start")
     health["in_outage"] = bool(outages) and outages[-1]["kind"] == "outage_start"
-    summary = summarize(journal, run)
+    summary = summarize(journal, run, decisions=decisions)
     return _clean(
         {
             "run_id": run,
@@ -166,6 +166,8 @@ class DashboardServer:
         self.refresh_seconds = refresh_seconds
         if host not in LOOPBACK:
             log.warning("dashboard bound to %s: anyone who can reach it sees the run (read-only)", host)
+        self._cache: tuple[Any, bytes] | None = None
+        self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -199,18 +201,27 @@ class DashboardServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def state(self, run_id: str | None = None) -> dict[str, Any]:
-        """The JSON the page polls (a fresh read-only connection each time).
+    def state(self, run_id: str | None = None) -> bytes:
+        """The JSON the page polls, re-read only when the journal has changed since the last poll (a fresh
+        read-only connection each time, so the runner's writes are always seen).
 
         :param run_id: overrides the server's run.
         """
+        run = run_id or self.run_id
         journal = open_read_only(self.journal_path)
         try:
-            state = dashboard_state(journal, run_id or self.run_id)
+            key = (run, journal.version())
+            with self._lock:
+                if self._cache is not None and self._cache[0] == key:
+                    return self._cache[1]
+                state = dashboard_state(journal, run)
+                state["refresh_seconds"] = self.refresh_seconds
+                state["version"] = repr(key)
+                body = json.dumps(state).encode()
+                self._cache = (key, body)
+                return body
         finally:
             journal.close()
-        state["refresh_seconds"] = self.refresh_seconds
-        return state
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -251,7 +262,7 @@ def _handler_for(server: DashboardServer) -> type[BaseHTTPRequestHandler]:
             if url.path == "/api/state":
                 run = parse_qs(url.query).get("run", [None])[-1]
                 try:
-                    body = json.dumps(server.state(run)).encode()
+                    body = server.state(run)
                 except (OSError, sqlite3.Error) as err:
                     self._send(503, json.dumps({"error": str(err)}).encode(), "application/json")
                     return

@@ -224,6 +224,16 @@ class Journal:
             for r in rows
         ]
 
+    def version(self) -> tuple[Any, ...]:
+        """Changes whenever anything is written (a decision, an order's update, a fill, an event): a reader
+        polling the journal re-reads it only when this moves."""
+        row = self._db.execute(
+            "SELECT (SELECT max(rowid) FROM decisions), (SELECT count(*) FROM decisions), "
+            "(SELECT max(updated_at) FROM orders), (SELECT count(*) FROM orders), "
+            "(SELECT max(id) FROM fills), (SELECT max(id) FROM events)"
+        ).fetchone()
+        return tuple(row)
+
     def runs(self) -> list[str]:
         """Every run id with a decision, order or event in this journal, sorted."""
         rows = self._db.execute(

@@ -10,18 +10,24 @@ from typing import Any
 from brokers.journal import KILLED, PLANNED, Journal
 
 
-def summarize(journal: Journal, run_id: str, equity_now: float | None = None) -> dict[str, Any]:
+def summarize(
+    journal: Journal,
+    run_id: str,
+    equity_now: float | None = None,
+    decisions: list[tuple[Any, dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """Counts and totals of one run.
 
     :param journal: the run's journal.
     :param run_id: the run.
     :param equity_now: the account's equity now, when the broker can be asked (the journal's last
         figure is the last decision's, before its orders filled).
+    :param decisions: the run's decisions when the caller has read them already.
     :return: ``bars``, ``start_equity``, ``end_equity``, ``pnl``, ``orders`` (count per status), ``fills``,
         ``traded_value``, ``rejections`` (``[client id, reason]``), ``risk_interventions``, ``outages``
         (count), ``outage_seconds``, ``bad_bars``, ``stale_flattened``, ``left_for_next_open``.
     """
-    decisions = journal.decisions(run_id)
+    decisions = journal.decisions(run_id) if decisions is None else decisions
     bars = [p for _, p in decisions if KILLED not in p]
     kills = [p for _, p in decisions if KILLED in p]
     equities = [p["equity"] for p in bars if "equity" in p]

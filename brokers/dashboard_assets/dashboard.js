@@ -6,6 +6,7 @@ const SVG = "http://www.w3.org/2000/svg";
 let refreshMs = 2000;
 let chosenRun = new URLSearchParams(location.search).get("run");
 let timer = null;
+let shown = null;  // the version of the state on screen: an unchanged journal is not redrawn
 
 function el(tag, text, cls) {
   const node = document.createElement(tag);
@@ -112,7 +113,8 @@ function equityChart(points) {
     const last = s.pts[s.pts.length - 1];
     path.append(svg("title", {}, `${s.cls}: ${num(last.v)} (${(100 * last.y).toFixed(2)}%)`));
     nodes.push(path);
-    for (const p of s.pts) {
+    // One dot per bar while they can be told apart; a long run draws the line alone.
+    for (const p of s.pts.length <= 300 ? s.pts : []) {
       const dot = svg("circle", { cx: sx(p.x).toFixed(1), cy: sy(p.y).toFixed(1), r: 2.5, class: s.cls });
       dot.append(svg("title", {}, `${s.cls} ${new Date(p.x).toISOString().slice(0, 16)}: ${num(p.v)}`));
       nodes.push(dot);
@@ -207,7 +209,11 @@ async function poll() {
     if (reply.ok) {
       const state = await reply.json();
       refreshMs = 1000 * (state.refresh_seconds || 2);
-      render(state);
+      if (state.version !== shown) {
+        render(state);
+        shown = state.version;
+      }
+      document.getElementById("updated").textContent = new Date().toISOString().slice(11, 19) + " UTC";
     } else {
       document.getElementById("updated").textContent = `journal unreadable (HTTP ${reply.status})`;
     }
@@ -219,6 +225,7 @@ async function poll() {
 
 document.getElementById("run-select").addEventListener("change", (event) => {
   chosenRun = event.target.value;
+  shown = null;
   poll();
 });
 poll();
