@@ -10,7 +10,6 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-import scipy.stats
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from rollouts import rollout
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
@@ -207,15 +206,6 @@ def test_execution_accounting_and_forced_completion() -> None:
     assert fill.price == pytest.approx(before - c.epsilon - c.eta * c.shares / c.tau, rel=1e-12)
     assert total + penalties == pytest.approx(-1e4 * info["shortfall"] / c.notional, rel=1e-9)
     assert info["cash"] - u.initial_cash == pytest.approx(c.shares * c.s0 - info["shortfall"], rel=1e-12)
-
-
-def test_inversion_samplers_match_scipy() -> None:
-    for lam in (0.05, 0.7, 3.0, 40.0):
-        for u in (1e-6, 0.1, 0.5, 0.9, 0.999999):
-            assert lob.poisson_inverse(lam, u) == scipy.stats.poisson.ppf(u, lam)
-    for n, p in ((1, 0.3), (5, 0.37), (12, 0.9)):
-        for u in (1e-6, 0.2, 0.5, 0.95, 0.999999):
-            assert lob.binomial_inverse(n, p, u) == scipy.stats.binom.ppf(u, n, p)
 
 
 def test_queue_fill_by_hand() -> None:

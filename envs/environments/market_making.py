@@ -49,9 +49,11 @@ class _MarketMakerSpec:
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if max_offset is None:
-            # Beyond 8 / kappa a quote fills with probability e^-8 per order: as good as no quote. In the
-            # full book, ten levels deep is where market orders rarely reach.
-            max_offset = 10 * self.book.tick if self.book.fill_model == "queue" else 8.0 / self.book.fill_decay
+            # 3 / kappa: the widest quote fills e^-3 (5%) of the orders reaching it, and the middle of the
+            # action range is 1.5 / kappa, near the optimal quotes (1 / kappa plus the inventory skew), which
+            # is where a policy network starts. In the full book, ten levels deep is where market orders
+            # rarely reach.
+            max_offset = 10 * self.book.tick if self.book.fill_model == "queue" else 3.0 / self.book.fill_decay
         if not np.isfinite(max_offset) or max_offset <= 0:
             raise ValueError(f"max_offset must be a positive number, got {max_offset!r}")
         if not isinstance(max_lots, (int, np.integer)) or max_lots < 1:
@@ -151,7 +153,7 @@ class MarketMakingEnv(gym.Env):
     :param running_penalty: ``phi``, running inventory penalty per unit squared and time unit.
     :param terminal_penalty: ``alpha``, terminal inventory penalty per unit squared.
     :param action_mode: ``"offsets"`` or ``"offsets_sizes"``.
-    :param max_offset: largest quote distance (default ``8 / kappa``, or ten ticks in the full book).
+    :param max_offset: largest quote distance (default ``3 / kappa``, or ten ticks in the full book).
     :param max_lots: largest quote size in lots (``offsets_sizes``).
     :param initial_cash: added to the P/L in ``info["equity"]`` and ``info["cash"]``.
     :param symbol: the instrument's name in ``fills``.
@@ -208,7 +210,6 @@ class MarketMakingEnv(gym.Env):
         super().reset(seed=seed)
         rows = np.arange(1)
         self.sim.reset_rows(rows)
-        self.sim.random.reset()
         lob.reset_market_maker(rows, self.spec_.params, self.spec_.mm_params, self.sim.state, self._stats,
                                self._clock, self._obs)
         self._pnl = 0.0
@@ -220,15 +221,13 @@ class MarketMakingEnv(gym.Env):
             raise self.spec_.invalid(action)
         if self._clock[0] >= self.book.n_steps:
             raise RuntimeError(f"{ENV_ID}: the episode has ended; call reset()")
-        uni, nor = self.sim.random.next(self.np_random)
-        rewards, penalties, truncated = self._out
-        done = lob.step_market_maker(
-            self.spec_.params, self.spec_.mm_params, arr.reshape(1, -1), self.sim.state, self._stats, self._clock,
-            uni, nor, self.sim.events, self._obs, rewards, penalties, truncated,
-        )
-        if done < 0:
-            self.sim.random._k -= 1  # nothing was stepped: the same numbers serve the next valid step
+        if not np.all(np.abs(arr) <= 1.0 + lob.ACTION_TOLERANCE):  # NaN fails too
             raise self.spec_.invalid(action)
+        rewards, penalties, truncated = self._out
+        lob.step_market_maker(
+            self.spec_.params, self.spec_.mm_params, arr.reshape(1, -1), self.sim.state, self._stats, self._clock,
+            self.sim.events, lob.step_seed(self.np_random), self._obs, rewards, penalties, truncated,
+        )
         reward = float(rewards[0])
         self._pnl += reward + float(penalties[0])
         return self._obs[0].copy(), reward, False, bool(truncated[0]), self._info(self._fills(), float(penalties[0]))
@@ -337,7 +336,6 @@ class MarketMakingVectorEnv(VectorEnv):
         obs = np.empty((self.num_envs, lob.N_OBS), dtype=np.float32)
         rows = np.arange(self.num_envs)
         self.sim.reset_rows(rows)
-        self.sim.random.reset()
         lob.reset_market_maker(rows, self.spec_.params, self.spec_.mm_params, self.sim.state, self._stats,
                                self._clock, obs)
         self._pnl[:] = 0.0
@@ -353,14 +351,13 @@ class MarketMakingVectorEnv(VectorEnv):
         rewards = np.empty(n)
         penalties = np.empty(n)
         truncated = np.empty(n, dtype=bool)
-        uni, nor = self.sim.random.next(self.np_random)
+        bad = ~(np.abs(arr) <= 1.0 + lob.ACTION_TOLERANCE)  # NaN is bad too
+        if bad.any():
+            raise self.spec_.invalid(arr[np.flatnonzero(bad.any(axis=1))[0]])
         n_done = lob.step_market_maker(
             self.spec_.params, self.spec_.mm_params, arr, self.sim.state, self._stats, self._clock,
-            uni, nor, self.sim.events, obs, rewards, penalties, truncated,
+            self.sim.events, lob.step_seed(self.np_random), obs, rewards, penalties, truncated,
         )
-        if n_done < 0:
-            self.sim.random._k -= 1
-            raise self.spec_.invalid(arr[-n_done - 1])
         self._pnl += rewards + penalties
         infos: dict[str, Any] = {
             "pnl": self._pnl.copy(), "inventory": self.sim.inventory.copy(), "penalty": penalties, "t": self._clock.copy()

@@ -22,9 +22,10 @@ Penalva (2015), stepped in discrete time ``dt = horizon / n_steps``:
   lots of ``lot`` units; inventory stays within ``+-max_inventory`` lots (fills beyond are not taken).
   Every fill is at the agent's quoted price and pays ``maker_fee`` times its notional (negative: a rebate).
 
-Everything random comes from the owner's seeded ``numpy.random.Generator`` in blocks of
-:data:`RANDOM_BLOCK` steps, consumed in order, so the same seed gives the same paths whatever the batch
-does. The step itself is one compiled loop over the batch (:func:`step_book`).
+The step is one compiled loop over the batch (:func:`step_book`). Its random numbers come from numba's
+generator, seeded at the start of every step with a number drawn from the owner's seeded
+``numpy.random.Generator``, so the same seed gives the same paths, a pickled copy continues as the original
+does, and a step draws only the numbers its features need (no jump numbers without jumps...).
 """
 
 from __future__ import annotations
@@ -45,14 +46,6 @@ N_STATE = 10
 BID_PX, ASK_PX, BID_FILL, ASK_FILL, N_BUY, N_SELL, BUY_VOLUME, SELL_VOLUME, MID_BEFORE, FEES, BUY_LEVELS, \
     SELL_LEVELS = range(12)
 N_EVENTS = 12
-# Random numbers per episode and step: uniforms (counts, thinning, jump, order sizes) and normals.
-U_NBUY, U_FILL_ASK, U_NSELL, U_FILL_BID, U_JUMP, U_SIZES = range(6)
-N_UNIFORM = 6
-Z_MID, Z_JUMP, Z_ALPHA = range(3)
-N_NORMAL = 3
-RANDOM_BLOCK = 64
-"""Steps of random numbers drawn at once (one Generator call per block instead of per step)."""
-
 # Layout of the parameter vector the compiled step reads.
 (P_DT, P_SIGMA, P_MU, P_KAPPA, P_TICK, P_LOT, P_FEE, P_MAXINV, P_HAWKES_A, P_HAWKES_B, P_ALPHA_DECAY,
  P_ALPHA_IMPACT, P_ALPHA_VOL, P_JUMP_RATE, P_JUMP_STD, P_QUEUE, P_DEPTH, P_MO_SIZE, P_CANCEL) = range(19)
@@ -204,75 +197,30 @@ class BookConfig:
 
 
 @_inline
-def poisson_inverse(lam: float, u: float) -> int:  # pragma: no cover - compiled
-    """The ``Poisson(lam)`` draw whose CDF first reaches ``u`` (inversion, exact for any ``lam``)."""
-    if lam <= 0.0:
-        return 0
-    p = math.exp(-lam)
-    cdf = p
-    k = 0
-    # 1e4 bounds the loop for huge intensities; the tail beyond is below double precision there.
-    while u > cdf and k < 10000:
-        k += 1
-        p *= lam / k
-        cdf += p
-        if p == 0.0 and k > lam:
-            break
-    return k
-
-
-@_inline
-def binomial_inverse(n: int, p: float, u: float) -> int:  # pragma: no cover - compiled
-    """The ``Binomial(n, p)`` draw whose CDF first reaches ``u`` (inversion)."""
-    if n <= 0 or p <= 0.0:
-        return 0
-    if p >= 1.0:
-        return n
-    q = 1.0 - p
-    pmf = q ** n
-    cdf = pmf
-    k = 0
-    ratio = p / q
-    while u > cdf and k < n:
-        pmf *= ratio * (n - k) / (k + 1)
-        k += 1
-        cdf += pmf
-    return k
-
-
-@_inline
-def _splitmix(state: np.uint64) -> tuple[np.uint64, float]:  # pragma: no cover - compiled
-    """One step of splitmix64: the next state and a uniform in (0, 1)."""
-    state = state + np.uint64(0x9E3779B97F4A7C15)
-    z = state
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return state, ((z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)
-
-
-@_inline
-def _order_sizes(n: int, mean: float, u: float) -> tuple[float, float]:  # pragma: no cover - compiled
-    """Total and largest size of ``n`` market orders of geometric size (mean ``mean`` lots, at least 1).
-
-    The sizes come from a splitmix64 stream seeded by the step's uniform ``u``, so a step needs one
-    uniform from the Generator whatever the number of orders.
-    """
+def _order_sizes(n: int, mean: float) -> tuple[float, float]:  # pragma: no cover - compiled
+    """Total and largest size of ``n`` market orders of geometric size (mean ``mean`` lots, at least 1)."""
     if n == 0:
         return 0.0, 0.0
     if mean <= 1.0:
         return float(n), 1.0
-    state = np.uint64(int(u * 9007199254740992.0))
-    log_q = math.log(1.0 - 1.0 / mean)
     total = 0.0
     largest = 0.0
     for _ in range(n):
-        state, v = _splitmix(state)
-        size = 1.0 + math.floor(math.log(v) / log_q)
+        size = float(np.random.geometric(1.0 / mean))
         total += size
         if size > largest:
             largest = size
     return total, largest
+
+
+@_inline
+def _binomial(n: int, p: float) -> int:  # pragma: no cover - compiled
+    """``Binomial(n, min(p, 1))``, skipping the generator when the answer is certain."""
+    if n == 0:
+        return 0
+    if p >= 1.0:
+        return n
+    return np.random.binomial(n, p)
 
 
 @_inline
@@ -293,7 +241,7 @@ def _queue_fill(
 @_inline
 def step_one(
     i: int, p: np.ndarray, bid_offset: float, ask_offset: float, bid_lots: float, ask_lots: float,
-    state: np.ndarray, uni: np.ndarray, nor: np.ndarray, events: np.ndarray,
+    state: np.ndarray, events: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """One step of episode ``i``: quote, market orders, fills, then the mid-price moves.
 
@@ -316,23 +264,23 @@ def step_one(
     events[BID_PX, i] = bid_px
     events[ASK_PX, i] = ask_px
     # Market orders: buys lift asks, sells hit bids.
-    n_buy = poisson_inverse(state[LAM_BUY, i] * dt, uni[i, U_NBUY])
-    n_sell = poisson_inverse(state[LAM_SELL, i] * dt, uni[i, U_NSELL])
+    n_buy = np.random.poisson(state[LAM_BUY, i] * dt)
+    n_sell = np.random.poisson(state[LAM_SELL, i] * dt)
     ask_fill = 0.0
     bid_fill = 0.0
     if p[P_QUEUE] == 0.0:
         buy_volume, buy_largest = float(n_buy), 1.0 if n_buy else 0.0
         sell_volume, sell_largest = float(n_sell), 1.0 if n_sell else 0.0
         if ask_px == ask_px:
-            lifted = binomial_inverse(n_buy, min(1.0, math.exp(-p[P_KAPPA] * (ask_px - mid))), uni[i, U_FILL_ASK])
+            lifted = _binomial(n_buy, math.exp(-p[P_KAPPA] * (ask_px - mid)))
             ask_fill = lifted * ask_lots
         if bid_px == bid_px:
-            hit = binomial_inverse(n_sell, min(1.0, math.exp(-p[P_KAPPA] * (mid - bid_px))), uni[i, U_FILL_BID])
+            hit = _binomial(n_sell, math.exp(-p[P_KAPPA] * (mid - bid_px)))
             bid_fill = hit * bid_lots
     else:
         depth = p[P_DEPTH]
-        buy_volume, buy_largest = _order_sizes(n_buy, p[P_MO_SIZE], uni[i, U_SIZES])
-        sell_volume, sell_largest = _order_sizes(n_sell, p[P_MO_SIZE], uni[i, U_FILL_ASK])
+        buy_volume, buy_largest = _order_sizes(n_buy, p[P_MO_SIZE])
+        sell_volume, sell_largest = _order_sizes(n_sell, p[P_MO_SIZE])
         # The book's best quotes: the first tick strictly beyond the mid on each side.
         best_ask = math.floor(mid / tick + 1e-9) * tick + tick
         best_bid = math.ceil(mid / tick - 1e-9) * tick - tick
@@ -383,13 +331,13 @@ def step_one(
     # The mid moves after the step's orders: drift, diffusion, jumps.
     sqdt = math.sqrt(dt)
     alpha = state[ALPHA, i]
-    move = alpha * dt + p[P_SIGMA] * sqdt * nor[i, Z_MID]
-    if p[P_JUMP_RATE] > 0.0 and uni[i, U_JUMP] < p[P_JUMP_RATE] * dt:
-        move += p[P_JUMP_STD] * nor[i, Z_JUMP]
+    move = alpha * dt + p[P_SIGMA] * sqdt * np.random.standard_normal()
+    if p[P_JUMP_RATE] > 0.0 and np.random.random() < p[P_JUMP_RATE] * dt:
+        move += p[P_JUMP_STD] * np.random.standard_normal()
     state[MID, i] = mid + move
     if p[P_ALPHA_IMPACT] != 0.0 or p[P_ALPHA_VOL] != 0.0:
         state[ALPHA, i] = (alpha * math.exp(-p[P_ALPHA_DECAY] * dt) + p[P_ALPHA_IMPACT] * (n_buy - n_sell)
-                           + p[P_ALPHA_VOL] * sqdt * nor[i, Z_ALPHA])
+                           + p[P_ALPHA_VOL] * sqdt * np.random.standard_normal())
     if p[P_HAWKES_A] > 0.0:
         decay = math.exp(-p[P_HAWKES_B] * dt)
         mu = p[P_MU]
@@ -400,41 +348,20 @@ def step_one(
 @_jit
 def step_book(
     p: np.ndarray, bid_offset: np.ndarray, ask_offset: np.ndarray, bid_lots: np.ndarray, ask_lots: np.ndarray,
-    state: np.ndarray, uni: np.ndarray, nor: np.ndarray, events: np.ndarray,
+    state: np.ndarray, events: np.ndarray, seed: int,
 ) -> None:  # pragma: no cover - compiled
-    """Step every episode of the batch once (see :func:`step_one`)."""
+    """Step every episode of the batch once (see :func:`step_one`), numba's generator seeded with ``seed``."""
+    np.random.seed(seed)
     for i in range(state.shape[1]):
-        step_one(i, p, bid_offset[i], ask_offset[i], bid_lots[i], ask_lots[i], state, uni, nor, events)
+        step_one(i, p, bid_offset[i], ask_offset[i], bid_lots[i], ask_lots[i], state, events)
 
 
-class RandomBlocks:
-    """The step's random numbers, drawn from a Generator a block of :data:`RANDOM_BLOCK` steps at a time.
+def step_seed(rng: np.random.Generator) -> int:
+    """The seed of one compiled step, drawn from the owner's generator.
 
-    :param n: episodes in the batch.
+    :param rng: the env's seeded generator.
     """
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self._k = RANDOM_BLOCK
-        self._uni = np.empty((RANDOM_BLOCK, n, N_UNIFORM))
-        self._nor = np.empty((RANDOM_BLOCK, n, N_NORMAL))
-
-    def reset(self) -> None:
-        """Forget the drawn block (the next :meth:`next` draws a new one)."""
-        self._k = RANDOM_BLOCK
-
-    def next(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """The uniforms ``(n, 6)`` and normals ``(n, 3)`` of the next step.
-
-        :param rng: the owner's generator.
-        """
-        if self._k == RANDOM_BLOCK:
-            rng.random(out=self._uni)
-            rng.standard_normal(out=self._nor)
-            self._k = 0
-        k = self._k
-        self._k += 1
-        return self._uni[k], self._nor[k]
+    return int(rng.integers(0, 2**32))
 
 
 class OrderBookSim:
@@ -454,7 +381,6 @@ class OrderBookSim:
         self.params = config.params()
         self.state = np.zeros((N_STATE, self.n))
         self.events = np.zeros((N_EVENTS, self.n))
-        self.random = RandomBlocks(self.n)
         self.reset_rows(np.arange(self.n))
 
     def reset_rows(self, rows: np.ndarray) -> None:
@@ -484,8 +410,7 @@ class OrderBookSim:
         :param bid_lots: ``(n,)`` bid sizes in lots (0: no bid).
         :param ask_lots: ``(n,)`` ask sizes in lots (0: no ask).
         """
-        uni, nor = self.random.next(rng)
-        step_book(self.params, bid_offset, ask_offset, bid_lots, ask_lots, self.state, uni, nor, self.events)
+        step_book(self.params, bid_offset, ask_offset, bid_lots, ask_lots, self.state, self.events, step_seed(rng))
         return self.events
 
     @property
@@ -581,16 +506,15 @@ def reset_market_maker(
 @_jit
 def step_market_maker(
     p: np.ndarray, m: np.ndarray, actions: np.ndarray, state: np.ndarray, stats: np.ndarray, clock: np.ndarray,
-    uni: np.ndarray, nor: np.ndarray, events: np.ndarray,
+    events: np.ndarray, seed: int,
     obs: np.ndarray, rewards: np.ndarray, penalties: np.ndarray, truncated: np.ndarray,
 ) -> int:  # pragma: no cover - compiled
     """One step of every market maker: quotes from ``actions``, the book's step, reward and observation.
 
     ``actions`` is ``(n, 2)`` bid and ask offsets, or ``(n, 4)`` with bid and ask sizes, each in ``[-1, 1]``
     mapping linearly onto ``[0, max_offset]`` and ``[0, max_lots]`` (sizes rounded to whole lots; 0 leaves
-    the side unquoted). Nothing is stepped if
-    any action is outside its box or NaN: the return value is then ``-(row + 1)`` of the first bad row.
-    Otherwise it is the number of episodes that ended (truncated at ``n_steps``).
+    the side unquoted; the caller has checked the range). Returns the number of episodes that ended
+    (truncated at ``n_steps``).
 
     The reward is the change of ``cash + inventory * mid`` less the running inventory penalty
     ``phi * dt * (q_before^2 + q_after^2) / 2`` (the trapezoid of ``phi * integral q^2 dt``) and, at the
@@ -599,11 +523,7 @@ def step_market_maker(
     """
     n = state.shape[1]
     width = actions.shape[1]
-    for i in range(n):
-        for j in range(width):
-            a = actions[i, j]
-            if not (-1.0 - ACTION_TOLERANCE <= a <= 1.0 + ACTION_TOLERANCE):
-                return -(i + 1)
+    np.random.seed(seed)
     dt = p[P_DT]
     lot = p[P_LOT]
     ema = m[M_EMA]
@@ -618,7 +538,7 @@ def step_market_maker(
             bid_lots = float(round(_unit(actions[i, 2]) * m[M_MAX_LOTS]))
             ask_lots = float(round(_unit(actions[i, 3]) * m[M_MAX_LOTS]))
         q0 = state[INV, i] * lot
-        step_one(i, p, bid_off, ask_off, bid_lots, ask_lots, state, uni, nor, events)
+        step_one(i, p, bid_off, ask_off, bid_lots, ask_lots, state, events)
         q1 = state[INV, i] * lot
         mtm = state[CASH, i] + q1 * state[MID, i]
         pnl = mtm - stats[S_PREV_MTM, i]
