@@ -10,7 +10,8 @@ The agent speaks the backtest's language: ``act`` returns target weights, so it 
 "long" becomes weight 1). Its observations must be built like the training env's: :attr:`SB3Agent.env_options`
 lists the settings (window, features) for the backtest engine, and a mismatch raises an error naming them.
 An agent trained on ``Options-v0`` instead acts in that env, named by :attr:`SB3Agent.env_id` (what the
-backtest engine builds for it, as for the options bots), and returns the env's action indices.
+backtest engine builds for it, as for the options bots), and returns the env's action indices; one trained
+on ``MarketMaking-v0`` or ``Execution-v0`` returns that env's own action.
 """
 
 from __future__ import annotations
@@ -29,11 +30,15 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.params import coerce
 from agents.registry import MANIFEST, RegistryError, register_loader
+from envs.environments.market_making import ENV_ID as MARKET_MAKING_ENV_ID
+from envs.environments.optimal_execution import ENV_ID as EXECUTION_ENV_ID
 from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
 from envs.features import DEFAULT_FEATURES, FeatureConfig
 from envs.sim.actions import ActionAdapter
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
+RAW_ACTION_ENV_IDS: tuple[str, ...] = (MARKET_MAKING_ENV_ID, EXECUTION_ENV_ID)
+"""Envs whose agents return the env's own action (quotes, a trading fraction), not target weights."""
 MODEL_FILE = "model.zip"
 VECNORMALIZE_FILE = "vecnormalize.pkl"
 
@@ -46,7 +51,8 @@ class SB3Agent:
         a list of names; ``None`` means what agents of earlier versions trained on, all 63 features;
         ``symbol`` or ``symbols``) plus the training
         ``action_mode`` and ``allow_short``; plain values, as stored in ``policy.yaml``. An options agent
-        has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is fixed).
+        has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is fixed); a
+        market-making or execution agent has that env's ``env_id`` and its arguments.
     :param normalizer: the ``VecNormalize`` whose observation statistics the model was trained with, or
         ``None`` if observations were not normalised.
     :param name: display name.
@@ -77,8 +83,14 @@ class SB3Agent:
                 )
             self.n_symbols = 1
             return
+        if self.env_id in RAW_ACTION_ENV_IDS:
+            self.n_symbols = 1
+            return
         if self.env_id is not None:
-            raise ValueError(f"{name}: env_id must be {OPTIONS_ENV_ID!r} or absent (a stock env), got {self.env_id!r}")
+            raise ValueError(
+                f"{name}: env_id must be one of {[OPTIONS_ENV_ID, *RAW_ACTION_ENV_IDS]} or absent (a stock env), "
+                f"got {self.env_id!r}"
+            )
         self.n_symbols = self._n_symbols(model)
         self.adapter = ActionAdapter(
             self.env_kwargs.get("action_mode", "discrete"), self.n_symbols, bool(self.env_kwargs.get("allow_short"))
@@ -99,7 +111,7 @@ class SB3Agent:
     def env_options(self) -> dict[str, Any]:
         """Env arguments under which observations match training, in ``weights`` mode (the backtest's hook);
         none for an options agent, whose env has one observation layout and the default action buckets."""
-        if self.env_id == OPTIONS_ENV_ID:
+        if self.env_id is not None:
             return {}
         # Agents saved before their settings were always written down trained on the envs' defaults of that
         # time: 10 bars of every feature.
@@ -131,6 +143,10 @@ class SB3Agent:
         if self.normalizer is not None:
             obs = self.normalizer.normalize_obs(obs)
         action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        if self.env_id in RAW_ACTION_ENV_IDS:
+            # SB3 clips a Box action to the space only inside its own rollouts; the env refuses the rest.
+            space = self.model.action_space
+            return np.clip(action, space.low, space.high).astype(np.float32)
         if self.adapter is None:
             layout = (info or {}).get("actions")
             if layout is not None and layout.n != self.model.action_space.n:

@@ -3,7 +3,9 @@
 - :class:`SB3VecEnv`: the batched numpy :class:`~envs.environments.vector.TradingVectorEnv` as an SB3
   ``VecEnv``, without subprocesses or copies;
 - :class:`ConcatVecEnv`: several SB3 ``VecEnv`` side by side as one, so a single agent trains on several
-  data sets at once.
+  data sets at once;
+- :class:`GymVecEnv`: any native gymnasium ``VectorEnv`` with same-step autoreset (the market-making and
+  execution envs) as an SB3 ``VecEnv``.
 
 Training a one-symbol agent on the train period of every symbol (each its own batched env) multiplies
 the data it learns from without touching later bars. Sub-envs step in turn in this process; each keeps
@@ -140,6 +142,64 @@ class SB3VecEnv(VecEnv):
 
     def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
         result = getattr(self.env.template, method_name)(*args, **kwargs)
+        return [result] * len(self._indices(indices))
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._indices(indices))
+
+    def _indices(self, indices: Any) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        return [indices] if isinstance(indices, int) else list(indices)
+
+
+class GymVecEnv(VecEnv):
+    """Stable-baselines3 ``VecEnv`` view of a native gymnasium ``VectorEnv`` with same-step autoreset
+    (``MarketMaking-v0``'s and ``Execution-v0``'s): no subprocesses, no copies.
+
+    Per-copy info is not passed on (SB3 reads only the end-of-episode keys it needs).
+
+    :param env: the vector env.
+    """
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
+        self._actions: np.ndarray | None = None
+        self._seed: int | None = None
+
+    def reset(self) -> VecEnvObs:
+        obs, _ = self.env.reset(seed=self._seed)
+        self._seed = None
+        return obs
+
+    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+        self._seed = seed
+        return [seed] * self.num_envs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, terminated, truncated, info = self.env.step(self._actions)
+        dones = terminated | truncated
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        for i in np.flatnonzero(dones):
+            infos[i]["terminal_observation"] = info["final_obs"][i]
+            infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.env.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.env, attr_name)] * len(self._indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self.env, attr_name, value)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        result = getattr(self.env, method_name)(*args, **kwargs)
         return [result] * len(self._indices(indices))
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:

@@ -84,13 +84,14 @@ class _Schedule(Parameterised):
         """The action trading this step's fraction.
 
         :param obs: the observation (unused).
-        :param info: the env's info (``impact``, ``t``).
+        :param info: the env's info (``impact``, ``t``), of the single env or of the vector env (a batch).
         """
         impact = info.get("impact")
         if impact is None:
             raise ValueError(f"execution policies act in {ENV_ID}, whose info carries the impact model")
-        step = min(int(info["t"]), impact.n_steps - 1)
-        return fraction_to_action(self.fractions(impact)[step : step + 1])
+        fraction = self.fractions(impact)[np.minimum(np.asarray(info["t"]), impact.n_steps - 1)]
+        # One action (1,) for the single env, (n, 1) for a batch whose info["t"] is an array.
+        return fraction_to_action(fraction).reshape(np.shape(fraction) + (1,))
 
 
 @register_policy

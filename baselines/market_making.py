@@ -165,7 +165,8 @@ class _Quoter(Parameterised):
         """The action quoting this rule's distances.
 
         :param obs: the observation (unused: the rule reads the inventory and step from ``info``).
-        :param info: the env's info (``book``, penalties, ``t``, ``inventory``, ``max_offset``).
+        :param info: the env's info (``book``, penalties, ``t``, ``inventory``, ``max_offset``), of the
+            single env or of the vector env (then the action is a batch).
         """
         book, phi, alpha = _market(info)
         bid, ask = self.quotes(book, phi, alpha, info["t"], info["inventory"])

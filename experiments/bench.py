@@ -13,7 +13,7 @@ import sys
 
 from experiments.cli import Parser, command
 
-TARGETS = ("env", "backtest", "pricing", "ppo")
+TARGETS = ("env", "backtest", "pricing", "ppo", "lob")
 
 
 @command

@@ -20,6 +20,8 @@ from envs.sim.execution import ConfigError
 from experiments.config_files import YamlConfig, check_known, coerce_field, read_fields
 
 Algo = Literal["ppo", "a2c", "sac"]
+LOB_ENVS: tuple[str, ...] = ("MarketMaking-v0", "Execution-v0")
+"""Envs that simulate their own market (trained by :mod:`experiments.train_lob`)."""
 ALGOS: tuple[str, ...] = get_args(Algo)
 STOCK_BASELINES: tuple[str, ...] = (
     "buy_and_hold", "sma_crossover", "rsi_reversion", "bollinger_reversion", "macd_momentum", "breakout", "consensus",
@@ -35,7 +37,9 @@ class RLConfig(YamlConfig):
     :param algo: the stable-baselines3 algorithm: ppo, a2c or sac (sac needs a continuous action mode).
     :param env: the environment: Stocks-v0 (one symbol), Portfolio-v0 (every symbol of the data) or
         Options-v0 (option strategies on one underlying; its observation is fixed, so window_size and
-        features do not apply, and it needs the discrete action mode).
+        features do not apply, and it needs the discrete action mode), MarketMaking-v0 or Execution-v0
+        (simulated microstructure markets: data, periods, features, costs and action_mode do not apply;
+        default config experiments/configs/<algo>_<env>.yaml).
     :param data: data spec for envs.data.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
     :param symbol: symbol traded by Stocks-v0, or the underlying of Options-v0 (default: the first one of
         the data).
@@ -64,6 +68,7 @@ class RLConfig(YamlConfig):
     :param gamma: discount factor.
     :param ent_coef: entropy bonus (ppo, a2c); sac tunes its own.
     :param net_arch: hidden layer sizes of the policy and value networks.
+    :param log_std_init: initial log standard deviation of a Gaussian policy (Box actions; ppo, a2c).
     :param n_steps: steps per env per rollout (ppo, a2c).
     :param batch_size: minibatch size (ppo, sac).
     :param n_epochs: optimisation epochs per rollout (ppo).
@@ -85,7 +90,7 @@ class RLConfig(YamlConfig):
     """
 
     algo: Algo = "ppo"
-    env: Literal["Stocks-v0", "Portfolio-v0", "Options-v0"] = "Stocks-v0"
+    env: Literal["Stocks-v0", "Portfolio-v0", "Options-v0", "MarketMaking-v0", "Execution-v0"] = "Stocks-v0"
     data: str = "synthetic"
     symbol: str | None = None
     train_symbols: tuple[str, ...] = ()
@@ -109,6 +114,7 @@ class RLConfig(YamlConfig):
     gamma: float = 0.99
     ent_coef: float = 0.0
     net_arch: tuple[int, ...] = (64, 64)
+    log_std_init: float = 0.0
     n_steps: int = 256
     batch_size: int = 256
     n_epochs: int = 10
@@ -154,7 +160,7 @@ class RLConfig(YamlConfig):
             )
         if not self.net_arch or min(self.net_arch) < 1:
             raise ConfigError(f"RLConfig.net_arch must list positive layer sizes, got {self.net_arch}")
-        if self.algo == "sac" and self.action_mode == "discrete":
+        if self.algo == "sac" and self.action_mode == "discrete" and self.env not in LOB_ENVS:
             raise ConfigError("RLConfig.action_mode: sac needs 'weights' or 'continuous', got 'discrete'")
         if self.train_symbols and self.env == "Portfolio-v0":
             raise ConfigError("RLConfig.train_symbols applies to one-symbol envs (Portfolio-v0 trades every symbol)")
@@ -213,11 +219,14 @@ def load_config(
 ) -> RLConfig:
     """Build a config from a YAML file and overrides.
 
-    :param path: YAML file of field values; ``None`` uses ``experiments/configs/<algo>.yaml`` if it exists.
+    :param path: YAML file of field values; ``None`` uses ``experiments/configs/<algo>.yaml`` if it exists
+        (``<algo>_<env>.yaml`` for a microstructure env given in ``overrides``).
     :param overrides: field values applied last (strings are parsed like command-line flags).
     :param algo: the algorithm, which also picks the default YAML file.
     """
-    values = read_fields(path, "RLConfig", algo)
+    env = (overrides or {}).get("env")
+    # A microstructure env has its own defaults (experiments/configs/<algo>_<env>.yaml), not the stock env's.
+    values = read_fields(path, "RLConfig", f"{algo}_{env}" if path is None and env in LOB_ENVS else algo)
     if algo is not None:
         values["algo"] = algo
     values.update(overrides or {})

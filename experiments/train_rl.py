@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -71,11 +72,13 @@ from envs.sim.execution import ExecutionConfig
 from experiments.engine import MINIMAL_FEATURES
 from experiments.rl_config import (
     ALGOS,
+    LOB_ENVS,
     RLConfig,
     add_config_arguments,
     load_config,
     overrides_from_args,
 )
+from experiments.train_lob import train_lob
 
 logger = logging.getLogger(__name__)
 
@@ -296,6 +299,8 @@ def build_model(config: RLConfig, venv: VecEnv) -> BaseAlgorithm:
         "verbose": 0,
         "policy_kwargs": {"net_arch": list(config.net_arch)},
     }
+    if config.algo != "sac" and isinstance(venv.action_space, gym.spaces.Box):
+        common["policy_kwargs"]["log_std_init"] = config.log_std_init
     if config.algo == "ppo":
         specific = {
             "n_steps": config.n_steps, "batch_size": config.batch_size, "n_epochs": config.n_epochs,
@@ -338,6 +343,9 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else run_folder(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
+    if config.env in LOB_ENVS:
+        # Simulated microstructure markets: no data or periods; scored against their closed forms.
+        return TrainResult(run_dir, train_lob(config, run_dir, build_model, extra_callbacks))
 
     if config.env == "Options-v0":
         logger.info("Options-v0 has a fixed observation (market, volatility, Greeks, account): "
@@ -478,7 +486,7 @@ def run_command(args: argparse.Namespace) -> int:
     """
     config = load_config(args.config, overrides_from_args(args), algo=args.algo)
     result = train(config)
-    print(summary_table(result.metrics))
+    print(result.metrics.get("summary") or summary_table(result.metrics))
     print(f"\nrun folder: {result.run_dir}\ntensorboard --logdir {result.run_dir.parent}")
     return 0
 

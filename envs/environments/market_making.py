@@ -194,7 +194,6 @@ class MarketMakingEnv(gym.Env):
         self._clock = np.zeros(1, dtype=np.int64)
         self._obs = np.zeros((1, lob.N_OBS), dtype=np.float32)
         self._out = (np.zeros(1), np.zeros(1), np.zeros(1, dtype=bool))
-        self._pnl = 0.0
 
     def action(self, bid_offset: float, ask_offset: float, bid_lots: float = 1, ask_lots: float = 1) -> np.ndarray:
         """The action quoting these distances from the mid (and sizes in ``offsets_sizes`` mode).
@@ -212,7 +211,7 @@ class MarketMakingEnv(gym.Env):
         self.sim.reset_rows(rows)
         lob.reset_market_maker(rows, self.spec_.params, self.spec_.mm_params, self.sim.state, self._stats,
                                self._clock, self._obs)
-        self._pnl = 0.0
+        self.sim.seeds.discard()
         return self._obs[0].copy(), self._info((), 0.0)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -221,15 +220,15 @@ class MarketMakingEnv(gym.Env):
             raise self.spec_.invalid(action)
         if self._clock[0] >= self.book.n_steps:
             raise RuntimeError(f"{ENV_ID}: the episode has ended; call reset()")
-        if not np.all(np.abs(arr) <= 1.0 + lob.ACTION_TOLERANCE):  # NaN fails too
-            raise self.spec_.invalid(action)
         rewards, penalties, truncated = self._out
-        lob.step_market_maker(
+        done = lob.step_market_maker(
             self.spec_.params, self.spec_.mm_params, arr.reshape(1, -1), self.sim.state, self._stats, self._clock,
-            self.sim.events, lob.step_seed(self.np_random), self._obs, rewards, penalties, truncated,
+            self.sim.events, self.sim.seeds.peek(self.np_random), self._obs, rewards, penalties, truncated,
         )
+        if done < 0:
+            raise self.spec_.invalid(action)
+        self.sim.seeds.advance()
         reward = float(rewards[0])
-        self._pnl += reward + float(penalties[0])
         return self._obs[0].copy(), reward, False, bool(truncated[0]), self._info(self._fills(), float(penalties[0]))
 
     def _timestamp(self) -> pd.Timestamp:
@@ -266,7 +265,7 @@ class MarketMakingEnv(gym.Env):
             "bid": float(ev[lob.BID_PX]),
             "ask": float(ev[lob.ASK_PX]),
             "inventory": float(s[lob.INV]),
-            "pnl": self._pnl,
+            "pnl": float(self._stats[lob.S_PNL, 0]),
             "penalty": penalty,
             "buy_orders": int(ev[lob.N_BUY]),
             "sell_orders": int(ev[lob.N_SELL]),
@@ -286,15 +285,17 @@ class MarketMakingEnv(gym.Env):
             return None
         s = self.sim.state[:, 0]
         return (f"t={self._clock[0]}/{self.book.n_steps} mid={s[lob.MID]:.2f} inventory={s[lob.INV]:+.0f} "
-                f"pnl={self._pnl:+.2f} equity={self.initial_cash + s[lob.CASH] + s[lob.INV] * self.book.lot * s[lob.MID]:.2f}")
+                f"pnl={self._stats[lob.S_PNL, 0]:+.2f} equity={self.initial_cash + s[lob.CASH] + s[lob.INV] * self.book.lot * s[lob.MID]:.2f}")
 
 
 class MarketMakingVectorEnv(VectorEnv):
     """``num_envs`` episodes of ``MarketMaking-v0`` stepped by one compiled call.
 
     Takes the single env's market and penalty arguments. Finished episodes reset in the same step
-    (``AutoresetMode.SAME_STEP``); their last observation is in ``info["final_obs"]``. ``info`` holds
-    ``pnl`` (the episode's P/L so far), ``inventory`` (lots) and ``penalty`` per copy.
+    (``AutoresetMode.SAME_STEP``); their last observation is in ``info["final_obs"]`` and their P/L and
+    inventory in ``info["final_info"]``. ``info`` holds ``pnl`` (the episode's P/L so far), ``inventory``
+    (lots), ``penalty`` and ``t`` (step) per copy, and the single env's ``book``, ``running_penalty``,
+    ``terminal_penalty``, ``max_offset`` and ``max_lots``, so the closed-form policies act on a batch too.
 
     :param num_envs: number of parallel episodes.
     :param kwargs: :class:`MarketMakingEnv` arguments (``book``, ``running_penalty``, ``terminal_penalty``,
@@ -323,8 +324,13 @@ class MarketMakingVectorEnv(VectorEnv):
         self.sim = OrderBookSim(self.book, self.num_envs)
         self._stats = np.zeros((lob.N_STATS, self.num_envs))
         self._clock = np.zeros(self.num_envs, dtype=np.int64)
-        self._pnl = np.zeros(self.num_envs)
         self._action_shape = (self.num_envs, self.single_action_space.shape[0])
+        # What model-based policies read, as in the single env's info (shared, never copied).
+        self._market = {
+            "book": self.book, "running_penalty": self.spec_.running_penalty,
+            "terminal_penalty": self.spec_.terminal_penalty, "max_offset": self.spec_.max_offset,
+            "max_lots": self.spec_.max_lots,
+        }
 
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
@@ -338,8 +344,9 @@ class MarketMakingVectorEnv(VectorEnv):
         self.sim.reset_rows(rows)
         lob.reset_market_maker(rows, self.spec_.params, self.spec_.mm_params, self.sim.state, self._stats,
                                self._clock, obs)
-        self._pnl[:] = 0.0
-        return obs, {"pnl": self._pnl.copy(), "inventory": self.sim.inventory.copy(), "t": self._clock.copy()}
+        self.sim.seeds.discard()
+        return obs, {"pnl": self._stats[lob.S_PNL].copy(), "inventory": self.sim.inventory.copy(), "t": self._clock.copy(),
+                     **self._market}
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         n = self.num_envs
@@ -351,16 +358,16 @@ class MarketMakingVectorEnv(VectorEnv):
         rewards = np.empty(n)
         penalties = np.empty(n)
         truncated = np.empty(n, dtype=bool)
-        bad = ~(np.abs(arr) <= 1.0 + lob.ACTION_TOLERANCE)  # NaN is bad too
-        if bad.any():
-            raise self.spec_.invalid(arr[np.flatnonzero(bad.any(axis=1))[0]])
         n_done = lob.step_market_maker(
             self.spec_.params, self.spec_.mm_params, arr, self.sim.state, self._stats, self._clock,
-            self.sim.events, lob.step_seed(self.np_random), obs, rewards, penalties, truncated,
+            self.sim.events, self.sim.seeds.peek(self.np_random), obs, rewards, penalties, truncated,
         )
-        self._pnl += rewards + penalties
+        if n_done < 0:
+            raise self.spec_.invalid(arr[-n_done - 1])
+        self.sim.seeds.advance()
         infos: dict[str, Any] = {
-            "pnl": self._pnl.copy(), "inventory": self.sim.inventory.copy(), "penalty": penalties, "t": self._clock.copy()
+            "pnl": self._stats[lob.S_PNL].copy(), "inventory": self.sim.inventory.copy(), "penalty": penalties,
+            "t": self._clock.copy(), **self._market,
         }
         if n_done:
             rows = np.flatnonzero(truncated)
@@ -369,12 +376,14 @@ class MarketMakingVectorEnv(VectorEnv):
                 final_obs[i] = obs[i].copy()
             infos["final_obs"] = final_obs
             infos["_final_obs"] = truncated.copy()
-            infos["final_info"] = {"pnl": infos["pnl"].copy(), "_pnl": truncated.copy()}
+            infos["final_info"] = {
+                "pnl": infos["pnl"].copy(), "_pnl": truncated.copy(),
+                "inventory": infos["inventory"].copy(), "_inventory": truncated.copy(),
+            }
             infos["_final_info"] = truncated.copy()
             self.sim.reset_rows(rows)
             lob.reset_market_maker(rows, self.spec_.params, self.spec_.mm_params, self.sim.state, self._stats,
                                    self._clock, obs)
-            self._pnl[rows] = 0.0
         return obs, rewards, np.zeros(n, dtype=bool), truncated, infos
 
 

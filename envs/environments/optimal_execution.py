@@ -199,7 +199,8 @@ class ExecutionVectorEnv(VectorEnv):
     """``num_envs`` episodes of ``Execution-v0`` stepped together in numpy.
 
     Finished episodes reset in the same step (``AutoresetMode.SAME_STEP``); ``info`` holds
-    ``shortfall`` (price units) per copy, and ``final_obs`` / ``final_info`` when copies finish.
+    ``shortfall`` (price units), ``penalty`` and ``t`` (step) per copy and the ``impact`` model (so the
+    schedules act on a batch too), and ``final_obs`` / ``final_info`` when copies finish.
 
     :param num_envs: number of parallel episodes.
     :param impact: the problem (see :class:`ExecutionEnv`).
@@ -232,7 +233,7 @@ class ExecutionVectorEnv(VectorEnv):
         self.sim.reset_rows(np.arange(self.num_envs))
         obs = np.empty((self.num_envs, N_OBS), dtype=np.float32)
         _observe(self.sim, obs)
-        return obs, {"shortfall": self._shortfall()}
+        return obs, {"shortfall": self._shortfall(), "t": self.sim.k.copy(), "impact": self.impact}
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         fraction = _check(actions, actions, (self.num_envs, 1))
@@ -243,7 +244,7 @@ class ExecutionVectorEnv(VectorEnv):
         truncated = self.sim.k >= self.impact.n_steps
         obs = np.empty((self.num_envs, N_OBS), dtype=np.float32)
         _observe(self.sim, obs)
-        infos: dict[str, Any] = {"shortfall": self._shortfall(), "penalty": penalty}
+        infos: dict[str, Any] = {"shortfall": self._shortfall(), "penalty": penalty, "impact": self.impact}
         if truncated.any():
             rows = np.flatnonzero(truncated)
             final_obs = np.empty(self.num_envs, dtype=object)
@@ -255,6 +256,7 @@ class ExecutionVectorEnv(VectorEnv):
             infos["_final_info"] = truncated.copy()
             self.sim.reset_rows(rows)
             _observe(self.sim, obs, rows)
+        infos["t"] = self.sim.k.copy()
         return obs, rewards, np.zeros(self.num_envs, dtype=bool), truncated.copy(), infos
 
 

@@ -12,8 +12,8 @@ Penalva (2015), stepped in discrete time ``dt = horizon / n_steps``:
   ``lambda_{k+1} = mu + (lambda_k - mu) e^{-beta dt} + a n_k``.
 - **Fills**, ``fill_model="exponential"`` (Avellaneda-Stoikov): each market order reaching the side lifts
   the agent's quote with probability ``exp(-kappa delta)``, ``delta`` the quote's distance from the mid,
-  so a step's fills are ``Binomial(n, exp(-kappa delta))`` and, summed over steps, a Poisson process of
-  intensity ``A exp(-kappa delta)``. ``fill_model="queue"``: a stylised full book, ``book_depth`` lots
+  so a step's fills are ``Poisson(A exp(-kappa delta) dt)`` (independent of the orders that miss) and,
+  over steps, a Poisson process of intensity ``A exp(-kappa delta)``. ``fill_model="queue"``: a stylised full book, ``book_depth`` lots
   resting at every tick level beyond the best quotes; market orders of geometric size (mean
   ``mo_size`` lots) sweep it level by level; the agent's order joins the back of its level's queue and
   fills only after the levels in front of it and the queue ahead of it are consumed; keeping the same
@@ -214,13 +214,12 @@ def _order_sizes(n: int, mean: float) -> tuple[float, float]:  # pragma: no cove
 
 
 @_inline
-def _binomial(n: int, p: float) -> int:  # pragma: no cover - compiled
-    """``Binomial(n, min(p, 1))``, skipping the generator when the answer is certain."""
-    if n == 0:
-        return 0
-    if p >= 1.0:
-        return n
-    return np.random.binomial(n, p)
+def _thinned(lam: float, p: float) -> tuple[int, int]:  # pragma: no cover - compiled
+    """Of ``Poisson(lam)`` orders each filling with probability ``min(p, 1)``: the fills and the orders."""
+    p = min(p, 1.0)
+    filled = np.random.poisson(lam * p) if p > 0.0 else 0
+    missed = np.random.poisson(lam * (1.0 - p)) if p < 1.0 else 0
+    return filled, filled + missed
 
 
 @_inline
@@ -264,20 +263,22 @@ def step_one(
     events[BID_PX, i] = bid_px
     events[ASK_PX, i] = ask_px
     # Market orders: buys lift asks, sells hit bids.
-    n_buy = np.random.poisson(state[LAM_BUY, i] * dt)
-    n_sell = np.random.poisson(state[LAM_SELL, i] * dt)
+    lam_buy = state[LAM_BUY, i] * dt
+    lam_sell = state[LAM_SELL, i] * dt
     ask_fill = 0.0
     bid_fill = 0.0
     if p[P_QUEUE] == 0.0:
+        # The orders that reach a quote are a thinned Poisson process, independent of those that do not:
+        # two Poisson draws give the same law as a count and a binomial thinning, for less work.
+        lifted, n_buy = _thinned(lam_buy, math.exp(-p[P_KAPPA] * (ask_px - mid)) if ask_px == ask_px else 0.0)
+        hit, n_sell = _thinned(lam_sell, math.exp(-p[P_KAPPA] * (mid - bid_px)) if bid_px == bid_px else 0.0)
+        ask_fill = lifted * ask_lots
+        bid_fill = hit * bid_lots
         buy_volume, buy_largest = float(n_buy), 1.0 if n_buy else 0.0
         sell_volume, sell_largest = float(n_sell), 1.0 if n_sell else 0.0
-        if ask_px == ask_px:
-            lifted = _binomial(n_buy, math.exp(-p[P_KAPPA] * (ask_px - mid)))
-            ask_fill = lifted * ask_lots
-        if bid_px == bid_px:
-            hit = _binomial(n_sell, math.exp(-p[P_KAPPA] * (mid - bid_px)))
-            bid_fill = hit * bid_lots
     else:
+        n_buy = np.random.poisson(lam_buy)
+        n_sell = np.random.poisson(lam_sell)
         depth = p[P_DEPTH]
         buy_volume, buy_largest = _order_sizes(n_buy, p[P_MO_SIZE])
         sell_volume, sell_largest = _order_sizes(n_sell, p[P_MO_SIZE])
@@ -356,12 +357,38 @@ def step_book(
         step_one(i, p, bid_offset[i], ask_offset[i], bid_lots[i], ask_lots[i], state, events)
 
 
-def step_seed(rng: np.random.Generator) -> int:
-    """The seed of one compiled step, drawn from the owner's generator.
+SEED_BLOCK = 256
+"""Step seeds drawn from the owner's generator at once (one Generator call costs as much as a whole step)."""
 
-    :param rng: the env's seeded generator.
+
+class StepSeeds:
+    """The seeds of the compiled steps, drawn from the owner's generator :data:`SEED_BLOCK` at a time.
+
+    :meth:`peek` gives the next step's seed; :meth:`advance` consumes it once the step has run, so a step
+    refused for an invalid action leaves the stream as it was.
     """
-    return int(rng.integers(0, 2**32))
+
+    def __init__(self) -> None:
+        self._seeds = np.zeros(0, dtype=np.int64)
+        self._k = 0
+
+    def discard(self) -> None:
+        """Forget the drawn seeds (after the owner's generator is reseeded)."""
+        self._k = self._seeds.size
+
+    def peek(self, rng: np.random.Generator) -> int:
+        """The next step's seed.
+
+        :param rng: the owner's seeded generator.
+        """
+        if self._k >= self._seeds.size:
+            self._seeds = rng.integers(0, 2**32, size=SEED_BLOCK)
+            self._k = 0
+        return int(self._seeds[self._k])
+
+    def advance(self) -> None:
+        """The peeked seed was used."""
+        self._k += 1
 
 
 class OrderBookSim:
@@ -381,10 +408,12 @@ class OrderBookSim:
         self.params = config.params()
         self.state = np.zeros((N_STATE, self.n))
         self.events = np.zeros((N_EVENTS, self.n))
+        self.seeds = StepSeeds()
         self.reset_rows(np.arange(self.n))
 
     def reset_rows(self, rows: np.ndarray) -> None:
-        """Start new episodes in ``rows``: mid at ``s0``, flat, no cash, intensities at their baseline.
+        """Start new episodes in ``rows``: mid at ``s0``, flat, no cash, intensities at their baseline (the
+        events of their last step stay readable until the next step).
 
         :param rows: episode indices.
         """
@@ -395,8 +424,6 @@ class OrderBookSim:
         s[LAM_SELL, rows] = self.config.arrival_rate
         s[POSTED_BID, rows] = np.nan
         s[POSTED_ASK, rows] = np.nan
-        self.events[:, rows] = 0.0
-        self.events[MID_BEFORE, rows] = self.config.s0
 
     def step(
         self, rng: np.random.Generator, bid_offset: np.ndarray, ask_offset: np.ndarray,
@@ -410,7 +437,8 @@ class OrderBookSim:
         :param bid_lots: ``(n,)`` bid sizes in lots (0: no bid).
         :param ask_lots: ``(n,)`` ask sizes in lots (0: no ask).
         """
-        step_book(self.params, bid_offset, ask_offset, bid_lots, ask_lots, self.state, self.events, step_seed(rng))
+        step_book(self.params, bid_offset, ask_offset, bid_lots, ask_lots, self.state, self.events, self.seeds.peek(rng))
+        self.seeds.advance()
         return self.events
 
     @property
@@ -439,8 +467,8 @@ class OrderBookSim:
 M_PHI, M_TERMINAL, M_MAX_OFFSET, M_MAX_LOTS, M_SIZES, M_N_STEPS, M_EMA = range(7)
 N_MM_PARAMS = 7
 # Rows of the market maker's running statistics.
-S_PREV_MTM, S_FLOW, S_INTENSITY, S_RETURN, S_VARIANCE = range(5)
-N_STATS = 5
+S_PREV_MTM, S_FLOW, S_INTENSITY, S_RETURN, S_VARIANCE, S_PNL = range(6)
+N_STATS = 6
 N_OBS = 7
 ACTION_TOLERANCE = 1e-6
 """How far outside the action box an action may be and still be clipped in (float32 round-off)."""
@@ -496,6 +524,7 @@ def reset_market_maker(
     for i in rows:
         clock[i] = 0
         stats[S_PREV_MTM, i] = state[CASH, i] + state[INV, i] * p[P_LOT] * state[MID, i]
+        stats[S_PNL, i] = 0.0
         stats[S_FLOW, i] = 0.0
         stats[S_INTENSITY, i] = 1.0
         stats[S_RETURN, i] = 0.0
@@ -513,8 +542,9 @@ def step_market_maker(
 
     ``actions`` is ``(n, 2)`` bid and ask offsets, or ``(n, 4)`` with bid and ask sizes, each in ``[-1, 1]``
     mapping linearly onto ``[0, max_offset]`` and ``[0, max_lots]`` (sizes rounded to whole lots; 0 leaves
-    the side unquoted; the caller has checked the range). Returns the number of episodes that ended
-    (truncated at ``n_steps``).
+    the side unquoted). Nothing is stepped (and the generator is not seeded) if any action is
+    outside ``[-1, 1]`` or NaN: the return value is then ``-(row + 1)`` of the first bad row. Otherwise it
+    is the number of episodes that ended (truncated at ``n_steps``).
 
     The reward is the change of ``cash + inventory * mid`` less the running inventory penalty
     ``phi * dt * (q_before^2 + q_after^2) / 2`` (the trapezoid of ``phi * integral q^2 dt``) and, at the
@@ -523,6 +553,11 @@ def step_market_maker(
     """
     n = state.shape[1]
     width = actions.shape[1]
+    for i in range(n):
+        for j in range(width):
+            a = actions[i, j]
+            if not (-1.0 - ACTION_TOLERANCE <= a <= 1.0 + ACTION_TOLERANCE):  # NaN fails too
+                return -(i + 1)
     np.random.seed(seed)
     dt = p[P_DT]
     lot = p[P_LOT]
@@ -551,6 +586,7 @@ def step_market_maker(
             n_done += 1
         rewards[i] = pnl - penalty
         penalties[i] = penalty
+        stats[S_PNL, i] += pnl
         truncated[i] = done
         ret = state[MID, i] - events[MID_BEFORE, i]
         stats[S_FLOW, i] = ema * stats[S_FLOW, i] + (1.0 - ema) * (events[N_BUY, i] - events[N_SELL, i]) / expected
