@@ -18,7 +18,6 @@ from agents.policy import Policy
 from envs.data.market_data import MarketData
 from envs.environments.base import TradingEnvBase
 from envs.environments.options import OptionsEnv, holdings
-from envs.sim.execution import ExecutionConfig
 from envs.sim.metrics import Stats, compute_stats
 from envs.sim.trades import round_trips, traded_value
 
@@ -121,15 +120,14 @@ def evaluate(policy: Policy, data: MarketData, period: Period, make_env: EnvFact
             break
     fills = env.trade_frame()
     equity = env.equity_series()
-    # The options env has no execution settings: its bars are daily, like the stock envs' default.
-    execution = env.execution if isinstance(env, TradingEnvBase) else ExecutionConfig()
     stats = compute_stats(
         equity,
         trades=round_trips(fills) if len(fills) else None,
         positions=positions,
         traded_value=traded_value(fills, equity.index),
         costs=float(fills["commission"].sum() + fills["impact_cost"].sum()) if len(fills) else 0.0,
-        periods_per_year=int(execution.periods_per_year),
+        periods_per_year=data.periods_per_year,
+        calendar=data.calendar,
     )
     return Evaluation(period, stats, equity)
 

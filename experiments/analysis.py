@@ -17,7 +17,7 @@ and starts trading at the window's first bar: nothing after a window's end is ev
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -106,6 +106,8 @@ def walk_forward(
     """
     _check_metric(metric)
     config = config or BacktestConfig()
+    # Every window is annualised by the whole data set's calendar, not re-inferred from a short slice.
+    config = replace(config, periods_per_year=config.periods_per_year or data.periods_per_year)
     combos = [p for p in expand_grid(grid) or [{}] if _builds(factory, p)]
     if not combos:
         raise ValueError(f"no combination of {dict(grid)} gives a valid policy")
@@ -132,7 +134,9 @@ def walk_forward(
             "test_return": test.stats.total_return,
         })
     equity = pd.concat(pieces).rename("equity")
-    stats = compute_stats(equity, periods_per_year=config.periods_per_year)
+    stats = compute_stats(
+        equity, periods_per_year=config.periods_per_year or data.periods_per_year, calendar=data.calendar
+    )
     return WalkForwardResult(pd.DataFrame(rows), equity, stats)
 
 

@@ -63,6 +63,7 @@ from experiments.cli import Parser, UserError, command
 from experiments.engine import BacktestResult, run_backtest, start_bar
 from experiments.report import (
     TABLE_FIELDS,
+    clock_label,
     format_value,
     plot_heatmap,
     readable,
@@ -105,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                    help="parameter values for --walk-forward tuning and the stability heatmap (first policy)")
     p.add_argument("--walk-forward", metavar="TRAIN:TEST[:GAP]",
-                   help="walk-forward evaluation of the first policy over --grid, window sizes in bars")
+                   help="walk-forward evaluation of the first policy over --grid, window sizes in bars "
+                        "or trading time (e.g. 2Y:6M or 500:125)")
     p.add_argument("--anchored", action="store_true", help="anchored (growing) walk-forward train windows")
     p.add_argument("--metric", default="sharpe", help="metric to tune and to draw in the heatmap")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
@@ -114,10 +116,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_data(spec: ExperimentSpec, end: str | None) -> MarketData:
-    data = spec.data.load()
-    if end:
-        data = data.slice(None, end)
+    try:
+        data = spec.data.load()
+        if end:
+            data = data.slice(None, end)
+        # The clock is read here so irregular bars fail before any policy runs.
+        data.periods_per_year
+    except (ValueError, KeyError) as err:
+        raise SystemExit(f"error: {err}") from None
     return data
+
+
+def bars(text: str, data: MarketData) -> int:
+    """A window length in bars: a whole number of bars, or trading time on the data's calendar (``2Y``,
+    ``6M``, ``4W``, ``30D``, ``12h``).
+
+    :param text: the length.
+    :param data: the bars whose calendar and frequency convert it.
+    """
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    return data.calendar.bars_in(text, data.frequency)
+
+
+def _clock_text(data: MarketData, periods_per_year: float) -> str:
+    clock = data.clock_summary()
+    return f"{clock['calendar']}, {clock['bar']} bars, {periods_per_year:,.6g} bars a year"
 
 
 def _start_index(data: MarketData, start: str | None) -> int | None:
@@ -232,13 +257,15 @@ def _grid(items: Sequence[str]) -> dict[str, list[str]]:
     return grid
 
 
-def _splitter(args: argparse.Namespace) -> WalkForward:
+def _splitter(args: argparse.Namespace, data: MarketData) -> WalkForward:
     try:
-        sizes = [int(v) for v in args.walk_forward.split(":")]
+        sizes = [bars(v, data) for v in args.walk_forward.split(":")]
         if len(sizes) not in (2, 3):
             raise ValueError
     except ValueError:
-        build_parser().error(f"--walk-forward expects TRAIN:TEST[:GAP] in bars, got {args.walk_forward!r}")
+        build_parser().error(
+            f"--walk-forward expects TRAIN:TEST[:GAP] in bars or trading time (2Y:6M), got {args.walk_forward!r}"
+        )
     return WalkForward(sizes[0], sizes[1], anchored=args.anchored, gap=sizes[2] if len(sizes) == 3 else 0)
 
 
@@ -253,6 +280,7 @@ def print_table(results: Sequence[BacktestResult], console: Console) -> None:
     for r in results:
         table.add_column(r.name, justify="right", overflow="fold")
     table.add_row("env", *(short_env_id(r.env_id) for r in results))
+    table.add_row("annualised", *(clock_label(r.stats) for r in results))
     for field in TABLE_FIELDS:
         table.add_row(field, *(format_value(field, asdict(r.stats)[field]) for r in results))
     console.print(table)
@@ -311,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     extras: list = []
     if args.monte_carlo:
         for r in results:
-            mc = monte_carlo(r, args.monte_carlo, args.block, spec.seed, config.periods_per_year)
+            mc = monte_carlo(r, args.monte_carlo, args.block, spec.seed, r.stats.periods_per_year)
             heading = f"{r.name}: Monte Carlo 95% intervals ({args.monte_carlo} samples)"
             extras.append((heading, mc.intervals()))
     grid = _grid(args.grid)
@@ -329,14 +357,16 @@ def main(argv: list[str] | None = None) -> int:
         extras.append((f"{name}: {args.metric} over {x_name} x {y_name}",
                        plot_heatmap(heat, args.metric, f"{name}: parameter stability")))
     if args.walk_forward:
-        splitter = _splitter(args)
+        splitter = _splitter(args, data)
         wf = walk_forward(factory, grid, data, splitter, config, args.metric, progress=True)
         console.print(f"walk-forward out-of-sample: total return {wf.stats.total_return:.2%}, "
                       f"sharpe {wf.stats.sharpe:.3f}, max drawdown {wf.stats.max_drawdown:.2%}")
         extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
     settings: dict[str, object] = {
         "data": spec.data.data, "bars loaded": data.n_bars,
-        "first traded bar": f"{start:,} ({data.index[start]:%Y-%m-%d})", "initial cash": spec.initial_cash,
+        "first traded bar": f"{start:,} ({data.index[start]:%Y-%m-%d})",
+        "calendar": _clock_text(data, config.periods_per_year or data.periods_per_year),
+        "initial cash": spec.initial_cash,
         "execution": execution, "risk": config.risk, "sizing": spec.sizing,
     }
     if all(r.env_id == OPTIONS_ENV_ID for r in results):

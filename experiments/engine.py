@@ -44,7 +44,7 @@ runs to the last bar, so all equity curves share one index.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -82,7 +82,8 @@ class BacktestConfig:
     :param execution: costs and fill conventions.
     :param risk: risk limits, or ``None`` to trade the policy's targets unchanged.
     :param start: first decision bar; default the first bar every policy's env can start at.
-    :param periods_per_year: bars per year for the annualised metrics.
+    :param periods_per_year: bars per year for the annualised metrics; ``None`` (default) takes them from
+        the data's trading calendar and bar frequency (``MarketData.periods_per_year``).
     :param seed: seed passed to ``env.reset`` and ``policy.reset``.
     :param commission_per_contract: commission per option contract (options runs).
     """
@@ -91,7 +92,7 @@ class BacktestConfig:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     risk: RiskConfig | None = field(default_factory=RiskConfig)
     start: int | None = None
-    periods_per_year: int = 252
+    periods_per_year: float | None = None
     seed: int = 0
     commission_per_contract: float = 0.65
 
@@ -252,6 +253,9 @@ def run_backtest(
         policy: the risk layer and the stock-only execution settings, see :func:`options_notes`).
     """
     config = config or BacktestConfig()
+    if config.execution.borrow_rate and config.execution.periods_per_year is None:
+        # The borrow fee accrues per bar: a year of bars comes from the data's calendar.
+        config = replace(config, execution=config.execution.resolved(data.periods_per_year))
     name = _name(policy)
     env_id = policy_env_id(policy, data)
     options = env_id == OPTIONS_ENV_ID
@@ -286,7 +290,8 @@ def run_backtest(
         traded_value=traded_value(fills, equity.index),
         benchmark=benchmark,
         costs=float(fills["commission"].sum() + fills["impact_cost"].sum()) + borrow,
-        periods_per_year=config.periods_per_year,
+        periods_per_year=config.periods_per_year or data.periods_per_year,
+        calendar=data.calendar,
     )
     risk_events = pd.DataFrame(events, columns=[f.name for f in fields(RiskEvent)])
     notes = options_notes(config) if options else ()

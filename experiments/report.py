@@ -62,10 +62,10 @@ PERCENT_FIELDS = {
     "exposure", "var_95", "cvar_95", "alpha",
 }
 # Units of the metrics that are counts of something other than money.
-UNITS = {"max_drawdown_duration": "bars"}
+UNITS = {"max_drawdown_duration": "bars", "max_drawdown_days": "days"}
 TABLE_FIELDS = (
     "final_equity", "total_return", "cagr", "annual_volatility", "sharpe", "sortino", "calmar",
-    "max_drawdown", "max_drawdown_duration", "n_trades", "win_rate", "profit_factor", "avg_trade",
+    "max_drawdown", "max_drawdown_duration", "max_drawdown_days", "n_trades", "win_rate", "profit_factor", "avg_trade",
     "avg_trade_return", "exposure", "turnover", "var_95", "cvar_95", "alpha", "beta", "total_costs",
 )
 TOOLS = "pan,box_zoom,wheel_zoom,reset,save"
@@ -82,6 +82,14 @@ def short_env_id(env_id: str) -> str:
     return env_id.rpartition("/")[2]
 
 
+def clock_label(stats: Any) -> str:
+    """How a run was annualised, e.g. ``"24/7, 1h bars, 8,766/year"``.
+
+    :param stats: a :class:`~envs.sim.metrics.Stats`.
+    """
+    return f"{stats.calendar}, {stats.bar} bars, {stats.periods_per_year:,.6g}/year"
+
+
 def stats_table(results: Sequence[BacktestResult]) -> pd.DataFrame:
     """Metrics as a frame: the env each policy ran in, then one row per metric of
     :data:`TABLE_FIELDS`; one column per policy.
@@ -89,8 +97,11 @@ def stats_table(results: Sequence[BacktestResult]) -> pd.DataFrame:
     :param results: backtest results.
     """
     return pd.DataFrame(
-        {r.name: [short_env_id(r.env_id)] + [asdict(r.stats)[f] for f in TABLE_FIELDS] for r in results},
-        index=["env", *TABLE_FIELDS],
+        {
+            r.name: [short_env_id(r.env_id), clock_label(r.stats)] + [asdict(r.stats)[f] for f in TABLE_FIELDS]
+            for r in results
+        },
+        index=["env", "annualised", *TABLE_FIELDS],
         dtype=object,
     )
 
@@ -230,7 +241,7 @@ def _setting(value: object) -> str:
 
 # ---------------------------------------------------------------------------------------- analytics kept here
 def rolling_sharpe(
-    equity: pd.Series, window: int = 63, periods_per_year: int = PERIODS_PER_YEAR
+    equity: pd.Series, window: int = 63, periods_per_year: float = PERIODS_PER_YEAR
 ) -> pd.Series:
     """Annualised Sharpe ratio over a trailing window of bar returns.
 
@@ -521,7 +532,8 @@ class ReportContext:
     :param settings: run settings shown at the top.
     :param extras: further sections (heading, figure or table).
     :param log_scale: log-scale equity axis (None: automatic).
-    :param periods_per_year: bars per year for rolling and annualised figures.
+    :param periods_per_year: bars per year for rolling and annualised figures (default: the calendar the
+        stats were annualised with).
     :param charts: Bokeh figures by id, filled as sections call :meth:`chart`.
     """
 
@@ -531,7 +543,7 @@ class ReportContext:
     settings: dict[str, object] | None = None
     extras: Sequence[tuple[str, Figure | pd.DataFrame]] = ()
     log_scale: bool | None = None
-    periods_per_year: int = PERIODS_PER_YEAR
+    periods_per_year: float | None = None
     charts: dict[str, Any] = field(default_factory=dict)
 
     def chart(self, fig: Any) -> str:
@@ -579,8 +591,11 @@ def section_summary(ctx: ReportContext) -> str:
 
 def section_curves(ctx: ReportContext) -> str:
     """Equity, drawdown, rolling Sharpe, volatility and beta, distribution of returns."""
-    rs, ppy = ctx.results, ctx.periods_per_year
-    window = 63 if len(rs[0].equity) > 126 else max(len(rs[0].equity) // 4, 5)
+    rs = ctx.results
+    ppy = ctx.periods_per_year or rs[0].stats.periods_per_year
+    # A quarter of a year on the data's calendar: 63 daily NYSE bars, 2,192 hourly crypto bars.
+    quarter = max(int(round(ppy / 4)), 5)
+    window = quarter if len(rs[0].equity) > 2 * quarter else max(len(rs[0].equity) // 4, 5)
     parts = ["<h2>Equity</h2>", ctx.chart(chart_equity(rs, ctx.log_scale)), ctx.chart(chart_drawdown(rs))]
     parts.append(f"<h2>Rolling statistics ({window} bars)</h2>")
     sharpe = {r.name: rolling_sharpe(r.equity, window, ppy) for r in rs}
@@ -607,7 +622,9 @@ def section_tables(ctx: ReportContext) -> str:
         parts.append(f"<h3>{html.escape(r.name)}</h3>{body}")
     yearly = yearly_returns({"buy & hold": rs[0].benchmark, **{r.name: r.equity for r in rs}})
     parts.append("<h2>Yearly returns</h2>" + table_html(yearly, signed_percent))
-    bench = pd.DataFrame({r.name: benchmark_stats(r, ctx.periods_per_year) for r in rs})
+    bench = pd.DataFrame(
+        {r.name: benchmark_stats(r, ctx.periods_per_year or r.stats.periods_per_year) for r in rs}
+    )
     bench.index.name = "against buy & hold"
     parts.append("<h2>Benchmark statistics</h2>" + table_html(bench, row_formats=BENCHMARK_FORMATS))
     return "".join(parts)
@@ -637,7 +654,8 @@ def section_policies(ctx: ReportContext) -> str:
             out.append("</div>")
         if r.env_id != OPTIONS_ENV_ID:
             window = ctx.data.slice(r.equity.index[0], r.equity.index[-1])
-            risk = risk_contributions(r, window.close, list(window.symbols), ctx.periods_per_year)
+            ppy = ctx.periods_per_year or r.stats.periods_per_year
+            risk = risk_contributions(r, window.close, list(window.symbols), ppy)
             if len(risk):
                 out.append("<h3>Risk decomposition (contribution to annualised volatility)</h3>"
                            + table_html(risk, percent))
@@ -705,7 +723,7 @@ def write_report(
     settings: dict[str, object] | None = None,
     extras: Sequence[tuple[str, Figure | pd.DataFrame]] = (),
     log_scale: bool | None = None,
-    periods_per_year: int = PERIODS_PER_YEAR,
+    periods_per_year: float | None = None,
 ) -> Path:
     """Write ``report.html`` (and ``stats.json``, ``trades.csv``, ``equity.csv``) into ``out_dir``; return
     the HTML's path.
@@ -718,7 +736,8 @@ def write_report(
     :param extras: further sections, each a heading and a figure or a table (Monte Carlo intervals,
         walk-forward folds, parameter heatmaps).
     :param log_scale: log-scale equity axis; ``None`` picks it when the curves span an order of magnitude.
-    :param periods_per_year: bars per year for rolling and annualised figures.
+    :param periods_per_year: bars per year for rolling and annualised figures (default: the calendar the
+        stats were annualised with).
     """
     if not results:
         raise ValueError("write_report needs at least one result")

@@ -39,6 +39,7 @@ import yaml
 from agents.params import coerce, declared_params, param_docs
 from agents.rl_eval import Period
 from agents.sizing import FixedFraction, VolatilityTarget
+from envs.data.calendar import resample
 from envs.data.market_data import MarketData
 from envs.data.sources import load_data
 from envs.sim.execution import ConfigError, ExecutionConfig
@@ -55,19 +56,31 @@ class DataSpec:
     :param data: data spec for envs.data.sources.load_data: synthetic, synthetic:seed=3, sample:SPY,
         csv:PATH, ...
     :param symbols: symbols to keep (empty: every symbol of the data).
+    :param calendar: trading calendar of the data: XNYS, 24/7 (crypto) or 24/5 (FX); default: inferred
+        from the timestamps and symbol names.
+    :param resample: resample the bars to one frequency first (1h, 1D, ...), for mixed or irregular data.
     """
 
     data: str = "synthetic"
     symbols: tuple[str, ...] = ()
+    calendar: str | None = None
+    resample: str | None = None
 
     def load(self) -> MarketData:
-        """The bars, cut to :attr:`symbols`."""
+        """The bars, cut to :attr:`symbols`, resampled and with the declared calendar."""
         market = load_data(self.data)
         if self.symbols:
             missing = sorted(set(self.symbols) - set(market.symbols))
             if missing:
                 raise ConfigError(f"data.symbols {missing} are not in {self.data!r}; available: {list(market.symbols)}")
             market = market.select(list(self.symbols))
+        if self.resample:
+            market = resample(market, self.resample)
+        if self.calendar:
+            try:
+                market = market.with_calendar(self.calendar)
+            except ValueError as err:
+                raise ConfigError(f"data.calendar: {err}") from None
         return market
 
 
@@ -516,7 +529,7 @@ def backtest_config(spec: ExperimentSpec, **extra: Any) -> BacktestConfig:
     """
     return BacktestConfig(
         initial_cash=spec.initial_cash, execution=spec.execution, risk=spec.risk,
-        periods_per_year=int(spec.execution.periods_per_year), seed=spec.seed, **extra,
+        periods_per_year=spec.execution.periods_per_year, seed=spec.seed, **extra,
     )
 
 

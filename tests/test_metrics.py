@@ -27,7 +27,7 @@ def curve() -> tuple[pd.Series, pd.Series, np.ndarray, np.ndarray]:
 
 def test_return_and_risk_ratios_match_empyrical(curve):
     equity, bench, r, b = curve
-    stats = metrics.compute_stats(equity, benchmark=bench)
+    stats = metrics.compute_stats(equity, benchmark=bench, calendar="XNYS")
     assert stats.cagr == pytest.approx(empyrical.annual_return(r), rel=1e-10)
     assert stats.annual_volatility == pytest.approx(empyrical.annual_volatility(r), rel=1e-10)
     assert stats.sharpe == pytest.approx(empyrical.sharpe_ratio(r), rel=1e-10)
@@ -44,7 +44,7 @@ def test_return_and_risk_ratios_match_empyrical(curve):
 def test_ratios_match_quantstats(curve):
     equity, _, r, _ = curve
     series = pd.Series(r, index=equity.index[1:].tz_localize(None))
-    stats = metrics.compute_stats(equity)
+    stats = metrics.compute_stats(equity, calendar="XNYS")
     assert stats.sharpe == pytest.approx(qs.stats.sharpe(series), rel=1e-10)
     assert stats.sortino == pytest.approx(qs.stats.sortino(series), rel=1e-10)
     assert stats.annual_volatility == pytest.approx(qs.stats.volatility(series), rel=1e-10)
@@ -75,7 +75,7 @@ def test_trade_statistics_and_exposure_turnover():
     traded = np.zeros(253)
     traded[[10, 60]] = 525.0
     stats = metrics.compute_stats(
-        equity, trades, positions=positions, traded_value=traded, costs=4.2
+        equity, trades, positions=positions, traded_value=traded, costs=4.2, calendar="XNYS"
     )
     assert stats.n_trades == 4
     assert stats.win_rate == pytest.approx(0.5)

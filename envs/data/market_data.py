@@ -8,10 +8,14 @@ rule that was broken.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from envs.data.calendar import BarFrequency, TradingCalendar
 
 FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 OPEN, HIGH, LOW, CLOSE, VOLUME = range(5)
@@ -63,11 +67,14 @@ class MarketData:
     :param values: float64 array ``(T, S, 5)``.
     :param index: UTC :class:`pandas.DatetimeIndex` of length ``T``.
     :param symbols: symbol names, length ``S``.
+    :param calendars: declared trading calendar of each symbol (``"XNYS"``, ``"24/7"``, ``"24/5"``), or
+        ``None`` to infer them (see :attr:`calendar`, :attr:`symbol_calendars`); set with :meth:`with_calendar`.
     """
 
     values: np.ndarray
     index: pd.DatetimeIndex
     symbols: tuple[str, ...]
+    calendars: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         values = np.array(self.values, dtype=np.float64, copy=True)
@@ -87,6 +94,16 @@ class MarketData:
             )
         if len(set(symbols)) != len(symbols):
             raise DataValidationError("duplicate_symbol", f"symbol names repeat: {list(symbols)}")
+        calendars = self.calendars
+        if calendars is not None:
+            from envs.data.calendar import get_calendar
+
+            calendars = tuple(get_calendar(c).name for c in calendars)
+            if len(calendars) != len(symbols):
+                raise DataValidationError(
+                    "misaligned", f"{len(calendars)} calendars for {len(symbols)} symbols"
+                )
+        object.__setattr__(self, "calendars", calendars)
         values.setflags(write=False)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "index", index)
@@ -95,7 +112,7 @@ class MarketData:
     def __reduce__(self) -> tuple:
         # Rebuild through __init__ so unpickled arrays are read-only again (pickle restores
         # numpy arrays as writeable).
-        return (type(self), (self.values, self.index, self.symbols))
+        return (type(self), (self.values, self.index, self.symbols, self.calendars))
 
     # ------------------------------------------------------------------ shape and views
     @property
@@ -141,7 +158,8 @@ class MarketData:
         if missing:
             raise KeyError(f"symbols not in data: {missing}; available: {list(self.symbols)}")
         cols = [self.symbols.index(s) for s in symbols]
-        return MarketData(self.values[:, cols, :], self.index, tuple(symbols))
+        calendars = None if self.calendars is None else tuple(self.calendars[j] for j in cols)
+        return MarketData(self.values[:, cols, :], self.index, tuple(symbols), calendars)
 
     def slice(self, start: object = None, end: object = None) -> "MarketData":
         """Bars with ``start <= timestamp <= end`` (timestamps, strings or ``None``)."""
@@ -152,11 +170,103 @@ class MarketData:
             mask &= self.index <= _to_utc_index([end])[0]
         if not mask.any():
             raise DataValidationError("empty", f"no bars between {start} and {end}")
-        return MarketData(self.values[mask], self.index[mask], self.symbols)
+        return MarketData(self.values[mask], self.index[mask], self.symbols, self._known_calendars())
 
     def iloc(self, rows: slice) -> "MarketData":
         """Bars by integer position."""
-        return MarketData(self.values[rows], self.index[rows], self.symbols)
+        return MarketData(self.values[rows], self.index[rows], self.symbols, self._known_calendars())
+
+    def _known_calendars(self) -> tuple[str, ...] | None:
+        """Declared calendars, or those inferred already: a slice keeps its parent's clock (a short slice
+        may not show enough weekends to infer it again)."""
+        if self.calendars is None and "symbol_calendars" in self.__dict__:
+            return tuple(c.name for c in self.__dict__["symbol_calendars"])
+        return self.calendars
+
+    # ------------------------------------------------------------------ clock
+    def with_calendar(self, calendar: "str | Sequence[str] | Mapping[str, str]") -> "MarketData":
+        """The same bars with declared calendars instead of inferred ones.
+
+        :param calendar: one name for every symbol (``"XNYS"``, ``"24/7"``, ``"24/5"``; aliases ``nyse``,
+            ``crypto``, ``fx``), one per symbol, or ``{symbol: name}`` (symbols left out keep the inferred one).
+        """
+        if isinstance(calendar, str):
+            names = (calendar,) * self.n_symbols
+        elif isinstance(calendar, Mapping):
+            unknown = sorted(set(calendar) - set(self.symbols))
+            if unknown:
+                raise KeyError(f"calendar given for symbols not in data: {unknown}")
+            inferred = self.symbol_calendars
+            names = tuple(calendar.get(s, inferred[j].name) for j, s in enumerate(self.symbols))
+        else:
+            names = tuple(calendar)
+        return MarketData(self.values, self.index, self.symbols, tuple(names))
+
+    @cached_property
+    def frequency(self) -> "BarFrequency":
+        """The bar frequency, inferred from the timestamps (raises on irregular or mixed spacing)."""
+        from envs.data.calendar import infer_frequency
+
+        return infer_frequency(self.index)
+
+    @cached_property
+    def symbol_calendars(self) -> "tuple[TradingCalendar, ...]":
+        """Each symbol's calendar: declared, else implied by its name (``BTC/USD`` trades 24/7, ``EUR/USD``
+        24/5), else the calendar the timestamps follow."""
+        from envs.data.calendar import calendar_for_symbol, get_calendar, infer_calendar
+
+        if self.calendars is not None:
+            return tuple(get_calendar(c) for c in self.calendars)
+        named = [calendar_for_symbol(s) for s in self.symbols]
+        if all(c is not None for c in named):
+            return tuple(named)  # type: ignore[arg-type]
+        known = {c.name for c in named if c is not None}
+        if not known or known == {"24/5"} and self.frequency.intraday:
+            # Plain tickers (alone, or beside FX pairs whose hours they share) follow the timestamps.
+            index_calendar = infer_calendar(self.index, self.frequency)
+        else:
+            # Plain tickers beside crypto or FX pairs are stocks on their exchange's own sessions.
+            index_calendar = get_calendar("XNYS")
+        return tuple(c if c is not None else index_calendar for c in named)
+
+    @cached_property
+    def calendar(self) -> "TradingCalendar":
+        """The calendar of the time index: the one every symbol shares, else the most open of them (a stock
+        and a coin together step on the coin's 24/7 clock)."""
+        from envs.data.calendar import CALENDARS
+
+        names = {c.name for c in self.symbol_calendars}
+        for name in ("24/7", "24/5", "XNYS"):
+            if name in names:
+                return CALENDARS[name]
+        return self.symbol_calendars[0]
+
+    @cached_property
+    def periods_per_year(self) -> float:
+        """Bars per year of this data's frequency on its calendar (annualises returns and volatility)."""
+        return self.calendar.periods_per_year(self.frequency)
+
+    @cached_property
+    def tradable(self) -> np.ndarray | None:
+        """``(T, S)`` read-only booleans: is symbol ``j``'s market open during bar ``t``; ``None`` when every
+        symbol trades on every bar (the usual case: one calendar). Fills never happen on a closed bar."""
+        if all(c.name == self.calendar.name for c in self.symbol_calendars):
+            return None
+        columns = {}
+        for c in {c.name: c for c in self.symbol_calendars}.values():
+            columns[c.name] = c.is_open(self.index, self.frequency)
+        mask = np.stack([columns[c.name] for c in self.symbol_calendars], axis=1)
+        mask.setflags(write=False)
+        return mask
+
+    def clock_summary(self) -> dict[str, object]:
+        """The calendar facts a report shows: calendar(s), bar frequency and bars per year."""
+        per_symbol = sorted({c.name for c in self.symbol_calendars})
+        return {
+            "calendar": self.calendar.name if len(per_symbol) == 1 else " + ".join(per_symbol),
+            "bar": self.frequency.label,
+            "periods_per_year": self.periods_per_year,
+        }
 
     # ------------------------------------------------------------------ pandas at the edges
     def to_long(self) -> pd.DataFrame:

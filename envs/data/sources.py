@@ -509,10 +509,15 @@ def _convert(value: str, hint: Any, key: str) -> object:
         raise ValueError(f"option {key!r}: {value!r} is not a valid {hint.__name__}") from None
 
 
-# Daily bars that ship as data files inside optional packages: (module, pip name, file in package).
-# The files are read directly so that using them never imports those packages' code.
+# Real bars that ship as data files inside optional packages: (module, pip name, file in package).
+# The files are read directly so that using them never imports those packages' code. GOOG, GOOGL, SPX
+# and NDX are daily equity bars (NYSE sessions); EURUSD is hourly FX (2017-04-19 to 2018-02-07, weekend
+# gaps); BTCUSD is monthly bitcoin (2012-01 to 2024-12, crypto's 24/7 calendar), all three from
+# backtesting.py's test data.
 SAMPLES: dict[str, tuple[str, str, str]] = {
     "GOOG": ("backtesting", "backtesting", "test/GOOG.csv"),
+    "EURUSD": ("backtesting", "backtesting", "test/EURUSD.csv"),
+    "BTCUSD": ("backtesting", "backtesting", "test/BTCUSD.csv"),
     "GOOGL": ("gym_anytrading", "gym-anytrading", "datasets/data/STOCKS_GOOGL.csv"),
     "SPX": ("arch", "arch", "data/sp500/sp500.csv.gz"),
     "NDX": ("arch", "arch", "data/nasdaq/nasdaq.csv.gz"),
@@ -520,7 +525,7 @@ SAMPLES: dict[str, tuple[str, str, str]] = {
 
 
 def _load_sample(argument: str, **kwargs: Any) -> MarketData:
-    """``sample:NAME``: a real daily series bundled with an installed package (see :data:`SAMPLES`)."""
+    """``sample:NAME``: a real series bundled with an installed package (see :data:`SAMPLES`)."""
     name = argument.upper()
     if name not in SAMPLES:
         raise ValueError(f"unknown sample {argument!r}; available: {sorted(SAMPLES)}")
@@ -558,7 +563,15 @@ def _needs_path(load: Callable[..., MarketData]) -> Loader:
     return loader
 
 
+def _load_synthetic_crypto(argument: str, **kwargs: Any) -> MarketData:
+    """``synthetic_crypto:key=value,...`` with :class:`~envs.data.crypto.CryptoConfig` fields."""
+    from envs.data.crypto import CryptoConfig, generate_crypto_market
+
+    return generate_crypto_market(**{**_parse_options(argument, CryptoConfig), **kwargs})
+
+
 register_source("synthetic", _load_synthetic)
+register_source("synthetic_crypto", _load_synthetic_crypto)
 register_source("csv", _needs_path(load_csv))
 register_source("parquet", _needs_path(load_parquet))
 register_source("file", _needs_path(load_path))

@@ -257,7 +257,8 @@ def generate_market_with_state(
     values = _bars(log_p0, gap, body, body_sd, rng)
     values[:, :, FIELDS.index("volume")] = _volume(cfg, calendar, gap + body, sigma, log_volume0,
                                                    rng)
-    data = validate(MarketData(values, calendar.index, cfg.symbol_names))
+    # Sessions are weekdays (holidays are not modelled); bars per year follow the NYSE's 252.
+    data = validate(MarketData(values, calendar.index, cfg.symbol_names, ("XNYS",) * n_sym))
     state = SyntheticState(
         regimes=regimes,
         regime_names=regime_names,

@@ -81,7 +81,7 @@ class TradingEnvBase(gym.Env):
         reward: str,
         reward_eta: float,
         drawdown_penalty: float,
-        episode_length: int | None,
+        episode_length: int | str | None,
         initial_cash: float,
         n_state: int,
         action_mode: str,
@@ -95,6 +95,11 @@ class TradingEnvBase(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.execution = resolve_execution(execution)
+        if self.execution.borrow_rate and self.execution.periods_per_year is None:
+            # The borrow fee accrues per bar: a year of bars comes from the data's calendar.
+            self.execution = self.execution.resolved(data.periods_per_year)
+        if isinstance(episode_length, str):
+            episode_length = data.calendar.bars_in(episode_length, data.frequency)
         self.window_size = int(window_size)
         self.initial_cash = float(initial_cash)
         self.render_mode = render_mode

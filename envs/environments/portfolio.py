@@ -49,7 +49,8 @@ class PortfolioEnv(TradingEnvBase):
     :param reward: ``"log_return"``, ``"differential_sharpe"`` or ``"drawdown_penalty"``.
     :param reward_eta: adaptation rate of the differential Sharpe reward.
     :param drawdown_penalty: weight of drawdown increases in the ``drawdown_penalty`` reward.
-    :param episode_length: ``None`` for a full pass, or the length of randomly placed episodes.
+    :param episode_length: ``None`` for a full pass, or the length of randomly placed episodes: a number of
+        bars or trading time on the data's calendar ("30D", "1W", "6h").
     :param initial_cash: starting cash.
     :param execution: :class:`~envs.sim.execution.ExecutionConfig` or a dict of its fields.
     :param features: a :class:`~envs.features.FeatureConfig`, precomputed features, or ``None`` for
@@ -70,7 +71,7 @@ class PortfolioEnv(TradingEnvBase):
         reward: str = "log_return",
         reward_eta: float = 0.01,
         drawdown_penalty: float = 1.0,
-        episode_length: int | None = None,
+        episode_length: int | str | None = None,
         initial_cash: float = DEFAULT_INITIAL_CASH,
         execution: ExecutionConfig | Mapping[str, Any] | None = None,
         features: FeatureConfig | Features | None = None,

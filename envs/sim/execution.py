@@ -14,6 +14,7 @@ and the live runner all call it, so "the backtest is the live run" holds by cons
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from typing import Literal, NamedTuple
@@ -41,7 +42,8 @@ class ExecutionConfig:
     :param borrow_rate: annual fee on the notional of short positions, accrued every bar at the close.
     :param max_leverage: maximum gross exposure over equity; ``1.0`` means no margin.
     :param fill_at: ``"next_open"`` (default) or ``"next_close"`` of the bar after the decision.
-    :param periods_per_year: bars per year, used to accrue the borrow fee.
+    :param periods_per_year: bars per year, used to accrue the borrow fee; ``None`` (default) takes it from
+        the data's trading calendar when an env is built (:meth:`resolved`).
     :param min_weight_change: a symbol trades only when its target weight moves by more than this from the
         last target it traded to; ``0`` trades on any change. An unchanged target never trades, so a held
         position drifts with its price as a real one does instead of being rebalanced every bar.
@@ -56,7 +58,7 @@ class ExecutionConfig:
     borrow_rate: float = 0.0
     max_leverage: float = 1.0
     fill_at: FillAt = "next_open"
-    periods_per_year: float = 252.0
+    periods_per_year: float | None = None
     min_weight_change: float = 0.0
 
     def __post_init__(self) -> None:
@@ -65,6 +67,8 @@ class ExecutionConfig:
             if f.name in ("fractional", "allow_short"):
                 if not isinstance(value, (bool, np.bool_)):
                     raise ConfigError(f"ExecutionConfig.{f.name} must be a bool, got {value!r}")
+            elif f.name == "periods_per_year" and value is None:
+                continue
             elif f.name == "fill_at":
                 if value not in ("next_open", "next_close"):
                     raise ConfigError(
@@ -78,7 +82,7 @@ class ExecutionConfig:
             raise ConfigError(f"ExecutionConfig.commission is a fraction (< 1), got {self.commission}")
         if self.max_leverage < 1:
             raise ConfigError(f"ExecutionConfig.max_leverage must be >= 1, got {self.max_leverage}")
-        if self.periods_per_year <= 0:
+        if self.periods_per_year is not None and self.periods_per_year <= 0:
             raise ConfigError("ExecutionConfig.periods_per_year must be > 0")
 
     @property
@@ -89,7 +93,22 @@ class ExecutionConfig:
     @property
     def borrow_per_bar(self) -> float:
         """Borrow fee per bar as a fraction of short notional."""
+        if not self.borrow_rate:
+            return 0.0
+        if self.periods_per_year is None:
+            raise ConfigError(
+                "ExecutionConfig.periods_per_year is not set: resolve it from the data (resolved(data.periods_per_year))"
+            )
         return self.borrow_rate / self.periods_per_year
+
+    def resolved(self, periods_per_year: float) -> "ExecutionConfig":
+        """This config with ``periods_per_year`` filled in from the data's calendar when it was left unset.
+
+        :param periods_per_year: the data's bars per year (``MarketData.periods_per_year``).
+        """
+        if self.periods_per_year is not None:
+            return self
+        return dataclasses.replace(self, periods_per_year=float(periods_per_year))
 
     @property
     def fill_field(self) -> int:

@@ -4,8 +4,11 @@ Conventions (the same as empyrical, so the numbers can be checked against it):
 
 - Returns are simple per-bar returns of the equity curve, ``equity[t] / equity[t-1] - 1``. The equity
   curve starts with the initial capital, so a loss on the first bar counts as a drawdown.
-- ``periods_per_year`` defaults to 252 (daily bars); pass ``252 * 390`` for minute bars and so on.
-  Years are counted in bars (``n_returns / periods_per_year``), not calendar days.
+- ``periods_per_year`` comes from the data's trading calendar and bar frequency
+  (:mod:`envs.data.calendar`): 252 for daily NYSE bars, 252 * 390 for NYSE minute bars, 8,766 for hourly
+  24/7 crypto bars, 6,261 for hourly 24/5 FX bars. :func:`compute_stats` infers it from the equity
+  curve's timestamps unless given. Years are counted in bars (``n_returns / periods_per_year``), which on a
+  gap-free 24/7 series is the calendar span.
 - The risk-free rate is 0 unless given (as a per-period rate).
 - Volatility uses the sample standard deviation (``ddof=1``); Sortino's downside deviation is the root
   mean square of the negative part of the returns (all bars in the denominator).
@@ -13,7 +16,8 @@ Conventions (the same as empyrical, so the numbers can be checked against it):
   returns at or below it (empyrical's cutoff-index rule).
 - Alpha is annualised as ``(1 + mean(r - beta * b))**periods_per_year - 1``; beta is ``cov(r, b) / var(b)``.
 - Max drawdown is a negative fraction; its duration is the longest stretch, in bars, from a peak until
-  equity first gets back to that peak (or until the end if it never does).
+  equity first gets back to that peak (or until the end if it never does); ``max_drawdown_days`` is the
+  same stretch in calendar days, from the timestamps.
 """
 
 from __future__ import annotations
@@ -23,10 +27,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from envs.data.calendar import TradingCalendar, get_calendar, infer_calendar, infer_frequency
+from envs.data.market_data import DataValidationError
+
 # Closed trades are the input of the trade statistics; callers get both from here.
 from envs.sim.trades import round_trips  # noqa: F401
 
 PERIODS_PER_YEAR = 252
+"""Bars per year of daily NYSE bars: the default of the plain functions below, which take arrays without
+timestamps. :func:`compute_stats` never uses it: it reads the calendar."""
 
 
 def simple_returns(equity: np.ndarray) -> np.ndarray:
@@ -122,13 +131,32 @@ def max_drawdown_duration(equity: np.ndarray) -> int:
 
     :param equity: equity values, 1-D.
     """
+    return _longest_drawdown(equity)[0]
+
+
+def max_drawdown_days(equity: pd.Series) -> float:
+    """Calendar days of the longest drawdown: from the peak's timestamp to the bar that regains it (or the
+    last bar if none does).
+
+    :param equity: equity indexed by timestamp.
+    """
+    bars, peak = _longest_drawdown(equity.to_numpy(dtype=np.float64))
+    if bars == 0:
+        return 0.0
+    return float((equity.index[peak + bars] - equity.index[peak]) / pd.Timedelta(days=1))
+
+
+def _longest_drawdown(equity: np.ndarray) -> tuple[int, int]:
+    """``(bars, position of its peak)`` of the longest stretch below a previous peak."""
     underwater = drawdown(equity) < 0
     if not underwater.any():
-        return 0
+        return 0, 0
     # Length of each run of consecutive underwater bars: cumulative count reset at every new peak.
     idx = np.arange(len(underwater))
     last_peak = np.maximum.accumulate(np.where(underwater, 0, idx))
-    return int((idx - last_peak)[underwater].max())
+    length = np.where(underwater, idx - last_peak, 0)
+    end = int(np.argmax(length))
+    return int(length[end]), int(last_peak[end])
 
 
 def value_at_risk(returns: np.ndarray, level: float = 0.95) -> float:
@@ -198,8 +226,10 @@ def profit_factor(pnl: np.ndarray) -> float:
 class Stats:
     """Every headline number of one backtest, like backtesting.py's stats Series.
 
-    Fractions are plain fractions (0.12 is 12%); durations are in bars. ``str(stats)`` gives a readable
-    table and :meth:`to_series` a pandas Series.
+    Fractions are plain fractions (0.12 is 12%); ``max_drawdown_duration`` is in bars and
+    ``max_drawdown_days`` in calendar days. ``calendar``, ``bar`` and ``periods_per_year`` say how the
+    annualised numbers were annualised. ``str(stats)`` gives a readable table and :meth:`to_series` a
+    pandas Series.
     """
 
     start: pd.Timestamp
@@ -227,6 +257,10 @@ class Stats:
     alpha: float
     beta: float
     total_costs: float
+    max_drawdown_days: float = float("nan")
+    calendar: str = "XNYS"
+    bar: str = "1D"
+    periods_per_year: float = float(PERIODS_PER_YEAR)
 
     def to_series(self) -> pd.Series:
         """The stats as a pandas Series indexed by field name."""
@@ -234,8 +268,10 @@ class Stats:
 
     def __str__(self) -> str:
         rows = []
+        units = {"max_drawdown_duration": " bars", "max_drawdown_days": " days"}
         for key, value in asdict(self).items():
             text = f"{value:,.4f}" if isinstance(value, float) else str(value)
+            text += units.get(key, "")
             rows.append(f"{key:<24}{text:>28}")
         return "\n".join(rows)
 
@@ -247,8 +283,9 @@ def compute_stats(
     traded_value: np.ndarray | None = None,
     benchmark: pd.Series | None = None,
     costs: float = 0.0,
-    periods_per_year: int = PERIODS_PER_YEAR,
+    periods_per_year: float | None = None,
     risk_free: float = 0.0,
+    calendar: TradingCalendar | str | None = None,
 ) -> Stats:
     """Compute :class:`Stats` for one backtest.
 
@@ -262,14 +299,18 @@ def compute_stats(
         (annualised traded value over average equity).
     :param benchmark: benchmark price or equity on the same index (buy-and-hold) for alpha and beta.
     :param costs: total commissions, slippage and fees paid.
-    :param periods_per_year: bars per year.
+    :param periods_per_year: bars per year; default: from ``calendar`` and the bar frequency of the
+        equity curve's timestamps (:mod:`envs.data.calendar`).
     :param risk_free: per-period risk-free rate.
+    :param calendar: the market's trading calendar (a name or :class:`TradingCalendar`); default:
+        inferred from the timestamps.
     """
     if not isinstance(equity, pd.Series):
         raise TypeError(f"equity must be a pandas Series indexed by time, got {type(equity).__name__}")
     values = equity.to_numpy(dtype=np.float64)
     if len(values) < 1 or not np.isfinite(values).all() or (values <= 0).any():
         raise ValueError("equity must be a non-empty series of positive finite values")
+    cal_name, bar, periods_per_year = _annualisation(equity.index, periods_per_year, calendar)
     returns = simple_returns(values)
     years = len(returns) / periods_per_year
     cagr = annual_return(returns, periods_per_year)
@@ -320,4 +361,33 @@ def compute_stats(
         alpha=alpha,
         beta=beta,
         total_costs=float(costs),
+        max_drawdown_days=max_drawdown_days(equity) if isinstance(equity.index, pd.DatetimeIndex) else float("nan"),
+        calendar=cal_name,
+        bar=bar,
+        periods_per_year=float(periods_per_year),
     )
+
+
+def _annualisation(
+    index: pd.Index, periods_per_year: float | None, calendar: TradingCalendar | str | None
+) -> tuple[str, str, float]:
+    """``(calendar name, bar label, periods per year)`` of an equity curve."""
+    if not isinstance(index, pd.DatetimeIndex) or len(index) < 2:
+        if periods_per_year is None:
+            if len(index) < 2:
+                # one value has no returns to annualise
+                return (str(get_calendar(calendar)) if calendar is not None else "-"), "-", float("nan")
+            raise TypeError("equity needs a DatetimeIndex to infer periods_per_year; pass it explicitly")
+        return (str(get_calendar(calendar)) if calendar is not None else "-"), "-", float(periods_per_year)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    try:
+        frequency = infer_frequency(index)
+    except DataValidationError:
+        if periods_per_year is None:
+            raise
+        # An explicit annualisation does not need the bars to be regular.
+        return (str(get_calendar(calendar)) if calendar is not None else "-"), "-", float(periods_per_year)
+    cal = get_calendar(calendar) if calendar is not None else infer_calendar(index, frequency)
+    if periods_per_year is None:
+        periods_per_year = cal.periods_per_year(frequency)
+    return cal.name, frequency.label, float(periods_per_year)
