@@ -67,7 +67,9 @@ def test_walk_forward_never_reads_past_a_fold(data):
     values = data.values.copy()
     cut = splitter.split(data.n_bars)[1].test.stop
     values[cut:, :, :4] *= 3.0
-    changed = walk_forward(factory, GRID, MarketData(values, data.index, data.symbols), splitter, CONFIG)
+    changed = walk_forward(
+        factory, GRID, MarketData(values, data.index, data.symbols, data.calendars), splitter, CONFIG
+    )
     pd.testing.assert_frame_equal(base.folds.iloc[:2], changed.folds.iloc[:2])
 
 

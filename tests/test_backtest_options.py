@@ -73,7 +73,7 @@ def test_options_metrics_mean_what_the_engine_docs_say(runs, name):
     assert stats.exposure == pytest.approx(held.mean()) and 0 < stats.exposure <= 1
     # Turnover: all cash changing hands (premium x 100 per contract, shares, settlements) per year over
     # average equity.
-    years = (len(result.equity) - 1) / CONFIG.periods_per_year
+    years = (len(result.equity) - 1) / result.stats.periods_per_year
     cash_traded = float((fills["quantity"].abs() * fills["price"]).sum())
     assert stats.turnover == pytest.approx(cash_traded / result.equity.mean() / years)
     assert stats.total_costs == pytest.approx(fills["commission"].sum() + fills["impact_cost"].sum())

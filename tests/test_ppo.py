@@ -100,7 +100,7 @@ def test_evaluation_never_sees_bars_after_the_period() -> None:
     period = Period("test", 200, 300)
     changed = data.values.copy()
     changed[300:] *= 3.0
-    future_changed = MarketData(changed, data.index, data.symbols)
+    future_changed = MarketData(changed, data.index, data.symbols, data.calendars)
     policy = _AlwaysLong()
     a = evaluate(policy, data, period, eval_env_factory(config))
     b = evaluate(policy, future_changed, period, eval_env_factory(config))

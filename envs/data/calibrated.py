@@ -407,4 +407,5 @@ def _to_bars(cfg: CalibratedConfig, returns: np.ndarray, bar_sd: np.ndarray,
     log_volume0 = np.log(cfg.daily_volume) + 0.5 * rng.standard_normal(cfg.n_symbols)
     sigma = bar_sd * math.sqrt(TRADING_DAYS)
     values[:, :, FIELDS.index("volume")] = _volume(shape_cfg, calendar, returns, sigma, log_volume0, rng)
-    return validate(MarketData(values, calendar.index, cfg.symbol_names))
+    # Weekday sessions like the synthetic market's, annualised as the NYSE's 252 a year.
+    return validate(MarketData(values, calendar.index, cfg.symbol_names, ("XNYS",) * cfg.n_symbols))
