@@ -183,15 +183,17 @@ class LiveRunner:
             last_traded = self._held_weights(rec.positions, data, account.equity)
         recorded = self.journal.decision(run, ts)
         prices = dict(zip(self.symbols, data.values[-1, :, CLOSE].tolist()))
+        market_open = self._market_open(data)
         if recorded is None:
             payload = self._decide(data, rec, account.equity)
             self._handle_stale(payload, before, stale, ts)
             skip = set(payload["stale"])
-            moved = {s: w for s, w in self._changed(last_traded, payload["target"]).items() if s not in skip}
+            changed_now = self._changed(last_traded, payload["target"], market_open)
+            moved = {s: w for s, w in changed_now.items() if s not in skip}
             payload["traded"] = {**last_traded, **moved}
             # Symbols with orders still open (a cancel Alpaca has not finished) may get less than their
             # target now; they trade again on the next bar, sized from the positions then.
-            trading = self._to_trade(before, last_traded, payload)
+            trading = self._to_trade(before, last_traded, payload, market_open)
             payload["deferred"] = sorted(s for s in trading if s in rec.pending)
             payload.update(self._account_view(account, rec, prices))
             if before is None:
@@ -208,7 +210,7 @@ class LiveRunner:
             payload = recorded
             log.info("bar %s already decided before a restart; re-using the journalled decision", ts)
         self._restore_risk(payload)
-        changed = self._to_trade(before, last_traded, payload)
+        changed = self._to_trade(before, last_traded, payload, market_open)
         plan = plan_orders(
             changed,
             rec.positions,
@@ -384,14 +386,28 @@ class LiveRunner:
             "risk": None if self.risk is None else self.risk.snapshot(),
         }
 
-    def _changed(self, previous: dict[str, float], target: dict[str, float]) -> dict[str, float]:
+    def _market_open(self, data: MarketData) -> dict[str, bool]:
+        """Whether each symbol's market is open on the bar its orders fill on (the next one), by its own
+        calendar, as the env reads :attr:`MarketData.tradable`: in a stock and crypto run the stock waits
+        for its session while the coin trades every bar. Data of one calendar is open on every bar (the
+        market clock decides when a stock-only run trades at all)."""
+        if data.tradable is None:
+            return dict.fromkeys(self.symbols, True)
+        after = pd.DatetimeIndex([data.index[-1] + data.frequency.step])
+        return {
+            s: bool(c.is_open(after, data.frequency)[0]) for s, c in zip(data.symbols, data.symbol_calendars)
+        }
+
+    def _changed(
+        self, previous: dict[str, float], target: dict[str, float], market_open: dict[str, bool]
+    ) -> dict[str, float]:
         """Symbols to trade, by the env's rule (:func:`envs.sim.execution.should_trade`) against the target
         each symbol last traded to."""
         band = self.config.execution.min_weight_change
         out = {}
         for s, w in target.items():
             before = previous.get(s, 0.0)
-            if should_trade(w, before, band):
+            if should_trade(w, before, band, market_open.get(s, True), False):
                 out[s] = w
         return out
 
@@ -400,16 +416,18 @@ class LiveRunner:
         before: tuple[pd.Timestamp, dict[str, Any]] | None,
         last_traded: dict[str, float],
         payload: dict[str, Any],
+        market_open: dict[str, bool],
     ) -> dict[str, float]:
         """Symbols to order this bar: those whose target changed, plus those whose previous orders ended
-        unfilled or were deferred behind open orders (or skipped for a bad bar); never a symbol whose bar
-        is bad now."""
+        unfilled or were deferred behind open orders (or skipped for a bad bar), if their market is open;
+        never a symbol whose bar is bad now."""
         target = payload["target"]
-        changed = self._changed(last_traded, target)
+        changed = self._changed(last_traded, target, market_open)
         if before:
             earlier = before[1]
             retry = self._unfilled_symbols(before[0]) | set(earlier.get("deferred", ()))
             retry |= set(earlier.get("stale", ())) - set(payload.get("stale", ()))
+            retry = {s for s in retry if market_open.get(s, True)}
             changed.update({s: target[s] for s in sorted(retry - set(changed))})
         return {s: w for s, w in changed.items() if s not in payload.get("stale", {})}
 

@@ -15,6 +15,8 @@ from brokers.journal import Journal
 from brokers.order_ids import client_order_id
 from brokers.runner import LEGS, RunnerConfig
 from brokers.sim import SimBroker
+from envs.data.calendar import combine
+from envs.data.crypto import generate_crypto_market
 from envs.data.market_data import MarketData
 from envs.data.synthetic import generate_market
 from envs.environments.portfolio import PortfolioEnv
@@ -32,13 +34,16 @@ CASH = 100_000.0
 
 
 def test_rule_cases() -> None:
-    assert not should_trade(0.3, 0.3, 0.0), "an unchanged target never trades"
-    assert should_trade(0.31, 0.3, 0.0)
-    assert not should_trade(0.33, 0.3, BAND), "inside the band"
-    assert should_trade(0.36, 0.3, BAND)
-    assert should_trade(0.0, 0.02, BAND), "going flat is never held back by the band"
-    assert not should_trade(0.0, 0.0, BAND)
-    assert should_trade(-0.2, 0.2, BAND)
+    assert not should_trade(0.3, 0.3, 0.0, True, False), "an unchanged target never trades"
+    assert should_trade(0.31, 0.3, 0.0, True, False)
+    assert not should_trade(0.33, 0.3, BAND, True, False), "inside the band"
+    assert should_trade(0.36, 0.3, BAND, True, False)
+    assert should_trade(0.0, 0.02, BAND, True, False), "going flat is never held back by the band"
+    assert not should_trade(0.0, 0.0, BAND, True, False)
+    assert should_trade(-0.2, 0.2, BAND, True, False)
+    assert should_trade(0.33, 0.3, BAND, True, True), "the risk layer forces a trade inside the band"
+    assert not should_trade(0.9, 0.0, BAND, False, False), "never while the market is closed"
+    assert not should_trade(0.0, 0.5, BAND, False, True), "not even a forced exit"
 
 
 def test_batch_form_is_the_same_function() -> None:
@@ -47,8 +52,10 @@ def test_batch_form_is_the_same_function() -> None:
     last = np.where(rng.random(2000) < 0.3, target, np.round(rng.uniform(-1, 1, 2000), 2))
     target[::7] = 0.0
     band = rng.choice([0.0, 0.05, 0.2], 2000)
-    expected = [should_trade(a, b, c) for a, b, c in zip(target, last, band)]
-    assert should_trade_batch(target, last, band).tolist() == expected
+    market_open = rng.random(2000) < 0.8
+    force = rng.random(2000) < 0.1
+    expected = [should_trade(*args) for args in zip(target, last, band, market_open, force)]
+    assert should_trade_batch(target, last, band, market_open, force).tolist() == expected
 
 
 def scripted_targets(n: int, n_symbols: int, seed: int) -> np.ndarray:
@@ -60,13 +67,15 @@ def scripted_targets(n: int, n_symbols: int, seed: int) -> np.ndarray:
     return np.round(w, 3)
 
 
-def expected_decisions(targets: np.ndarray) -> np.ndarray:
-    """Bar-by-bar application of the rule, in plain Python."""
+def expected_decisions(targets: np.ndarray, market_open: np.ndarray | None = None) -> np.ndarray:
+    """Bar-by-bar application of the rule, in plain Python (``market_open[i, j]``: symbol j's market is
+    open on the bar decision i fills on)."""
     last = np.zeros(targets.shape[1])
     out = np.zeros(targets.shape, dtype=bool)
     for i, row in enumerate(targets):
         for j, w in enumerate(row):
-            if should_trade(float(w), float(last[j]), BAND):
+            is_open = True if market_open is None else bool(market_open[i, j])
+            if should_trade(float(w), float(last[j]), BAND, is_open, False):
                 out[i, j] = True
                 last[j] = w
     return out
@@ -169,6 +178,34 @@ def traded_bars_runner(data: MarketData, start: int, targets: np.ndarray) -> np.
 def test_every_path_makes_the_rules_decisions(case: tuple[MarketData, int, np.ndarray]) -> None:
     data, start, targets = case
     expected = expected_decisions(targets)
+    assert_every_path_decides(data, start, targets, expected)
+
+
+def test_a_stock_never_fills_on_a_closed_bar_while_crypto_trades_every_bar() -> None:
+    """Stock and crypto on one daily 24/7 clock: every path holds the stock over weekends and holidays
+    (its new target waits for the next session) and trades the coin on any day."""
+    stock = generate_market(n_symbols=1, n_days=100, seed=3, start="2021-01-04")
+    coin = generate_crypto_market(n_bars=150, freq="1D", symbols=("BTC/USD",), initial_prices=(30_000.0,),
+                                  start="2021-01-01", seed=3)
+    data = combine(stock, coin)
+    assert data.calendar.name == "24/7" and [c.name for c in data.symbol_calendars] == ["XNYS", "24/7"]
+    env = make_env(data)
+    env.reset()
+    start = env.first_t
+    targets = scripted_targets(data.n_bars - 1 - start, 2, seed=5)
+    market_open = data.tradable[start + 1 : start + 1 + len(targets)]
+    assert not market_open[:, 0].all() and market_open[:, 1].all()
+    expected = expected_decisions(targets, market_open)
+    # The mask matters: without it the stock would trade on closed bars.
+    assert (expected_decisions(targets)[:, 0] & ~market_open[:, 0]).any()
+    assert expected[:, 1][~market_open[:, 0]].any(), "the coin trades on weekends"
+    assert not (expected[:, 0] & ~market_open[:, 0]).any()
+    assert_every_path_decides(data, start, targets, expected)
+    closed_days = data.index[~data.tradable[:, 0]]
+    assert (closed_days.day_of_week >= 5).sum() > 20 and pd.Timestamp("2021-04-02", tz="UTC") in closed_days
+
+
+def assert_every_path_decides(data: MarketData, start: int, targets: np.ndarray, expected: np.ndarray) -> None:
     paths = {
         "single env": traded_bars_single_env(data, targets),
         "vector env": traded_bars_vector_env(data, targets),

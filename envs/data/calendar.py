@@ -410,3 +410,44 @@ def resample(data: "MarketData", rule: str) -> "MarketData":
     frame.columns = pd.MultiIndex.from_tuples([(f, s) for f, s in frame.columns])
     out = MarketData.from_wide(frame, fill_gaps=True)
     return out.with_calendar(data.calendars) if data.calendars is not None else out
+
+
+def combine(*parts: "MarketData") -> "MarketData":
+    """Several markets on one clock: the union of their timestamps, from the latest first bar to the
+    earliest last bar, each symbol keeping its own calendar.
+
+    A symbol has no bar while its market is closed (a stock on a Saturday beside crypto); those bars are
+    filled from its last close with volume 0 so every array stays aligned, and
+    :attr:`~envs.data.market_data.MarketData.tradable` marks them closed, so no env, replay or runner
+    ever fills on them.
+
+    :param parts: the markets; symbol names must not repeat.
+    :raises DataValidationError: when a part's bars fall between another part's bars (the union would
+        have no single frequency): resample the parts to one frequency first.
+    """
+    from envs.data.market_data import DataValidationError, MarketData
+
+    if not parts:
+        raise ValueError("combine needs at least one MarketData")
+    symbols = [s for p in parts for s in p.symbols]
+    if len(set(symbols)) != len(symbols):
+        raise DataValidationError("duplicate_symbol", f"symbol names repeat across parts: {symbols}")
+    first = max(p.index[0] for p in parts)
+    last = min(p.index[-1] for p in parts)
+    if first > last:
+        raise DataValidationError("empty", f"the parts share no time span (latest start {first}, earliest end {last})")
+    calendars = tuple(c.name for p in parts for c in p.symbol_calendars)
+    frames = []
+    for p in parts:
+        frame = p.to_long()
+        frames.append(frame[(frame["timestamp"] >= first) & (frame["timestamp"] <= last)])
+    long = pd.concat(frames, ignore_index=True)
+    # Leading bars of a symbol that opens later (a stock whose first session starts after midnight) are
+    # dropped so the combined set starts where every symbol has a price.
+    starts = long.groupby("symbol")["timestamp"].min()
+    long = long[long["timestamp"] >= starts.max()]
+    combined = MarketData.from_long(long, fill_gaps=True)
+    out = MarketData(combined.values, combined.index, combined.symbols,
+                     tuple(calendars[symbols.index(s)] for s in combined.symbols))
+    infer_frequency(out.index)
+    return out

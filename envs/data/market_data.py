@@ -153,13 +153,25 @@ class MarketData:
         return self.values[:, :, VOLUME]
 
     def select(self, symbols: Sequence[str]) -> "MarketData":
-        """A new MarketData with only ``symbols`` (in that order)."""
+        """A new MarketData with only ``symbols`` (in that order).
+
+        Bars on which none of them trades are left out: a stock picked from a stock and crypto set gets
+        its own sessions back, not the weekend bars it was padded with.
+        """
         missing = [s for s in symbols if s not in self.symbols]
         if missing:
             raise KeyError(f"symbols not in data: {missing}; available: {list(self.symbols)}")
         cols = [self.symbols.index(s) for s in symbols]
-        calendars = None if self.calendars is None else tuple(self.calendars[j] for j in cols)
-        return MarketData(self.values[:, cols, :], self.index, tuple(symbols), calendars)
+        rows: slice | np.ndarray = slice(None)
+        try:
+            tradable = self.tradable
+        except DataValidationError:
+            tradable = None  # bars without a regular clock: nothing to leave out
+        if tradable is not None:
+            rows = tradable[:, cols].any(axis=1)
+        known = self._known_calendars()
+        calendars = None if known is None else tuple(known[j] for j in cols)
+        return MarketData(self.values[rows][:, cols, :], self.index[rows], tuple(symbols), calendars)
 
     def slice(self, start: object = None, end: object = None) -> "MarketData":
         """Bars with ``start <= timestamp <= end`` (timestamps, strings or ``None``)."""

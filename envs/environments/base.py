@@ -150,6 +150,9 @@ class TradingEnvBase(gym.Env):
             )
         self.data = data
         self.features = features
+        # Whether each symbol's market is open on each bar: a closed bar never fills (the one trade rule).
+        tradable = data.tradable
+        self._tradable = np.ones(data.values.shape[:2], dtype=bool) if tradable is None else tradable
         # the whole window must lie after the warm-up, where every feature is defined
         self.first_t = features.warmup + self.window_size - 1
         self.last_t = data.n_bars - 1

@@ -142,7 +142,9 @@ class PortfolioEnv(TradingEnvBase):
             target, reasons, force, risk_events = self._apply_risk(target)
         t1 = self._t + 1
         bar = self.data.values[t1]
-        active = force | should_trade_batch(target, self._target, self.execution.min_weight_change)
+        active = should_trade_batch(
+            target, self._target, self.execution.min_weight_change, self._tradable[t1], force
+        )
         fills: tuple = ()
         if active.any():
             result = rebalance(

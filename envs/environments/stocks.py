@@ -144,6 +144,7 @@ class StocksEnv(TradingEnvBase):
         # Plain Python rows: indexing a list of floats is several times cheaper than numpy scalar access.
         self._bars = data.values[:, 0, :].tolist()
         self._closes = data.values[:, 0, CLOSE].tolist()
+        self._open_bars = self._tradable[:, 0].tolist()
 
     # ------------------------------------------------------------------ account
     def _reset_account(self) -> None:
@@ -252,7 +253,7 @@ class StocksEnv(TradingEnvBase):
         bar = self._bars[t1]
         fills: tuple = ()
         last = self._target
-        if force or should_trade(target, last, self._band):
+        if should_trade(target, last, self._band, self._open_bars[t1], force):
             fills = self._trade(target, bar, t1, reason)
         shares = self._shares
         close = bar[CLOSE]

@@ -241,7 +241,9 @@ class TradingVectorEnv(VectorEnv):
         target = self._adapter_targets(actions)
         t1 = self._t + 1
         bar = self._values[t1]
-        active = should_trade_batch(target, self._target, self.execution.min_weight_change)
+        active = should_trade_batch(
+            target, self._target, self.execution.min_weight_change, self.template._tradable[t1], False
+        )
         if active.any():
             result = rebalance(
                 self._cash,

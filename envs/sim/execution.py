@@ -116,22 +116,32 @@ class ExecutionConfig:
         return 0 if self.fill_at == "next_open" else 3
 
 
-def should_trade(target: float, last: float, band: float) -> bool:
+def should_trade(target: float, last: float, band: float, market_open: bool, force: bool) -> bool:
     """The one trade rule: does a symbol whose last traded target was ``last`` trade towards ``target``?
 
-    It trades when the target moved by more than ``band`` (``ExecutionConfig.min_weight_change``), or went
-    to flat (closing a position is never held back by the band). An unchanged target never trades, so a
-    held position drifts with its price instead of being rebalanced every bar. Kept free of objects so the
+    Never while its market is closed on the fill bar (a stock on a Saturday bar of a portfolio that also
+    holds crypto): nothing fills at a stale price, the position is held, and since ``last`` stays what it
+    was, the new target trades at the first open bar. Otherwise it trades when the risk layer forces it,
+    when the target moved by more than ``band`` (``ExecutionConfig.min_weight_change``), or went to flat
+    (closing a position is never held back by the band). An unchanged target never trades, so a held
+    position drifts with its price instead of being rebalanced every bar. Kept free of objects so the
     compiled loops (``envs/sim/vector_kernel.py``, ``envs/sim/replay.py``) compile this very function.
 
     :param target: the new target weight (after the risk layer).
     :param last: the target weight the symbol last traded to.
     :param band: the minimum change of weight that trades.
+    :param market_open: whether the symbol's market is open during the fill bar
+        (:attr:`envs.data.market_data.MarketData.tradable`; the broker's clock when live).
+    :param force: the risk layer forces a trade to ``target`` (a trim or an exit).
     """
-    return target != last and (abs(target - last) > band or target == 0.0)
+    if not market_open:
+        return False
+    return force or (target != last and (abs(target - last) > band or target == 0.0))
 
 
-should_trade_batch = numba.vectorize(["boolean(float64, float64, float64)"], cache=True)(should_trade)
+should_trade_batch = numba.vectorize(
+    ["boolean(float64, float64, float64, boolean, boolean)"], cache=True
+)(should_trade)
 """Array form of :func:`should_trade` (a NumPy ufunc compiled from it): elementwise over targets, last
 targets and bands, broadcasting like any ufunc."""
 

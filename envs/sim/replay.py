@@ -125,7 +125,8 @@ def _stocks_kernel(
     for i in range(n - 1):
         t1 = start + i + 1
         want = decided[i]
-        if _should_trade(want, target, band):
+        # One symbol's data has one calendar, so each of its bars is open (MarketData.tradable is None).
+        if _should_trade(want, target, band, True, False):
             p = price[t1]
             cash, shares, delta, fill, commission, impact = _fill_one(
                 cash, shares, want, p, low[t1], high[t1], c, per_share, k, whole, max_leverage
@@ -167,7 +168,15 @@ def _replay_many(
 ) -> Replay:
     n_bars, n_symbols = data.n_bars, data.n_symbols
     previous = np.vstack([np.zeros((1, n_symbols)), decided[:-1]])
-    candidates = np.flatnonzero((decided != previous).any(axis=1)) + start
+    changed = (decided != previous).any(axis=1)
+    tradable = data.tradable
+    if tradable is None:
+        tradable = np.ones((n_bars, n_symbols), dtype=bool)
+    else:
+        # A target that changed while its market was closed trades when the market opens again.
+        reopens = (tradable[start + 1 :] & ~tradable[start:-1]).any(axis=1)
+        changed = changed | reopens
+    candidates = np.flatnonzero(changed) + start
     values = data.values
     close = values[:, :, CLOSE]
     fee_rate = execution.borrow_per_bar if execution.borrow_rate else 0.0
@@ -180,7 +189,7 @@ def _replay_many(
     initial_cash = cash
     for t in candidates.tolist():
         want = decided[t - start]
-        active = should_trade_batch(want, target, execution.min_weight_change)
+        active = should_trade_batch(want, target, execution.min_weight_change, tradable[t + 1], False)
         if not active.any():
             continue
         if fee_rate:

@@ -277,7 +277,8 @@ def step_stocks(
         money = cash[i]
         t1 = t[i] + 1
         old = target[i, 0]
-        if _should_trade(want, old, band):
+        # One symbol's data has one calendar, so each of its bars is open (MarketData.tradable is None).
+        if _should_trade(want, old, band, True, False):
             filled_cash, filled, traded, price, _, _ = _fill_one(
                 money, held, want, bars[t1, 0, fill_field], bars[t1, 0, LOW], bars[t1, 0, HIGH], c,
                 per_share, k, whole, max_leverage,
