@@ -116,14 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_data(spec: ExperimentSpec, end: str | None) -> MarketData:
-    try:
-        data = spec.data.load()
-        if end:
-            data = data.slice(None, end)
-        # The clock is read here so irregular bars fail before any policy runs.
-        data.periods_per_year
-    except (ValueError, KeyError) as err:
-        raise SystemExit(f"error: {err}") from None
+    data = spec.data.load()
+    if end:
+        data = data.slice(None, end)
+    # The clock is read here so irregular bars fail (one error line, by @command) before any policy runs.
+    data.periods_per_year
     return data
 
 
