@@ -150,6 +150,11 @@ class SimBroker:
             raise OrderRejected("SimBroker fills market orders only", 422, cid)
         if order.is_fractional and not self.execution.fractional:
             raise OrderRejected("fractional shares are switched off (ExecutionConfig.fractional)", 422, cid)
+        min_qty = float(self.execution.per_symbol((order.symbol,))[1][0])
+        closes = math.isclose(float(self.portfolio.shares[self._col[order.symbol]]), -order.signed_qty)
+        if order.qty < min_qty and not closes:
+            # As a crypto venue does: below the pair's minimum order size unless it closes the position.
+            raise OrderRejected(f"qty {order.qty:g} is below the minimum order size {min_qty:g}", 422, cid)
         same_symbol = self.open_orders(order.symbol)
         if any(o.side is order.side.opposite for o in same_symbol):
             raise WashTradeRejected("potential wash trade detected. use complex orders", 422, cid)
@@ -222,11 +227,13 @@ class SimBroker:
             return []
         cfg = self.execution
         pf = self.portfolio
-        c, per_share, k = cfg.commission, cfg.commission_per_share, cfg.price_impact
+        c_all, _ = cfg.per_symbol(self.symbols)
+        per_share, k = cfg.commission_per_share, cfg.price_impact
         price = bar[:, cfg.fill_field]
         buy_price = np.minimum(price * (1.0 + k), bar[:, HIGH])
         sell_price = np.maximum(price * (1.0 - k), bar[:, LOW])
         cols = np.array([self._col[o.symbol] for o in waiting])
+        c = c_all[cols]
         signed = np.array([o.remaining_qty * o.side.sign for o in waiting])
         sells = np.minimum(signed, 0.0)
         buys = np.maximum(signed, 0.0)
@@ -245,7 +252,7 @@ class SimBroker:
         traded = np.zeros(len(self.symbols))
         np.add.at(traded, cols, filled)
         fill_price = np.where(traded > 0, buy_price, np.where(traded < 0, sell_price, price))
-        commission = np.abs(traded) * (fill_price * c + per_share)
+        commission = np.abs(traded) * (fill_price * c_all + per_share)
         impact = np.abs(traded) * np.abs(fill_price - price)
         pf.apply(
             Rebalance(np.float64(new_cash), pf.shares + traded, traded, fill_price, commission, impact), ts

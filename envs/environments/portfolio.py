@@ -156,6 +156,7 @@ class PortfolioEnv(TradingEnvBase):
                 bar[:, HIGH],
                 self.execution,
                 active,
+                self.data.symbols,
             )
             self._target = np.where(active, target, self._target)
             fills = tuple(self._book(result, t1, reasons))

@@ -134,7 +134,11 @@ class StocksEnv(TradingEnvBase):
         ex = self.execution
         self._band = ex.min_weight_change
         self._borrow_per_bar = ex.borrow_per_bar if ex.borrow_rate else 0.0
-        self._cost_args = (ex.commission, ex.commission_per_share, ex.price_impact, not ex.fractional, ex.max_leverage)
+        mine = ex.for_symbol(symbol)  # a per-asset fee and minimum order size, if the config has one
+        self._cost_args = (
+            mine.commission, ex.commission_per_share, ex.price_impact, not ex.fractional, ex.max_leverage,
+            mine.min_order_qty,
+        )
         self._choice_weight = tuple(float(w) for w in self.adapter._choice_weight) if self._discrete else ()
         self._weight_of_choice = dict(enumerate(self._choice_weight))
         self._reset_account()
@@ -278,9 +282,10 @@ class StocksEnv(TradingEnvBase):
     def _trade(self, target: float, bar: list[float], t1: int, reason: str) -> tuple:
         shares = self._shares
         # unpacked by name: a starred call costs ~80 ns more
-        c, per_share, k, whole, max_leverage = self._cost_args
+        c, per_share, k, whole, max_leverage, min_qty = self._cost_args
         cash, new_shares, traded, price, commission, impact = fill_one(
-            self._cash, shares, target, bar[self._fill_field], bar[LOW], bar[HIGH], c, per_share, k, whole, max_leverage
+            self._cash, shares, target, bar[self._fill_field], bar[LOW], bar[HIGH], c, per_share, k, whole,
+            max_leverage, min_qty,
         )
         self._target = target
         if not traded:

@@ -119,7 +119,7 @@ class TradingVectorEnv(VectorEnv):
         self._observe_args = (t._feat, t.window_size, self._values, self.kind == "stocks")
         choices = self.adapter._choice_weight if self.adapter.mode == "discrete" else np.zeros(0)
         layout, params = stock_step_settings(
-            self._kernel_mode, choices, self.execution, t.window_size
+            self._kernel_mode, choices, self.execution.for_symbol(t.data.symbols[0]), t.window_size
         )
         tail = (params, self._values, t._feat, self._acct, self._pos, self._clock)
         self._step_args = (layout, *tail)
@@ -254,6 +254,7 @@ class TradingVectorEnv(VectorEnv):
                 bar[:, :, HIGH],
                 self.execution,
                 active,
+                self.template.data.symbols,
             )
             self._avg_cost[...] = update_cost_basis(
                 self._shares, self._avg_cost, result.traded, result.fill_price

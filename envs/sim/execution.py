@@ -15,6 +15,7 @@ and the live runner all call it, so "the backtest is the live run" holds by cons
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Literal, NamedTuple
@@ -47,6 +48,11 @@ class ExecutionConfig:
     :param min_weight_change: a symbol trades only when its target weight moves by more than this from the
         last target it traded to; ``0`` trades on any change. An unchanged target never trades, so a held
         position drifts with its price as a real one does instead of being rebalanced every bar.
+    :param min_order_qty: smallest quantity a fill may have (a crypto pair's minimum order size, such as
+        0.0001 BTC); a smaller trade is skipped, except one that closes a position to flat.
+    :param asset_costs: per-symbol fee and minimum order size, each ``"SYMBOL:FEE_BPS[:MIN_QTY]"``
+        (``"BTC/USD:25:0.0001"``): that symbol pays ``FEE_BPS`` basis points of notional per fill instead
+        of ``commission``, and ``MIN_QTY`` replaces ``min_order_qty``.
     """
 
     commission: float = 0.001
@@ -60,11 +66,16 @@ class ExecutionConfig:
     fill_at: FillAt = "next_open"
     periods_per_year: float | None = None
     min_weight_change: float = 0.0
+    min_order_qty: float = 0.0
+    asset_costs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "asset_costs", tuple(self.asset_costs))
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("fractional", "allow_short"):
+            if f.name == "asset_costs":
+                self._parse_asset_costs()
+            elif f.name in ("fractional", "allow_short"):
                 if not isinstance(value, (bool, np.bool_)):
                     raise ConfigError(f"ExecutionConfig.{f.name} must be a bool, got {value!r}")
             elif f.name == "periods_per_year" and value is None:
@@ -84,6 +95,45 @@ class ExecutionConfig:
             raise ConfigError(f"ExecutionConfig.max_leverage must be >= 1, got {self.max_leverage}")
         if self.periods_per_year is not None and self.periods_per_year <= 0:
             raise ConfigError("ExecutionConfig.periods_per_year must be > 0")
+
+    def _parse_asset_costs(self) -> dict[str, tuple[float, float]]:
+        """``{symbol: (commission fraction, min order qty)}`` from :attr:`asset_costs`, validated."""
+        out: dict[str, tuple[float, float]] = {}
+        for entry in self.asset_costs:
+            parts = str(entry).rsplit(":", 2) if str(entry).count(":") >= 2 else str(entry).split(":")
+            try:
+                symbol, fee = parts[0].strip(), float(parts[1])
+                min_qty = float(parts[2]) if len(parts) == 3 else self.min_order_qty
+            except (IndexError, ValueError):
+                raise ConfigError(
+                    f"ExecutionConfig.asset_costs entry {entry!r} is not SYMBOL:FEE_BPS[:MIN_QTY] "
+                    "(e.g. 'BTC/USD:25:0.0001')"
+                ) from None
+            if not symbol or not (0 <= fee < 10_000 and np.isfinite(fee)) or not (min_qty >= 0 and np.isfinite(min_qty)):
+                raise ConfigError(
+                    f"ExecutionConfig.asset_costs entry {entry!r}: fee in [0, 10000) bps and MIN_QTY >= 0"
+                )
+            out[symbol] = (fee * 1e-4, min_qty)
+        return out
+
+    def for_symbol(self, symbol: str) -> "ExecutionConfig":
+        """This config as ``symbol`` pays it: its :attr:`asset_costs` entry, if any, as ``commission`` and
+        ``min_order_qty`` (the single-symbol paths read those two fields).
+
+        :param symbol: the traded symbol.
+        """
+        table = self._parse_asset_costs()
+        if symbol not in table:
+            return self
+        commission, min_qty = table[symbol]
+        return dataclasses.replace(self, commission=commission, min_order_qty=min_qty, asset_costs=())
+
+    def per_symbol(self, symbols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Commission fraction and minimum order quantity of each symbol, as arrays.
+
+        :param symbols: the symbols, in the data's order.
+        """
+        return _per_symbol(self, tuple(symbols))
 
     @property
     def price_impact(self) -> float:
@@ -146,6 +196,17 @@ should_trade_batch = numba.vectorize(
 targets and bands, broadcasting like any ufunc."""
 
 
+@functools.lru_cache(maxsize=64)
+def _per_symbol(config: ExecutionConfig, symbols: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    table = config._parse_asset_costs()
+    default = (config.commission, config.min_order_qty)
+    pairs = np.array([table.get(s, default) for s in symbols], dtype=np.float64).reshape(len(symbols), 2)
+    commission, min_qty = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1])
+    commission.setflags(write=False)
+    min_qty.setflags(write=False)
+    return commission, min_qty
+
+
 class Rebalance(NamedTuple):
     """The result of one batched rebalance (arrays keep the input's leading shape)."""
 
@@ -170,6 +231,7 @@ def rebalance(
     high: np.ndarray,
     config: ExecutionConfig,
     active: np.ndarray | None = None,
+    symbols: tuple[str, ...] | None = None,
 ) -> Rebalance:
     """Trade from ``shares`` towards ``target_weights`` of equity at ``price``, for a batch of accounts.
 
@@ -185,8 +247,13 @@ def rebalance(
     :param high: the fill bar's high.
     :param config: costs and conventions.
     :param active: boolean ``(N, S)``; symbols where it is False keep their shares untouched.
+    :param symbols: the symbols of the columns, for per-symbol fees and minimum order sizes
+        (:attr:`ExecutionConfig.asset_costs`); without them every symbol pays ``commission``.
     """
-    c = config.commission
+    if symbols is not None:
+        c, min_qty = config.per_symbol(symbols)
+    else:
+        c, min_qty = config.commission, config.min_order_qty
     per_share = config.commission_per_share
     k = config.price_impact
     equity = cash + (shares * price).sum(axis=-1)
@@ -203,6 +270,9 @@ def rebalance(
     if active is not None:
         target = np.where(active, target, shares)
     delta = target - shares
+    # Below the minimum order size nothing trades, unless the position closes to flat.
+    keeps = target_weights != 0.0
+    delta = np.where(keeps & (np.abs(delta) < min_qty), 0.0, delta)
     sell = np.minimum(delta, 0.0)
     buy = np.maximum(delta, 0.0)
     cash_after_sells = cash + (-sell * (sell_price * (1.0 - c) - per_share)).sum(axis=-1)
@@ -214,6 +284,7 @@ def rebalance(
     buy = buy * scale[..., None]
     if not config.fractional:
         buy = np.floor(buy + 1e-9)
+    buy = np.where(keeps & (buy < min_qty), 0.0, buy)
     new_cash = cash_after_sells - (buy * buy_unit).sum(axis=-1)
     traded = buy + sell
     fill_price = np.where(traded > 0, buy_price, np.where(traded < 0, sell_price, price))
@@ -242,7 +313,7 @@ def rebalance_one(
     """
     return fill_one(
         cash, shares, target_weight, price, low, high, config.commission, config.commission_per_share,
-        config.price_impact, not config.fractional, config.max_leverage,
+        config.price_impact, not config.fractional, config.max_leverage, config.min_order_qty,
     )
 
 
@@ -258,6 +329,7 @@ def fill_one(
     k: float,
     whole: bool,
     max_leverage: float,
+    min_qty: float,
 ) -> tuple[float, float, float, float, float, float]:
     """The arithmetic of :func:`rebalance_one` on plain numbers.
 
@@ -267,6 +339,7 @@ def fill_one(
     :param c: commission fraction. :param per_share: commission per share.
     :param k: price impact (slippage plus half spread) as a fraction. :param whole: whole shares only.
     :param max_leverage: gross exposure cap over equity.
+    :param min_qty: smallest quantity a fill may have unless it closes the position to flat.
     """
     equity = cash + shares * price
     # comparisons rather than min/max: the builtins cost ~100 ns a call, a third of this function in Python
@@ -284,6 +357,9 @@ def fill_one(
     if whole:
         target = float(math.trunc(target))
     delta = target - shares
+    keeps = target_weight != 0.0
+    if keeps and abs(delta) < min_qty:
+        return cash, shares, 0.0, price, 0.0, 0.0
     if delta < 0.0:
         new_cash = cash + -delta * (sell_price * (1.0 - c) - per_share)
         fill = sell_price
@@ -297,6 +373,8 @@ def fill_one(
             delta = delta * (budget / need)
         if whole:
             delta = float(math.floor(delta + 1e-9))
+        if keeps and delta < min_qty:
+            return cash, shares, 0.0, price, 0.0, 0.0
         new_cash = cash - delta * buy_unit
         fill = buy_price if delta > 0.0 else price
     else:

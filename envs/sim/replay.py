@@ -87,11 +87,13 @@ def _replay_one(
 ) -> Replay:
     bars = data.values[:, 0, :]
     fee_rate = execution.borrow_per_bar if execution.borrow_rate else 0.0
+    mine = execution.for_symbol(data.symbols[0])
     equity, held, fill_bar, fills = _stocks_kernel(
         np.ascontiguousarray(bars[:, execution.fill_field]), np.ascontiguousarray(bars[:, LOW]),
         np.ascontiguousarray(bars[:, HIGH]), np.ascontiguousarray(bars[:, CLOSE]), decided, start, cash,
-        execution.commission, execution.commission_per_share, execution.price_impact,
+        mine.commission, execution.commission_per_share, execution.price_impact,
         not execution.fractional, execution.max_leverage, execution.min_weight_change, fee_rate,
+        mine.min_order_qty,
     )
     names = ("quantity", "price", "commission", "impact_cost")
     return Replay(
@@ -105,7 +107,7 @@ def _replay_one(
 
 @numba.njit(cache=True)
 def _stocks_kernel(
-    price, low, high, close, decided, start, cash, c, per_share, k, whole, max_leverage, band, fee_rate
+    price, low, high, close, decided, start, cash, c, per_share, k, whole, max_leverage, band, fee_rate, min_qty
 ):  # pragma: no cover - compiled; parity with the env is tested through replay_weights
     """``StocksEnv.step`` without observation and info, bar by bar, filling through ``fill_one``.
 
@@ -129,7 +131,7 @@ def _stocks_kernel(
         if _should_trade(want, target, band, True, False):
             p = price[t1]
             cash, shares, delta, fill, commission, impact = _fill_one(
-                cash, shares, want, p, low[t1], high[t1], c, per_share, k, whole, max_leverage
+                cash, shares, want, p, low[t1], high[t1], c, per_share, k, whole, max_leverage, min_qty
             )
             target = want
             if delta != 0.0:
@@ -198,7 +200,7 @@ def _replay_many(
         bar = values[t + 1]
         result = rebalance(
             np.float64(cash), shares, want, bar[:, execution.fill_field], bar[:, LOW], bar[:, HIGH],
-            execution, active,
+            execution, active, data.symbols,
         )
         cash, shares = float(result.cash), result.shares
         target = np.where(active, want, target)

@@ -191,7 +191,7 @@ T, END = range(2)
 """Rows of the ``clock`` block (``(2, N)`` int64): current bar and last bar of each copy's episode."""
 MODE, FILL_FIELD, WINDOW = range(3)
 """Entries of :func:`step_stocks`' ``layout``."""
-LOW_WEIGHT, MAX_LEVERAGE, COMMISSION, PER_SHARE, IMPACT, WHOLE, BAND, BORROW, CHOICES = range(9)
+LOW_WEIGHT, MAX_LEVERAGE, COMMISSION, PER_SHARE, IMPACT, WHOLE, BAND, BORROW, MIN_QTY, CHOICES = range(10)
 """Entries of :func:`step_stocks`' ``params``; the discrete modes' weight per choice index start at
 ``CHOICES``."""
 
@@ -204,7 +204,8 @@ def stock_step_settings(
 
     :param mode: how actions are read (:data:`DISCRETE`, :data:`WEIGHTS`, :data:`CONTINUOUS`).
     :param choices: weight per discrete choice index (empty for the other modes).
-    :param execution: the env's :class:`~envs.sim.execution.ExecutionConfig`.
+    :param execution: the env's :class:`~envs.sim.execution.ExecutionConfig`, as its one symbol pays it
+        (:meth:`~envs.sim.execution.ExecutionConfig.for_symbol`).
     :param window_size: bars per observation window.
     """
     ex = execution
@@ -219,6 +220,7 @@ def stock_step_settings(
             0.0 if ex.fractional else 1.0,
             ex.min_weight_change,
             ex.borrow_per_bar if ex.borrow_rate else 0.0,
+            ex.min_order_qty,
             *np.asarray(choices, dtype=np.float64),
         ],
         dtype=np.float64,
@@ -260,6 +262,7 @@ def step_stocks(
     low, max_leverage, c = params[LOW_WEIGHT], params[MAX_LEVERAGE], params[COMMISSION]
     per_share, k, whole = params[PER_SHARE], params[IMPACT], params[WHOLE] != 0.0
     band, fee_rate, choices = params[BAND], params[BORROW], params[CHOICES:]
+    min_qty = params[MIN_QTY]
     cash, equity, peak = acct[CASH], acct[EQUITY], acct[PEAK]
     shares, avg_cost, target = pos[SHARES], pos[AVG_COST], pos[TARGET]
     t, end = clock[T], clock[END]
@@ -281,7 +284,7 @@ def step_stocks(
         if _should_trade(want, old, band, True, False):
             filled_cash, filled, traded, price, _, _ = _fill_one(
                 money, held, want, bars[t1, 0, fill_field], bars[t1, 0, LOW], bars[t1, 0, HIGH], c,
-                per_share, k, whole, max_leverage,
+                per_share, k, whole, max_leverage, min_qty,
             )
             target[i, 0] = want
             if traded != 0.0:
