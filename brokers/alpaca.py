@@ -58,6 +58,7 @@ from brokers.base import (
     utc,
 )
 from brokers.credentials import AlpacaConfig
+from envs.data.calendar import CRYPTO_QUOTES
 from brokers.retry import RetryPolicy, TransientError, call_with_retry, is_refused
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,9 @@ class AlpacaBroker:
         out: dict[str, Position] = {}
         for p in raw:
             qty = abs(_num(p.qty)) * (-1.0 if p.side.value == "short" else 1.0)
-            out[p.symbol] = Position(
-                symbol=p.symbol,
+            symbol = _pair(p.symbol) if _is_crypto_class(p.asset_class) else p.symbol
+            out[symbol] = Position(
+                symbol=symbol,
                 qty=qty,
                 avg_entry_price=_num(p.avg_entry_price),
                 market_value=_num(p.market_value),
@@ -310,7 +312,7 @@ def _to_order(o: AlpacaOrder) -> Order:
     return Order(
         id=str(o.id),
         client_order_id=o.client_order_id,
-        symbol=o.symbol or "",
+        symbol=_pair(o.symbol or "") if _is_crypto_class(o.asset_class) else o.symbol or "",
         side=Side(o.side.value),
         qty=_num(o.qty),
         filled_qty=_num(o.filled_qty),
@@ -321,6 +323,20 @@ def _to_order(o: AlpacaOrder) -> Order:
         limit_price=None if o.limit_price is None else float(o.limit_price),
         submitted_at=utc(o.submitted_at) if o.submitted_at else None,
     )
+
+
+def _is_crypto_class(asset_class: object) -> bool:
+    return str(getattr(asset_class, "value", asset_class)) == "crypto"
+
+
+def _pair(symbol: str) -> str:
+    """Alpaca lists a crypto position as ``BTCUSD``; the run trades it as ``BTC/USD``."""
+    if "/" in symbol:
+        return symbol
+    for quote in sorted(CRYPTO_QUOTES, key=len, reverse=True):
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[: -len(quote)]}/{quote}"
+    return symbol
 
 
 def _num(value: object) -> float:

@@ -15,6 +15,8 @@ from typing import Protocol, runtime_checkable
 
 import pandas as pd
 
+from envs.data.calendar import calendar_for_symbol
+
 MAX_CLIENT_ORDER_ID = 48  # Alpaca's limit on client_order_id length
 
 
@@ -99,12 +101,23 @@ def utc(value: object) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def is_crypto(symbol: str) -> bool:
+    """True for a crypto pair (``BTC/USD``, ``ETH/BTC``): it trades 24/7 by its name's calendar.
+
+    :param symbol: the symbol.
+    """
+    calendar = calendar_for_symbol(symbol)
+    return calendar is not None and calendar.name == "24/7"
+
+
 @dataclass(frozen=True)
 class OrderRequest:
     """An order the runner wants placed.
 
-    Fractional quantities must be market orders with day time-in-force (Alpaca rejects anything else), so
-    the constructor refuses them up front with an error naming the order.
+    Fractional stock quantities must be market orders with day time-in-force (Alpaca rejects anything
+    else), so the constructor refuses them up front with an error naming the order. Crypto pairs
+    (:func:`is_crypto`) trade around the clock and take no day orders: their default time-in-force is gtc,
+    and only gtc or ioc are accepted.
 
     :param symbol: asset symbol.
     :param side: buy or sell.
@@ -112,7 +125,7 @@ class OrderRequest:
     :param client_order_id: deterministic id (see :func:`brokers.order_ids.client_order_id`), at most 48
         characters; the broker refuses a second order with the same id.
     :param type: market or limit.
-    :param time_in_force: day by default.
+    :param time_in_force: day by default (gtc for crypto).
     :param limit_price: required for limit orders.
     """
 
@@ -129,6 +142,13 @@ class OrderRequest:
         object.__setattr__(self, "type", OrderType(self.type))
         object.__setattr__(self, "time_in_force", TimeInForce(self.time_in_force))
         where = f"order {self.client_order_id!r} ({self.side.value} {self.qty} {self.symbol})"
+        if is_crypto(self.symbol):
+            if self.time_in_force is TimeInForce.DAY:
+                object.__setattr__(self, "time_in_force", TimeInForce.GTC)
+            if self.time_in_force not in (TimeInForce.GTC, TimeInForce.IOC):
+                raise ValueError(
+                    f"{where}: crypto orders are gtc or ioc, got time_in_force={self.time_in_force.value}"
+                )
         if not self.symbol:
             raise ValueError(f"{where}: symbol is empty")
         if not (isinstance(self.qty, (int, float)) and math.isfinite(self.qty) and self.qty > 0):
@@ -142,7 +162,7 @@ class OrderRequest:
             raise ValueError(f"{where}: a limit order needs a positive limit_price")
         if self.type is OrderType.MARKET and self.limit_price is not None:
             raise ValueError(f"{where}: a market order takes no limit_price")
-        if self.is_fractional and (
+        if self.is_fractional and not is_crypto(self.symbol) and (
             self.type is not OrderType.MARKET or self.time_in_force is not TimeInForce.DAY
         ):
             raise ValueError(

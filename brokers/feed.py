@@ -31,11 +31,11 @@ import pandas as pd
 import requests
 from alpaca.common.exceptions import APIError
 
-from brokers.base import BrokerConfigError, BrokerError, BrokerUnavailable
+from brokers.base import BrokerConfigError, BrokerError, BrokerUnavailable, is_crypto
 from brokers.credentials import AlpacaConfig
 from brokers.retry import RetryPolicy, TransientError, call_with_retry, is_refused
 from envs.data.fallback import is_daily_or_longer, parse_timeframe, session_dates
-from envs.data.market_data import FIELDS, MarketData, bar_rules, forward_fill
+from envs.data.market_data import FIELDS, DataValidationError, MarketData, bar_rules, forward_fill
 
 log = logging.getLogger(__name__)
 ALPACA_DATA_URL = "https://data.alpaca.markets"
@@ -109,7 +109,7 @@ class AlpacaBars:
         retry: RetryPolicy = RetryPolicy(),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from alpaca.data.historical import StockHistoricalDataClient
+        from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
 
         self.url = config.data_url or ALPACA_DATA_URL
         self.feed = feed
@@ -120,6 +120,10 @@ class AlpacaBars:
             config.key_id, config.secret_key, url_override=config.data_url, raw_data=True
         )
         self._client._retry = 0  # our backoff is the only one (see brokers.alpaca)
+        self._crypto = CryptoHistoricalDataClient(
+            config.key_id, config.secret_key, url_override=config.data_url, raw_data=True
+        )
+        self._crypto._retry = 0
         self._reached = False
         self._kept: dict[str, dict[pd.Timestamp, np.ndarray]] = {}
         self._warned: set[tuple[str, str, str]] = set()
@@ -154,7 +158,8 @@ class AlpacaBars:
         bad: list[BadBar] = bad_reply
         daily = is_daily_or_longer(timeframe)
         for s in symbols:
-            self._keep(s, raw.get(s) or [], now, daily, bad)
+            # A crypto day is a UTC day, not a New York session.
+            self._keep(s, raw.get(s) or [], now, daily and not is_crypto(s), bad)
         fresh = tuple(b for b in bad if self._warn(b))
         return self._assemble(list(symbols), lo, fresh)
 
@@ -163,22 +168,35 @@ class AlpacaBars:
         self, symbols: list[str], lo: pd.Timestamp, hi: pd.Timestamp, timeframe: str
     ) -> dict[str, list[dict[str, Any]]] | None:
         from alpaca.data.enums import Adjustment, DataFeed
-        from alpaca.data.requests import StockBarsRequest
+        from alpaca.data.requests import CryptoBarsRequest, StockBarsRequest
         from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
         amount, unit = parse_timeframe(timeframe)
+        frame = TimeFrame(amount, TimeFrameUnit(unit))
+        stocks = [s for s in symbols if not is_crypto(s)]
+        coins = [s for s in symbols if is_crypto(s)]
         request = StockBarsRequest(
-            symbol_or_symbols=symbols,
-            timeframe=TimeFrame(amount, TimeFrameUnit(unit)),
+            symbol_or_symbols=stocks,
+            timeframe=frame,
             start=lo.to_pydatetime(),
             end=(hi + pd.Timedelta(days=1) if is_daily_or_longer(timeframe) else hi).to_pydatetime(),
             adjustment=Adjustment(self.adjustment),
             feed=DataFeed(self.feed),
-        )
+        ) if stocks else None
+        # Crypto bars come from their own endpoint, around the clock.
+        crypto = CryptoBarsRequest(
+            symbol_or_symbols=coins, timeframe=frame, start=lo.to_pydatetime(), end=hi.to_pydatetime()
+        ) if coins else None
+
+        def both() -> dict[str, list[dict[str, Any]]]:
+            out = dict(self._client.get_stock_bars(request)) if request is not None else {}
+            if crypto is not None:
+                out.update(self._crypto.get_crypto_bars(crypto))
+            return out
 
         def attempt(_: int) -> dict[str, list[dict[str, Any]]] | None:
             try:
-                out = self._client.get_stock_bars(request)
+                out = both()
             except requests.JSONDecodeError as err:
                 self._reached = True
                 return _lenient(err.doc)
@@ -194,7 +212,7 @@ class AlpacaBars:
                     ) from err
                 raise TransientError(f"data API connection error: {err}") from err
             self._reached = True
-            return dict(out)
+            return out
 
         try:
             return call_with_retry(attempt, self._retry, "fetch bars", self._sleep)
@@ -256,8 +274,16 @@ class AlpacaBars:
         # Start where every symbol has had a bar: a gap before that has nothing to be filled from.
         first = int(np.argmax(np.maximum.accumulate(have, axis=0).all(axis=1)))
         index, values, have = index[first:], values[first:], have[first:]
+        data = MarketData(forward_fill(values), index, tuple(symbols))
+        # A stock has no bar while its market is closed (a Saturday beside crypto): not missing, closed.
+        try:
+            tradable = data.tradable if len(index) > 1 else None
+        except DataValidationError:  # too few or uneven bars yet to tell the calendars apart
+            tradable = None
+        if tradable is not None:
+            have |= ~tradable
         missing = frozenset((index[t], symbols[j]) for t, j in np.argwhere(~have))
-        return LiveBars(MarketData(forward_fill(values), index, tuple(symbols)), missing, bad)
+        return LiveBars(data, missing, bad)
 
     def _warn(self, bad: BadBar) -> bool:
         """Log a skipped bar once (every poll re-reads the history); True the first time."""

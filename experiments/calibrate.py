@@ -212,7 +212,7 @@ def score_policies(policies: dict[str, Policy], data: MarketData, backtest: Back
     for name, policy in policies.items():
         result = run_backtest(policy, data, backtest, start=start)
         stats = result.stats
-        years = (len(result.equity) - 1) / backtest.periods_per_year
+        years = (len(result.equity) - 1) / stats.periods_per_year
         drag = stats.total_costs / float(result.equity.mean()) / years
         sharpe = stats.sharpe if math.isfinite(stats.sharpe) else 0.0
         scores[name] = Score(float(sharpe), float(drag), float(stats.total_return))

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from agents.policy import Policy
 from brokers.alerts import Alerts
-from brokers.base import Broker, BrokerError, BrokerUnavailable, Clock
+from brokers.base import Broker, BrokerError, BrokerUnavailable, Clock, is_crypto
 from brokers.dashboard import DashboardServer, parse_listen
 from brokers.feed import AlpacaBars, DataUnavailable, LiveBars
 from brokers.journal import Journal
@@ -243,7 +243,8 @@ def run_broker(
     """Trade against a real (or Alpaca-compatible) broker until the kill switch trips.
 
     Each cycle: outside the trading window, wait (holidays and weekends have no session, so they are
-    skipped); inside it, fetch the bars, decide on a new complete bar once, otherwise poll orders. A
+    skipped; a run with crypto never waits: crypto trades around the clock and a stock beside it is held
+    on its closed-market bars by the trade rule); inside it, fetch the bars, decide on a new complete bar once, otherwise poll orders. A
     cycle that fails on a transient error (the broker's or the data API's retries ran out) is an outage:
     it is retried with backoff until the services are back, and the next cycle reconciles and resumes.
     Bars are always fetched from the run's first data bar, so a restarted run sees what it saw.
@@ -263,6 +264,7 @@ def run_broker(
     :return: how many bars were decided.
     """
     decided, cycles, last_bar = 0, 0, None
+    around_the_clock = any(is_crypto(s) for s in runner.symbols)
     outage = Outage(runner.alerts, outage_backoff, monotonic)
     anchor: pd.Timestamp | None = None
     while max_cycles is None or cycles < max_cycles:
@@ -274,7 +276,9 @@ def run_broker(
                 break
             clock = runner.broker.clock()
             window = trading_window(clock, close_buffer)
-            if not window.can_trade:
+            # Crypto trades around the clock; a stock beside it waits for its own session bar by bar (the
+            # trade rule reads each symbol's calendar), so only a stock-only run waits for the market.
+            if not window.can_trade and not around_the_clock:
                 outage.recovered()
                 log.info("%s", window.reason)
                 wait = (
@@ -403,7 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         execution = ExecutionConfig(
             commission=args.commission, fractional=not args.whole_shares, allow_short=args.allow_short
         )
-        run_id = args.run_id or f"{getattr(policy, 'name', 'policy')}-{'-'.join(symbols)}-{args.broker}"
+        # A crypto pair's slash would make the default journal path a folder (BTC/USD -> BTCUSD).
+        names = "-".join(s.replace("/", "") for s in symbols)
+        run_id = args.run_id or f"{getattr(policy, 'name', 'policy')}-{names}-{args.broker}"
         config = RunnerConfig(
             run_id=run_id,
             execution=execution,

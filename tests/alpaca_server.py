@@ -9,6 +9,8 @@ calendar, historical bars) and behaves like Alpaca where the runner has to cope 
 - an order against an open opposite-side order for the same symbol gets the 422 "potential wash trade";
 - selling more than is held (or covering more than is short) in one order is refused with 403;
 - fractional quantities are accepted only as market/day orders;
+- crypto pairs (``BTC/USD``) trade around the clock, as gtc or ioc orders, and their bars come from the
+  crypto endpoint (``CryptoHistoricalDataClient``); a crypto position is listed as ``BTCUSD``;
 - faults can be queued per route: an HTTP error (500, 429 with Retry-After, a 403/422 reject), a dropped
   connection, either before or after the request took effect, and for new orders a partial or late fill.
 
@@ -379,7 +381,11 @@ class FakeAlpaca:
             raise ApiError(422, "client_order_id must be no more than 48 characters")
         if cid in self._by_client:
             raise ApiError(422, "client_order_id must be unique")
-        if qty != math.floor(qty) and (kind != "market" or tif != "day"):
+        if _is_crypto(symbol):
+            # Alpaca trades crypto around the clock, good-till-cancelled or immediate-or-cancel only.
+            if tif not in ("gtc", "ioc"):
+                raise ApiError(422, f"invalid crypto time_in_force {tif!r}: use gtc or ioc")
+        elif qty != math.floor(qty) and (kind != "market" or tif != "day"):
             raise ApiError(422, "fractional orders must be market orders with day time_in_force")
         sign = 1 if side == "buy" else -1
         if any(o.is_open and o.symbol == symbol and o.sign == -sign for o in self.orders.values()):
@@ -413,7 +419,7 @@ class FakeAlpaca:
         )
         self.orders[order.id] = order
         self._by_client[cid] = order.id
-        if self.is_open():
+        if self.is_open() or _is_crypto(symbol):
             if isinstance(fill, PartialFill):
                 now_qty = qty * fill.fraction
                 self._fill(order, math.floor(now_qty) if qty == math.floor(qty) else round(now_qty, 9))
@@ -479,12 +485,14 @@ class FakeAlpaca:
     def _position_json(self, symbol: str, p: _Position) -> dict[str, Any]:
         price = self.prices[symbol]
         value, cost = p.qty * price, p.qty * p.avg_entry_price
+        crypto = _is_crypto(symbol)
         return {
             "asset_id": _asset_id(symbol),
-            "symbol": symbol,
-            "exchange": "NASDAQ",
-            "asset_class": "us_equity",
-            "asset_marginable": True,
+            # Alpaca lists a crypto position without the slash of its order symbol: BTC/USD -> BTCUSD.
+            "symbol": symbol.replace("/", ""),
+            "exchange": "CRYPTO" if crypto else "NASDAQ",
+            "asset_class": "crypto" if crypto else "us_equity",
+            "asset_marginable": not crypto,
             "avg_entry_price": f"{p.avg_entry_price:.6f}",
             "qty": _qty(abs(p.qty)),
             "qty_available": _qty(abs(p.qty)),
@@ -536,10 +544,11 @@ class FakeAlpaca:
         }
 
     def _asset_json(self, symbol: str) -> dict[str, Any]:
+        crypto = _is_crypto(symbol)
         return {
             "id": _asset_id(symbol),
-            "class": "us_equity",
-            "exchange": "NASDAQ",
+            "class": "crypto" if crypto else "us_equity",
+            "exchange": "CRYPTO" if crypto else "NASDAQ",
             "symbol": symbol,
             "name": symbol,
             "status": "active",
@@ -583,6 +592,7 @@ class FakeAlpaca:
             (r"/v2/positions/([^/]+)", "GET", self._get_position),
             (r"/v2/positions/([^/]+)", "DELETE", lambda q, b, s: (200, self._order_json(self._close(s)))),
             (r"/v2/stocks/bars", "GET", self._get_bars),
+            (r"/v1beta3/crypto/us/bars", "GET", self._get_bars),
         ]
 
     def _get_clock(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -617,6 +627,7 @@ class FakeAlpaca:
         return 200, days
 
     def _get_asset(self, query: dict[str, str], body: Any, symbol: str) -> tuple[int, Any]:
+        symbol = self._symbol_of(symbol)
         if symbol not in self.prices:
             raise ApiError(404, f"asset not found for {symbol}")
         return 200, self._asset_json(symbol)
@@ -651,18 +662,25 @@ class FakeAlpaca:
         return 200, self._order_json(self.orders[self._by_client[cid]])
 
     def _get_position(self, query: dict[str, str], body: Any, symbol: str) -> tuple[int, Any]:
+        symbol = self._symbol_of(symbol)
         if symbol not in self.positions:
             raise ApiError(404, "position does not exist")
         return 200, self._position_json(symbol, self.positions[symbol])
 
     def _close(self, symbol: str) -> _Order:
+        symbol = self._symbol_of(symbol)
         if symbol not in self.positions:
             raise ApiError(404, "position does not exist")
         qty = self.positions[symbol].qty
         side = "sell" if qty > 0 else "buy"
+        tif = "gtc" if _is_crypto(symbol) else "day"
         return self._create_order(
-            {"symbol": symbol, "qty": abs(qty), "side": side, "type": "market", "time_in_force": "day"}, None
+            {"symbol": symbol, "qty": abs(qty), "side": side, "type": "market", "time_in_force": tif}, None
         )
+
+    def _symbol_of(self, name: str) -> str:
+        """A position path names crypto without its slash (``BTCUSD``); find the pair it means."""
+        return next((s for s in self.prices if s.replace("/", "") == name), name)
 
     def _close_all(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
         return 207, [
@@ -727,6 +745,11 @@ def alpaca_daily(long: pd.DataFrame) -> pd.DataFrame:
     """
     local = long["timestamp"].dt.tz_localize(None).dt.tz_localize(MARKET_TZ)
     return long.assign(timestamp=local.dt.tz_convert("UTC"))
+
+
+def _is_crypto(symbol: str) -> bool:
+    """Crypto pairs carry a slash (``BTC/USD``); stock tickers never do."""
+    return "/" in symbol
 
 
 def _qty(value: float) -> str:

@@ -1,4 +1,8 @@
-"""Alpaca historical bars (alpaca-py ``StockHistoricalDataClient``) as :class:`MarketData`.
+"""Alpaca historical bars (alpaca-py ``StockHistoricalDataClient``, and ``CryptoHistoricalDataClient``
+for crypto pairs such as ``BTC/USD``) as :class:`MarketData`.
+
+Stocks and crypto asked for together come back on one clock (:func:`envs.data.calendar.combine`): the
+crypto pairs' 24/7 bars, with each stock's closed-market bars marked so nothing fills on them.
 
 Keys come from ``APCA_API_KEY_ID`` / ``APCA_API_SECRET_KEY`` and the endpoint from ``APCA_API_DATA_URL``
 (Alpaca's data endpoint when unset), passed as ``url_override`` so any Alpaca-compatible server works.
@@ -23,6 +27,7 @@ from envs.data.fallback import (
     split_symbols,
     time_range,
 )
+from envs.data.calendar import calendar_for_symbol, combine
 from envs.data.market_data import FIELDS, MarketData
 from envs.data.sources import register_source
 
@@ -32,7 +37,7 @@ DATA_URL_ENV = "APCA_API_DATA_URL"
 
 
 class AlpacaSource:
-    """Historical stock bars from Alpaca.
+    """Historical stock and crypto bars from Alpaca.
 
     :param api_key: key id (default ``$APCA_API_KEY_ID``).
     :param secret_key: secret (default ``$APCA_API_SECRET_KEY``).
@@ -53,7 +58,7 @@ class AlpacaSource:
         adjustment: str = "all",
         fill_gaps: bool = False,
     ) -> None:
-        from alpaca.data.historical import StockHistoricalDataClient
+        from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
 
         key = api_key or os.environ.get(KEY_ENV)
         secret = secret_key or os.environ.get(SECRET_ENV)
@@ -66,6 +71,7 @@ class AlpacaSource:
         self.adjustment = adjustment
         self.fill_gaps = fill_gaps
         self._client = StockHistoricalDataClient(key, secret, url_override=self.url)
+        self._crypto = CryptoHistoricalDataClient(key, secret, url_override=self.url)
 
     def __repr__(self) -> str:
         return f"AlpacaSource(url={self.url!r}, feed={self.feed!r}, adjustment={self.adjustment!r})"
@@ -75,11 +81,39 @@ class AlpacaSource:
     ) -> MarketData:
         """Bars for ``symbols`` with ``start <= timestamp <= end``.
 
-        :param symbols: stock symbols.
+        :param symbols: stock symbols and crypto pairs (``BTC/USD``).
         :param start: first timestamp.
         :param end: last timestamp (inclusive); None for now.
         :param timeframe: bar size, e.g. ``"1Day"``, ``"15Min"``.
         """
+        coins = [s for s in symbols if is_crypto_pair(s)]
+        stocks = [s for s in symbols if s not in coins]
+        parts = []
+        if stocks:
+            parts.append(self._stock_bars(stocks, start, end, timeframe))
+        if coins:
+            parts.append(self._crypto_bars(coins, start, end, timeframe))
+        data = parts[0] if len(parts) == 1 else combine(*parts)
+        return data if list(data.symbols) == list(symbols) else data.select(list(symbols))
+
+    def _crypto_bars(self, symbols: list[str], start: object, end: object, timeframe: str) -> MarketData:
+        from alpaca.data.requests import CryptoBarsRequest
+        from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
+
+        amount, unit = parse_timeframe(timeframe)
+        lo, hi = time_range(start, end)
+        request = CryptoBarsRequest(
+            symbol_or_symbols=symbols, timeframe=TimeFrame(amount, TimeFrameUnit(unit)),
+            start=lo.to_pydatetime(), end=hi.to_pydatetime(),
+        )
+        raw = self._crypto.get_crypto_bars(request).data
+        # Crypto never closes: a daily bar is the UTC day it starts, not a New York session.
+        data = bars_to_market_data(
+            {s: [bar.model_dump() for bar in raw.get(s, [])] for s in symbols}, "1Hour", self.fill_gaps
+        )
+        return data.with_calendar("24/7")
+
+    def _stock_bars(self, symbols: list[str], start: object, end: object, timeframe: str) -> MarketData:
         from alpaca.data.enums import Adjustment, DataFeed
         from alpaca.data.requests import StockBarsRequest
         from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
@@ -102,6 +136,15 @@ class AlpacaSource:
             {s: [bar.model_dump() for bar in raw.get(s, [])] for s in symbols}, timeframe, self.fill_gaps
         )
         return data.slice(lo, hi) if daily else data
+
+
+def is_crypto_pair(symbol: str) -> bool:
+    """True for a crypto pair such as ``BTC/USD`` (served by Alpaca's crypto endpoint).
+
+    :param symbol: the symbol.
+    """
+    calendar = calendar_for_symbol(symbol)
+    return calendar is not None and calendar.name == "24/7"
 
 
 def bars_to_market_data(

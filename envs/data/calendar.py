@@ -413,8 +413,8 @@ def resample(data: "MarketData", rule: str) -> "MarketData":
 
 
 def combine(*parts: "MarketData") -> "MarketData":
-    """Several markets on one clock: the union of their timestamps, from the latest first bar to the
-    earliest last bar, each symbol keeping its own calendar.
+    """Several markets on one clock: the union of their timestamps from the latest first bar (where every
+    symbol has a price) to the last bar of any, each symbol keeping its own calendar.
 
     A symbol has no bar while its market is closed (a stock on a Saturday beside crypto); those bars are
     filled from its last close with volume 0 so every array stays aligned, and
@@ -433,9 +433,7 @@ def combine(*parts: "MarketData") -> "MarketData":
     if len(set(symbols)) != len(symbols):
         raise DataValidationError("duplicate_symbol", f"symbol names repeat across parts: {symbols}")
     first = max(p.index[0] for p in parts)
-    last = min(p.index[-1] for p in parts)
-    if first > last:
-        raise DataValidationError("empty", f"the parts share no time span (latest start {first}, earliest end {last})")
+    last = max(p.index[-1] for p in parts)
     calendars = tuple(c.name for p in parts for c in p.symbol_calendars)
     frames = []
     for p in parts:
