@@ -3,6 +3,7 @@ irregular data refused, durations and windows in trading time."""
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -145,6 +146,10 @@ def test_btc_like_hourly_backtest_gives_a_cagr_consistent_with_return_and_span(t
     out = capsys.readouterr().out
     assert "24/7, 1h bars, 8,766/year" in out
     assert "bars" in out and "days" in out  # durations carry their unit
+    # The machine-readable stats say how they were annualised, for leaderboards to show.
+    saved = json.loads((tmp_path / "report" / "stats.json").read_text())["buy_and_hold"]
+    assert (saved["calendar"], saved["bar"], saved["periods_per_year"]) == ("24/7", "1h", 8766.0)
+    assert "24/7, 1h bars, 8,766/year" in (tmp_path / "report" / "report.html").read_text()
 
 
 # ------------------------------------------------------------------------------ refusals and resampling

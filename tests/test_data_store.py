@@ -180,3 +180,17 @@ def test_cli_help_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert done.value.code == 0 and "--store" in capsys.readouterr().out
     assert data_cli.main(["load", "--sources", "nowhere", "--symbols", "SPY", "--start", "2024-01-01"]) == 2
     assert "unknown source 'nowhere'" in capsys.readouterr().err
+
+
+def test_crypto_pairs_round_trip_beside_stocks_on_one_clock(store: ParquetStore, market: MarketData) -> None:
+    from envs.data.crypto import generate_crypto_market
+
+    coin = generate_crypto_market(n_bars=200, freq="1D", symbols=("BTC/USD",), initial_prices=(40_000.0,),
+                                  start="2023-09-01", seed=3)
+    store.write(market)
+    names = store.write(coin)
+    assert names[0].startswith("daily/1Day/BTC-USD/")  # the pair's slash is no folder
+    got = store.fetch(["SPY", "BTC/USD"], "2023-09-01", "2024-03-18")
+    assert [c.name for c in got.symbol_calendars] == ["XNYS", "24/7"]
+    np.testing.assert_array_equal(got.select(["BTC/USD"]).values[:, 0], coin.values[:, 0])
+    assert not got.tradable[got.index.day_of_week >= 5, 0].any() and got.tradable[:, 1].all()

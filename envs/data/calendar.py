@@ -434,7 +434,9 @@ def combine(*parts: "MarketData") -> "MarketData":
         raise DataValidationError("duplicate_symbol", f"symbol names repeat across parts: {symbols}")
     first = max(p.index[0] for p in parts)
     last = max(p.index[-1] for p in parts)
-    calendars = tuple(c.name for p in parts for c in p.symbol_calendars)
+    # Declared calendars stay; the others follow the symbols' names in the combined set (a plain ticker
+    # beside a crypto pair is a stock on NYSE sessions).
+    declared = [p.calendars[j] if p.calendars is not None else None for p in parts for j in range(p.n_symbols)]
     frames = []
     for p in parts:
         frame = p.to_long()
@@ -445,7 +447,6 @@ def combine(*parts: "MarketData") -> "MarketData":
     starts = long.groupby("symbol")["timestamp"].min()
     long = long[long["timestamp"] >= starts.max()]
     combined = MarketData.from_long(long, fill_gaps=True)
-    out = MarketData(combined.values, combined.index, combined.symbols,
-                     tuple(calendars[symbols.index(s)] for s in combined.symbols))
-    infer_frequency(out.index)
-    return out
+    inferred = dict(zip(combined.symbols, combined.symbol_calendars))
+    calendars = tuple(declared[symbols.index(s)] or inferred[s].name for s in combined.symbols)
+    return MarketData(combined.values, combined.index, combined.symbols, calendars)

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
+from envs.data.calendar import calendar_for_symbol, combine
 from envs.data.fallback import (
     default_cache_dir,
     is_daily_or_longer,
@@ -101,11 +102,13 @@ class ParquetStore:
     def object_name(self, symbol: str, timeframe: str, period: str) -> str:
         """Key of one symbol's bars for one period.
 
-        :param symbol: the symbol.
+        :param symbol: the symbol; a crypto pair's slash becomes a dash (``BTC/USD`` -> ``BTC-USD``).
         :param timeframe: bar size.
         :param period: ``"2024"`` or ``"2024-03"``.
         """
         parse_timeframe(timeframe)
+        if symbol.count("/") == 1 and calendar_for_symbol(symbol) is not None:
+            symbol = symbol.replace("/", "-")
         if not symbol or "/" in symbol:
             raise ValueError(f"symbol {symbol!r} cannot be part of an object name")
         parts = [self.prefix] if self.prefix else []
@@ -170,6 +173,12 @@ class ParquetStore:
             frame = pd.concat(parts).sort_index()
             frames[symbol] = frame[(frame.index >= lo) & (frame.index <= hi)]
         log.info("%s served from %s", list(symbols), self.url)
+        coins = [s for s in frames if (c := calendar_for_symbol(s)) is not None and c.name == "24/7"]
+        if coins and len(coins) < len(frames):
+            # Stocks beside crypto: one 24/7 clock, the stocks' closed bars marked (see calendar.combine).
+            stocks = [s for s in frames if s not in coins]
+            parts = [MarketData.from_frames({s: frames[s] for s in group}) for group in (stocks, coins)]
+            return combine(*parts).select(list(symbols))
         return MarketData.from_frames(frames)
 
     def _etags(self, symbol: str, timeframe: str) -> dict[str, str]:
