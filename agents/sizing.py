@@ -13,6 +13,7 @@ bot's ``act`` (last row of the history) and ``act_batch`` (all rows) alike.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,13 +57,15 @@ class VolatilityTarget:
     :param target_vol: annualised volatility each position should contribute.
     :param lookback: bars of log returns in the volatility estimate.
     :param max_weight: cap on the absolute weight.
-    :param periods_per_year: bars per year, to annualise.
+    :param periods_per_year: bars per year, to annualise; ``None`` until the data's calendar sets it
+        (:class:`baselines.base.SignalBot` passes ``MarketData.periods_per_year``: 252 for daily NYSE bars,
+        8,766 for hourly crypto).
     """
 
     target_vol: float = 0.15
     lookback: int = 20
     max_weight: float = 1.0
-    periods_per_year: int = 252
+    periods_per_year: float | None = None
 
     def __post_init__(self) -> None:
         _check_positive("target_vol", self.target_vol)
@@ -71,6 +74,10 @@ class VolatilityTarget:
             raise ValueError(f"lookback must be at least 2, got {self.lookback}")
 
     def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
+        if self.periods_per_year is None:
+            raise ValueError(
+                "VolatilityTarget.periods_per_year is not set: give the data's (MarketData.periods_per_year)"
+            )
         vol = rolling_std(log_returns(close), self.lookback) * np.sqrt(self.periods_per_year)
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.minimum(self.target_vol / vol, self.max_weight)
@@ -108,6 +115,18 @@ class CappedKelly:
 
 
 SIZERS = {"fixed": FixedFraction, "volatility": VolatilityTarget, "kelly": CappedKelly}
+
+
+def on_calendar(sizer: Sizer, periods_per_year: float) -> Sizer:
+    """``sizer`` with the data's bars per year where it annualises and was left unset (a volatility target
+    on hourly crypto must not annualise with 252).
+
+    :param sizer: any sizer.
+    :param periods_per_year: the data's (``MarketData.periods_per_year``).
+    """
+    if isinstance(sizer, VolatilityTarget) and sizer.periods_per_year is None:
+        return dataclasses.replace(sizer, periods_per_year=float(periods_per_year))
+    return sizer
 
 
 def make_sizer(method: str, fraction: float, **options: float) -> Sizer:

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from agents.params import Parameterised
-from agents.sizing import Sizer, make_sizer
+from agents.sizing import Sizer, make_sizer, on_calendar
 
 
 class Bars(Protocol):
@@ -30,6 +30,7 @@ class Bars(Protocol):
     close: np.ndarray
     volume: np.ndarray
     symbols: tuple[str, ...]
+    periods_per_year: float
 
 
 class SignalBot(Parameterised):
@@ -68,7 +69,8 @@ class SignalBot(Parameterised):
         signal = self.signal(bars)
         if not self.allow_short:
             signal = np.maximum(signal, 0.0)
-        return np.clip(self._sizer(signal, bars.close), -1.0, 1.0)
+        sizer = on_calendar(self._sizer, bars.periods_per_year)
+        return np.clip(sizer(signal, bars.close), -1.0, 1.0)
 
     def reset(self, seed: int | None = None) -> None:
         """Rule bots are deterministic and keep no episode state."""

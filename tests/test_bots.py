@@ -158,7 +158,7 @@ def test_sizers():
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (300, 2)), axis=0))
     signal = np.ones((300, 2))
     np.testing.assert_allclose(FixedFraction(0.1)(signal, close), 0.1)
-    vol = VolatilityTarget(target_vol=0.08, lookback=20, max_weight=1.0)(signal, close)
+    vol = VolatilityTarget(target_vol=0.08, lookback=20, max_weight=1.0, periods_per_year=252)(signal, close)
     assert (vol[:20] == 0).all()
     realised = pd.DataFrame(np.diff(np.log(close), axis=0)).rolling(20).std().to_numpy()[-1] * np.sqrt(252)
     np.testing.assert_allclose(vol[-1], np.minimum(0.08 / realised, 1.0))

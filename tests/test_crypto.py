@@ -140,3 +140,17 @@ def test_envs_run_on_the_real_bitcoin_sample_and_synthetic_crypto():
     crypto = load_data("synthetic_crypto:n_bars=300")
     check_env(gym.make("AlpacaGym/Portfolio-v0", data=crypto).unwrapped,
                                     skip_render_check=True)
+
+
+def test_volatility_sizing_annualises_on_the_data_calendar(market):
+    from agents.registry import make_policy
+
+    data = market.iloc(slice(0, 500))
+    bot = make_policy("buy_and_hold", {"sizing": "volatility", "target_vol": 0.5, "fraction": 1.0,
+                                       "sizing_lookback": 48})
+    weights = bot.act_batch(data)
+    r = np.diff(np.log(data.close[:, 0]))
+    realised = r[-48:].std(ddof=1) * np.sqrt(8766)  # hourly bars of a market that never closes
+    signal = bot.signal(data)[-1, 0]  # buy_and_hold splits equally: 0.5 each
+    assert weights[-1, 0] == pytest.approx(signal * min(0.5 / realised, 1.0), rel=1e-6)
+    assert realised > 0.4, "with 252 bars a year this would read as a sixth of the volatility"

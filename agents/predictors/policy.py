@@ -29,7 +29,7 @@ import pandas as pd
 from agents.params import Parameterised
 from agents.predictors.inputs import Inputs
 from agents.predictors.walk_forward import ScheduledModel
-from agents.sizing import Sizer, make_sizer
+from agents.sizing import Sizer, make_sizer, on_calendar
 from envs.data.market_data import MarketData
 
 ARTIFACT = "predictor.joblib"
@@ -137,7 +137,8 @@ class PredictorPolicy(Parameterised):
 
         :param data: the bars.
         """
-        weights = self._sizer(self.signal(self.probabilities(data)), data.close)
+        sizer = on_calendar(self._sizer, data.periods_per_year)
+        weights = sizer(self.signal(self.probabilities(data)), data.close)
         return np.clip(weights, -1.0, 1.0).astype(np.float32)
 
     def reset(self, seed: int | None = None) -> None:

@@ -55,6 +55,11 @@ class History:
         return self._data.index[: self.t + 1]
 
     @property
+    def periods_per_year(self) -> float:
+        """Bars per year of the data's calendar and frequency (a property of the market, not of prices)."""
+        return self._data.periods_per_year
+
+    @property
     def symbols(self) -> tuple[str, ...]:
         return self._data.symbols
 
