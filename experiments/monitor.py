@@ -13,7 +13,6 @@ change anything. ``--summary`` prints the end-of-run summary instead of serving.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sqlite3
 import sys
@@ -21,12 +20,13 @@ from collections.abc import Sequence
 
 from brokers.dashboard import DashboardServer, open_read_only, parse_listen
 from brokers.summary import format_summary, summarize
+from experiments.cli import Parser, command
 
 log = logging.getLogger("experiments.monitor")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.monitor", description=__doc__.split("\n")[0])
+def _parser() -> Parser:
+    p = Parser(prog="python -m experiments.monitor", description=__doc__.split("\n")[0])
     p.add_argument("journal", help="the run's SQLite journal (runs/paper/RUN_ID/journal.sqlite)")
     p.add_argument("--run-id", default=None, help="the run to show (default: the journal's last run)")
     p.add_argument(
@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -56,9 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--refresh must be > 0 seconds, got {args.refresh}")
         host, port = parse_listen(args.listen)
         server = DashboardServer(args.journal, run, host, port, args.refresh)
-    except (ValueError, OSError, sqlite3.Error) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except sqlite3.Error as err:
+        raise ValueError(f"{args.journal} is not a readable journal: {err}") from err
     print(f"dashboard of run {run} at {server.url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()

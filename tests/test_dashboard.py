@@ -200,6 +200,9 @@ def test_monitor_command(run: ScriptedRun, capsys: pytest.CaptureFixture[str], t
     assert capsys.readouterr().err.startswith("error: no journal at")
     assert main([run.runner.journal.path, "--run-id", "nope"]) == 2
     assert "has no run 'nope'" in capsys.readouterr().err
+    (tmp_path / "junk.sqlite").write_text("not a database")
+    assert main([str(tmp_path / "junk.sqlite"), "--summary"]) == 2
+    assert capsys.readouterr().err.strip().endswith("is not a readable journal: file is not a database")
     assert np.isfinite(dashboard_state(open_read_only(run.runner.journal.path))["summary"]["pnl"])
 
 
