@@ -73,8 +73,10 @@ def format_summary(run_id: str, summary: dict[str, Any]) -> list[str]:
     lines = [
         f"run {run_id}: {s['bars']} bar(s); P/L {pnl}",
         f"  orders: {orders}; fills: {s['fills']} (traded {s['traded_value']:,.2f})",
-        f"  rejections: {len(s['rejections'])}; risk interventions: {s['risk_interventions']}; "
-        f"outages: {s['outages']} ({s['outage_seconds']:.0f} s); bad bars skipped: {s['bad_bars']}",
+        (
+            f"  rejections: {len(s['rejections'])}; risk interventions: {s['risk_interventions']}; "
+            f"outages: {s['outages']} ({s['outage_seconds']:.0f} s); bad bars skipped: {s['bad_bars']}"
+        ),
     ]
     lines += [f"  rejected {cid}: {reason}" for cid, reason in s["rejections"]]
     if s["stale_flattened"]:

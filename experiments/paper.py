@@ -9,7 +9,13 @@ account (keys from ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY``; ``--live`` plus
 ``ALPACA_GYM_LIVE_CONFIRM=yes`` for real money): it waits for the market to open, takes the last complete
 bar from Alpaca's data API, decides, orders, and keeps reconciling until the next bar. The journal
 (``--journal``) makes a restart resume without duplicate or lost orders. The kill switch, a file
-(``--kill-file``) or SIGTERM, cancels every order, flattens and stops. ``--dry-run`` logs orders only.
+(``--kill-file``) or SIGTERM, cancels every order, flattens and stops (after the close it sends nothing and
+says what is left for the next open). ``--dry-run`` logs orders only.
+
+Broker and data-API outages are retried until they end (:class:`Outage`), bad bars are skipped per symbol
+(:mod:`brokers.feed`), alerts go to the log, the journal and ``--webhook``, ``--dashboard [HOST:]PORT``
+serves the monitoring page (:mod:`brokers.dashboard`) while the run goes on, and the run ends with a
+summary (:mod:`brokers.summary`).
 """
 
 from __future__ import annotations
