@@ -50,9 +50,9 @@ class SB3Agent:
     :param env_kwargs: the single-env settings that shape observations (``window_size``, ``features`` as
         a list of names; ``None`` means what agents of earlier versions trained on, all 63 features;
         ``symbol`` or ``symbols``) plus the training
-        ``action_mode`` and ``allow_short``; plain values, as stored in ``policy.yaml``. An options agent
-        has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is fixed); a
-        market-making or execution agent has that env's ``env_id`` and its arguments.
+        ``action_mode``, ``allow_short`` and ``position_size``; plain values, as stored in ``policy.yaml``. An
+        options agent has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is
+        fixed); a market-making or execution agent has that env's ``env_id`` and its arguments.
     :param normalizer: the ``VecNormalize`` whose observation statistics the model was trained with, or
         ``None`` if observations were not normalised.
     :param name: display name.
@@ -92,8 +92,11 @@ class SB3Agent:
                 f"got {self.env_id!r}"
             )
         self.n_symbols = self._n_symbols(model)
+        # An agent trained with a position size (the spec's sizing fraction) holds that share of equity per
+        # full-conviction action; agents saved before it existed hold all of it.
         self.adapter = ActionAdapter(
-            self.env_kwargs.get("action_mode", "discrete"), self.n_symbols, bool(self.env_kwargs.get("allow_short"))
+            self.env_kwargs.get("action_mode", "discrete"), self.n_symbols, bool(self.env_kwargs.get("allow_short")),
+            position_size=float(self.env_kwargs.get("position_size", 1.0)),
         )
         if self.adapter.space != model.action_space:
             raise ValueError(

@@ -30,6 +30,7 @@ The risk layer and the stock-only execution flags do not apply to them; the run 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -60,7 +61,8 @@ from envs.data.splits import WalkForward
 from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
 from experiments.analysis import monte_carlo, parameter_grid, walk_forward
 from experiments.cli import Parser, UserError, command
-from experiments.engine import BacktestResult, run_backtest, start_bar
+from experiments.compare import comparison_rows
+from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
 from experiments.report import (
     TABLE_FIELDS,
     clock_label,
@@ -71,10 +73,18 @@ from experiments.report import (
     short_env_id,
     write_report,
 )
+from experiments.sealed import (
+    PERIODS,
+    count_test_evaluation,
+    period_window,
+    run_folder,
+    trials_of,
+)
 from experiments.spec import (
     ExperimentSpec,
     add_spec_arguments,
     backtest_config,
+    describe_changes,
     find_run_spec,
     policy_defaults,
     spec_from_args,
@@ -94,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the registered policies and their parameters")
     p.add_argument("--start", help="first decision date (inclusive); earlier bars only warm up indicators")
     p.add_argument("--end", help="last date (inclusive)")
+    p.add_argument("--period", choices=PERIODS,
+                   help="trade only this period of the spec's splits (the test period is counted per run)")
     p.add_argument("--out", default="reports/backtest", help="output folder for report.html and PNGs")
     p.add_argument("--params", type=Path, help="YAML file {policy: {param: value}}")
     p.add_argument("--param", action="append", default=[], metavar="[POLICY.]KEY=VALUE",
@@ -266,13 +278,82 @@ def _splitter(args: argparse.Namespace, data: MarketData) -> WalkForward:
     return WalkForward(sizes[0], sizes[1], anchored=args.anchored, gap=sizes[2] if len(sizes) == 3 else 0)
 
 
-def print_table(results: Sequence[BacktestResult], console: Console) -> None:
-    """The comparison table: one column per policy.
+def _agent_symbols(policies: Sequence[Any]) -> tuple[str, ...]:
+    """The symbols a saved agent among ``policies`` was trained on (its ``env_kwargs``), if any."""
+    for policy in policies:
+        kwargs = getattr(policy, "env_kwargs", None) or {}
+        if kwargs.get("symbols"):
+            return tuple(kwargs["symbols"])
+        if kwargs.get("symbol"):
+            return (kwargs["symbol"],)
+    return ()
+
+
+BENCHMARK_NAME = "buy & hold"
+NO_RULES_NAME = "buy & hold, no rules"
+
+
+def run_comparison(
+    policies: Sequence[Any], data: MarketData, spec: ExperimentSpec, config: BacktestConfig, progress: bool = True
+) -> tuple[list[BacktestResult], BacktestResult]:
+    """Backtest ``policies`` on equal footing, plus the benchmark lines.
+
+    The benchmark is buy-and-hold under the same rules (the spec's sizing, costs and risk layer), named
+    "buy & hold" unless ``buy_and_hold`` is among the policies; its equity is every run's benchmark for
+    alpha and beta. A last column, "buy & hold, no rules", holds every symbol equally with all the equity
+    and no risk layer: what the market did.
+
+    :param policies: the policies.
+    :param data: the bars.
+    :param spec: the experiment spec.
+    :param config: the backtest settings (from the spec).
+    :param progress: show progress bars.
+    :return: the results in column order, and the benchmark's result.
+    """
+    names = [getattr(p, "name", "") for p in policies]
+    if "buy_and_hold" in names:
+        bench_policy = policies[names.index("buy_and_hold")]
+    else:
+        bench_policy = make_policy("buy_and_hold", policy_defaults(policy_class("buy_and_hold"), spec))
+        bench_policy.name = BENCHMARK_NAME
+    no_rules = make_policy("buy_and_hold", {"fraction": 1.0})
+    no_rules.name = NO_RULES_NAME
+    start = start_bar([*policies, bench_policy], data, config)  # refuses e.g. an options bot on several symbols
+    long_run = progress and data.n_bars * len(policies) > 50_000
+    bench_equity = run_backtest(bench_policy, data, config, start=start).equity
+    lineup = [*policies, *([] if bench_policy in policies else [bench_policy])]
+    results = [
+        run_backtest(p, data, config, start=start, progress=long_run, benchmark=bench_equity)
+        for p in tqdm(lineup, desc="policies", unit="policy", disable=len(lineup) < 2 or not progress)
+    ]
+    results.append(
+        run_backtest(no_rules, data, dataclasses.replace(config, risk=None), start=start, benchmark=bench_equity)
+    )
+    return results, results[lineup.index(bench_policy)]
+
+
+def print_table(
+    results: Sequence[BacktestResult],
+    console: Console,
+    title: str = "Backtest comparison",
+    benchmark: BacktestResult | None = None,
+    periods_per_year: float = 252,
+    seed: int = 0,
+    extra_trials: int = 0,
+) -> None:
+    """The comparison table: one column per policy; with a benchmark, the fair-comparison rows of
+    :func:`experiments.compare.comparison_rows` (intervals, PSR and DSR, volatility-matched return, risk
+    interventions).
 
     :param results: backtest results.
     :param console: where to print.
+    :param title: the table's title.
+    :param benchmark: buy-and-hold under the same rules.
+    :param periods_per_year: bars per year.
+    :param seed: seed of the bootstrap.
+    :param extra_trials: configurations tried beyond the columns (for the Deflated Sharpe Ratio).
     """
-    table = Table(title="Backtest comparison", show_lines=False)
+    table = Table(title=title, show_lines=False)
     table.add_column("metric")
     for r in results:
         table.add_column(r.name, justify="right", overflow="fold")
@@ -280,6 +361,11 @@ def print_table(results: Sequence[BacktestResult], console: Console) -> None:
     table.add_row("annualised", *(clock_label(r.stats) for r in results))
     for field in TABLE_FIELDS:
         table.add_row(field, *(format_value(field, asdict(r.stats)[field]) for r in results))
+    table.add_row("open trades", *(str(int(r.trades["open"].sum())) if "open" in r.trades else "0" for r in results))
+    if benchmark is not None:
+        for label, cells in comparison_rows(results, benchmark, periods_per_year, seed=seed,
+                                            extra_trials=extra_trials):
+            table.add_row(label, *cells)
     console.print(table)
     for note, names in run_notes(results).items():
         console.print(f"note ({', '.join(names)}): {note}")
@@ -313,25 +399,57 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error("give at least one POLICY (or --list)")
 
     spec = resolve_spec(args, console)  # a ConfigError names the field; @command prints it
-    data = _load_data(spec, args.end)
     from_file = load_param_file(args.params) if args.params else {}
     overrides = parse_overrides(args.param)
     check_overrides(overrides, {name: _declared(name) for name in args.policies})
     policies = [_build(name, spec, from_file, overrides) for name in args.policies]
+    data = _load_data(spec, args.end)
+    traded = _agent_symbols(policies)
+    data_given = args.spec_data is not None or args.spec_symbols is not None
+    if traded and not data_given and not spec.data.symbols and set(traded) <= set(data.symbols):
+        # A saved agent on its run's own data (its stored spec names all of the data's symbols) trades
+        # the symbols it trained on.
+        data = data.select(list(traded))
     for name, policy in zip(args.policies, policies):
         _check_symbols(name, policy, data)
-    execution = spec.execution
+    if args.period is None and args.start is None and args.end is None:
+        for name in args.policies:
+            periods = _run_periods(name, spec.data.data)
+            if periods is None:
+                continue
+            # A trained run on its own data: its train and validation bars are in-sample, so the
+            # backtest is of its sealed test period, counted as one more look at it.
+            seen_end = periods.get("validation", periods.get("train", {})).get("end", "")[:10]
+            print(f"note: {name} trained and validated on {spec.data.data} up to {seen_end}; backtesting its "
+                  f"held-out test period from {periods['test']['start'][:10]} (counted as a test evaluation; "
+                  "give --start or --period to choose)", file=sys.stderr)
+            args.period = "test"
+            break
+    period_start = None
+    if args.period:
+        if args.start or args.end:
+            raise UserError("--period takes its bars from the spec's splits; drop --start/--end")
+        data, period_start = period_window(spec, data, args.period)
     config = backtest_config(
         spec, commission_per_contract=args.contract_commission,
-        start=_start_index(data, _out_of_sample_start(args, spec.data.data)),
+        start=period_start if args.period else _start_index(data, _out_of_sample_start(args, spec.data.data)),
     )
-    start = start_bar(policies, data, config)  # refuses e.g. an options bot on several symbols
-    long_run = data.n_bars * len(policies) > 50_000
-    results = [
-        run_backtest(p, data, config, start=start, progress=long_run)
-        for p in tqdm(policies, desc="policies", unit="policy", disable=len(policies) < 2)
-    ]
-    print_table(results, console)
+    results, benchmark = run_comparison(policies, data, spec, config)
+    title = "Backtest comparison"
+    if args.period:
+        title += f" ({args.period} period)"
+    if args.period == "test":
+        for name in args.policies:
+            run = run_folder(name)
+            if run is not None:
+                stored = find_run_spec(name)
+                note = "; ".join(describe_changes(stored, spec)) if stored is not None else ""
+                title += f"; {name}: test evaluation #{count_test_evaluation(run, note)} of this run"
+    # Configurations tried to pick the saved runs (tuning trials) count towards the Deflated Sharpe Ratio.
+    extra_trials = sum(trials_of(run) - 1 for run in map(run_folder, args.policies) if run is not None)
+    print_table(results, console, title=title, benchmark=benchmark, periods_per_year=benchmark.stats.periods_per_year,
+                seed=spec.seed, extra_trials=extra_trials)
+    execution = spec.execution
 
     extras: list = []
     if args.monte_carlo:
@@ -361,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         extras.append((f"{name}: walk-forward folds", readable(wf.folds.set_index("fold"))))
     settings: dict[str, object] = {
         "data": spec.data.data, "bars loaded": data.n_bars,
-        "first traded bar": f"{start:,} ({data.index[start]:%Y-%m-%d})",
+        "first traded bar": f"{results[0].equity.index[0]:%Y-%m-%d}",
         "calendar": _clock_text(data, config.periods_per_year or data.periods_per_year),
         "initial cash": spec.initial_cash,
         "execution": execution, "risk": config.risk, "sizing": spec.sizing,

@@ -43,10 +43,10 @@ from baselines.oracles import Oracle
 from envs.data.calibrated import FAMILIES
 from envs.data.market_data import MarketData
 from envs.data.sources import load_data
-from envs.sim.execution import ExecutionConfig
 from experiments.engine import BacktestConfig, run_backtest, start_bar
-from experiments.rl_config import RLConfig
+from experiments.rl_config import RLConfig, resolve
 from experiments.rl_config import load_config as load_rl_config
+from experiments.spec import ExperimentSpec
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,11 @@ def market_spec(family: str, seed: int, n_symbols: int, n_days: int, start: str 
     return spec + (f",start={start}" if start else "")
 
 
+# Whether a learner finds a known signal is measured without the risk layer, at full position size: the
+# PPO run trains under this spec and every policy is scored with its costs.
+SPEC = ExperimentSpec(risk=None).replace(fraction=1.0)
+
+
 def ppo_config(family: str, seed: int, config: CalibrateConfig) -> RLConfig:
     """The default ``train ppo`` config pointed at one training market (a pair trades both legs, short).
 
@@ -138,16 +143,16 @@ def ppo_config(family: str, seed: int, config: CalibrateConfig) -> RLConfig:
         changes["total_timesteps"] = config.timesteps
     if family == "pair":
         changes.update(env="Portfolio-v0", allow_short=True, train_symbols=())
-    return load_rl_config(None, changes, algo="ppo")
+    # Completed from SPEC, so its costs and shorting are set (fields the spec owns default to None).
+    return resolve(load_rl_config(None, changes, algo="ppo"), SPEC)[0]
 
 
 def backtest_config(rl: RLConfig) -> BacktestConfig:
-    """Every policy is scored with the PPO run's costs, no risk layer (the training env has none).
+    """Every policy is scored with the PPO run's costs and no risk layer (:data:`SPEC`, which it trains under).
 
     :param rl: the PPO config.
     """
-    execution = ExecutionConfig(commission=rl.commission, slippage_bps=rl.slippage_bps, allow_short=rl.allow_short)
-    return BacktestConfig(execution=execution, risk=None)
+    return BacktestConfig(execution=resolve(rl, SPEC)[1].execution, risk=None)
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -159,7 +164,7 @@ def train_ppo(family: str, seed: int, config: CalibrateConfig) -> tuple[Policy, 
     from agents.ppo import load_agent
     from experiments.train_rl import train
 
-    result = train(ppo_config(family, seed, config))
+    result = train(ppo_config(family, seed, config), spec=SPEC)
     return load_agent(result.run_dir), float(result.metrics["train_seconds"])
 
 

@@ -1,9 +1,11 @@
 """The main job on the embedded synthetic market, end to end (what ``make demo`` runs).
 
-1. Train PPO on ``Stocks-v0`` with the default config (train / validation / test split in time).
-2. Backtest the trained agent next to the rule bots on the agent's held-out test period, through the
-   same env and costs, and write the HTML/PNG report. The risk layer is off here so the agent's numbers
-   are the ones its training run reported; ``python -m experiments.backtest`` applies it by default.
+1. Train PPO on ``Stocks-v0`` with the default config under the experiment spec (``--spec FILE``, else
+   the defaults: train / validation / test split in time, the seed's costs, the risk layer on, 10% of
+   equity per full-conviction position), selecting on validation only.
+2. Evaluate the trained agent on its sealed test period (``experiments.evaluate``: counted in the run
+   folder) next to the rule bots, every policy with the same sizing rule, costs and risk rules from the
+   run's stored spec, plus buy-and-hold under those rules and "buy & hold, no rules"; write the report.
 
 Everything is seeded: the same command gives the same numbers.
 """
@@ -15,9 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
-from experiments import backtest, train
+from experiments import evaluate, train
 from experiments.cli import Parser, command
 
 BOTS = ("buy_and_hold", "sma_crossover", "rsi_reversion", "macd_momentum", "breakout", "consensus")
@@ -34,27 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs", help="where the PPO run folder goes")
     parser.add_argument("--out", default="reports/demo", help="report folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and backtest")
+    parser.add_argument("--spec", help="experiment spec YAML (default: the defaults)")
     args = parser.parse_args(argv)
+    spec = ["--spec", args.spec] if args.spec else []
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     run_name = f"demo-seed{args.seed}"
     print(f"== 1/2 training PPO ({args.timesteps:,} steps) on the synthetic market", flush=True)
     code = train.main([
-        "ppo", "--timesteps", str(args.timesteps), "--seed", str(args.seed),
-        "--runs-dir", args.runs_dir, "--run-name", run_name,
+        "ppo", "--timesteps", str(args.timesteps), "--seeds", str(args.seed),
+        "--runs-dir", args.runs_dir, "--run-name", run_name, *spec,
     ])
     if code:
         return code
     run = Path(args.runs_dir) / "ppo" / run_name
-    metrics = json.loads((run / "metrics.json").read_text())
-    test = metrics["periods"]["test"]
-    symbol = yaml.safe_load((run / "policy.yaml").read_text())["env_kwargs"]["symbol"]
-
-    print(f"\n== 2/2 backtest on the held-out test period {test['start'][:10]} .. {test['end'][:10]}", flush=True)
-    return backtest.main([
-        str(run), *BOTS, "--data", "synthetic", "--symbols", symbol, "--start", test["start"][:10],
-        "--end", test["end"][:10], "--seeds", str(args.seed), "--out", args.out, "--no-risk",
-    ])
+    test = json.loads((run / "metrics.json").read_text())["periods"]["test"]
+    print(f"\n== 2/2 evaluation on the sealed test period {test['start'][:10]} .. {test['end'][:10]}: every "
+          "policy with the run's spec (same sizing, costs and risk rules)", flush=True)
+    return evaluate.main([str(run), *BOTS, "--out", args.out])
 
 
 if __name__ == "__main__":

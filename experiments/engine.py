@@ -64,7 +64,7 @@ from envs.sim.execution import ExecutionConfig
 from envs.sim.metrics import Stats, compute_stats
 from envs.sim.replay import replay_weights
 from envs.sim.risk import RiskConfig, RiskEvent
-from envs.sim.trades import round_trips, traded_value
+from envs.sim.trades import round_trips, round_trips_marked, traded_value
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +108,15 @@ class BacktestResult:
     :param name: the policy's name.
     :param equity: equity at each close from the start bar (first value: initial cash).
     :param fills: the env's trade log (one row per fill, with its reason).
-    :param trades: closed round trips (:func:`envs.sim.trades.round_trips`).
+    :param trades: round trips, positions still open at the end included, marked to market at the last
+        close and flagged in the ``open`` column (:func:`envs.sim.trades.round_trips_marked`); the trade
+        statistics count them.
     :param positions: shares held after each bar, ``(len(equity), S)``; for an options run
         ``(len(equity), 2)``: shares of the underlying and option contracts held (gross, all legs).
     :param risk_events: every risk-layer intervention (fields of :class:`envs.sim.risk.RiskEvent`).
-    :param benchmark: equal-weight buy-and-hold of the same symbols, rebased to the initial cash.
+    :param benchmark: the benchmark equity for alpha and beta: the one given to :func:`run_backtest`
+        (the backtest command passes buy-and-hold under the same rules), else equal-weight buy-and-hold of
+        the same symbols with no rules, rebased to the initial cash.
     :param stats: the headline metrics.
     :param mode: ``"step"`` or ``"replay"``.
     :param env_id: the env the policy ran in.
@@ -241,6 +245,7 @@ def run_backtest(
     config: BacktestConfig | None = None,
     start: int | None = None,
     progress: bool = False,
+    benchmark: pd.Series | None = None,
 ) -> BacktestResult:
     """Run ``policy`` over ``data`` and return its record and metrics.
 
@@ -249,6 +254,8 @@ def run_backtest(
     :param config: the backtest settings (defaults: the seed's trading config).
     :param start: first decision bar (default: :func:`start_bar` for this policy alone).
     :param progress: show a progress bar while stepping.
+    :param benchmark: benchmark equity on the same bars (e.g. buy-and-hold under the same rules); default:
+        equal-weight buy-and-hold of the same symbols with no rules.
     :returns: the run; its ``notes`` list the settings that did not apply to it (for an options
         policy: the risk layer and the stock-only execution settings, see :func:`options_notes`).
     """
@@ -279,10 +286,16 @@ def run_backtest(
     borrow = 0.0 if options else (
         config.execution.borrow_per_bar * float((np.maximum(-positions[1:], 0.0) * close[1:]).sum())
     )
-    benchmark = pd.Series(
-        config.initial_cash * (close / close[0]).mean(axis=1), index=equity.index, name="benchmark"
-    )
-    trades = round_trips(fills)
+    if benchmark is None:
+        benchmark = pd.Series(
+            config.initial_cash * (close / close[0]).mean(axis=1), index=equity.index, name="benchmark"
+        )
+    elif not benchmark.index.equals(equity.index):
+        raise ValueError(f"{name}: the benchmark's bars differ from the run's ({len(benchmark)} vs {len(equity)})")
+    if options:
+        trades = round_trips(fills).assign(open=False)
+    else:
+        trades = round_trips_marked(fills, positions[-1], close[-1], data.symbols, equity.index[-1])
     stats = compute_stats(
         equity,
         trades,

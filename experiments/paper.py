@@ -51,10 +51,14 @@ from envs.data.fallback import (
     split_symbols,
 )
 from envs.data.market_data import MarketData
-from envs.sim.execution import ExecutionConfig
-from envs.sim.risk import RiskConfig
 from experiments.cli import Parser, command
 from experiments.engine import BacktestConfig, make_env, start_bar
+from experiments.spec import (
+    add_spec_arguments,
+    find_run_spec,
+    policy_defaults,
+    spec_from_args,
+)
 
 log = logging.getLogger("experiments.paper")
 MARKET_TZ = "America/New_York"
@@ -341,9 +345,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--live", action="store_true", help="trade real money (also needs ALPACA_GYM_LIVE_CONFIRM=yes)"
     )
-    p.add_argument(
-        "--data", default="synthetic", help="bars for --broker sim: a data spec (default synthetic)"
-    )
     p.add_argument("--timeframe", default="1Day", help="bar size for alpaca-paper (default 1Day)")
     p.add_argument(
         "--history-days", type=float, default=400.0, help="days of history fetched each bar (default 400)"
@@ -359,17 +360,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kill-file", default=None, help="flatten and stop when this file exists")
     p.add_argument("--dry-run", action="store_true", help="journal and log orders without sending them")
-    p.add_argument("--initial-cash", type=float, default=100_000.0, help="sim and shadow-env starting cash")
-    p.add_argument(
-        "--commission", type=float, default=0.001, help="commission fraction of the sim/shadow env"
-    )
-    p.add_argument("--whole-shares", action="store_true", help="trade whole shares only")
-    p.add_argument("--allow-short", action="store_true", help="allow short positions")
-    p.add_argument("--no-risk", action="store_true", help="switch the risk layer off")
     p.add_argument(
         "--poll-seconds", type=float, default=30.0, help="seconds between broker polls (default 30)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for the policy and the shadow env")
     p.add_argument(
         "--max-stale-bars",
         type=int,
@@ -387,13 +380,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="log every order and fill (default with --broker sim: only warnings, under the progress bar)")
+    # Costs, risk rules, sizing, cash, seed and (for --broker sim) the data: the experiment spec, by default
+    # the one stored with a saved run, so the broker trades under the rules the run was evaluated with.
+    add_spec_arguments(p, skip=("symbols",))
     return p
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code."""
-    from agents.registry import RegistryError, make_policy, parse_overrides
+    from agents.registry import (
+        RegistryError,
+        make_policy,
+        parse_overrides,
+        policy_class,
+    )
 
     args = _parser().parse_args(argv)
     # A simulated run replays years of bars in seconds: four INFO lines per order would bury the progress bar.
@@ -403,25 +404,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack = contextlib.ExitStack()
     try:
         symbols = tuple(split_symbols(args.symbols))
+        spec, changes = spec_from_args(args, base=find_run_spec(args.policy))
+        for line in changes:
+            print(f"spec: {line}")
         params = {key: value for _, key, value in parse_overrides(args.param)}
+        if not Path(args.policy).is_dir():
+            params = {**policy_defaults(policy_class(args.policy), spec), **params}
         policy = make_policy(args.policy, params)
         if getattr(policy, "env_id", None) == "AlpacaGym/Options-v0":
             raise ValueError(
                 f"{args.policy} trades options (AlpacaGym/Options-v0); the live runner places stock orders "
                 "only. Evaluate it with `python -m experiments.backtest` instead."
             )
-        execution = ExecutionConfig(
-            commission=args.commission, fractional=not args.whole_shares, allow_short=args.allow_short
-        )
+        execution = spec.execution
+        initial_cash = spec.initial_cash
         # A crypto pair's slash would make the default journal path a folder (BTC/USD -> BTCUSD).
         names = "-".join(s.replace("/", "") for s in symbols)
         run_id = args.run_id or f"{getattr(policy, 'name', 'policy')}-{names}-{args.broker}"
         config = RunnerConfig(
             run_id=run_id,
             execution=execution,
-            risk=None if args.no_risk else RiskConfig(),
+            risk=spec.risk,
             dry_run=args.dry_run,
-            seed=args.seed,
+            seed=spec.seed,
             max_stale_bars=args.max_stale_bars,
         )
         # A sim run starts a fresh simulated account, so by default it keeps no journal between runs (unless
@@ -441,12 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.broker == "sim":
                 from envs.data.sources import load_data
 
-                data = load_data(args.data)
+                data = load_data(spec.data.data)
                 data = data.select(list(symbols)) if set(symbols) <= set(data.symbols) else data
                 if data.symbols != symbols:
                     missing = [s for s in symbols if s not in data.symbols]
                     raise ValueError(
-                        f"--symbols {','.join(missing)} not in --data {args.data} (its symbols: "
+                        f"--symbols {','.join(missing)} not in --data {spec.data.data} (its symbols: "
                         f"{', '.join(data.symbols)}): choose --symbols among them or give --data with those "
                         "symbols (e.g. --data csv:PATH)"
                     )
@@ -455,13 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"{journal.path} already holds run {run_id!r}; a sim run starts a fresh account, so "
                         "give it a new --run-id or --journal"
                     )
-                broker = SimBroker(symbols, args.initial_cash, execution)
-                runner = make_runner(
-                    policy, broker, journal, symbols, config, args.initial_cash, data, alerts
-                )
-                backtest = BacktestConfig(
-                    initial_cash=args.initial_cash, execution=execution, risk=config.risk
-                )
+                broker = SimBroker(symbols, initial_cash, execution)
+                runner = make_runner(policy, broker, journal, symbols, config, initial_cash, data, alerts)
+                backtest = BacktestConfig(initial_cash=initial_cash, execution=execution, risk=config.risk)
                 decided = run_sim(
                     runner, broker, data, start_bar([policy], data, backtest), kill, not args.quiet
                 )
@@ -469,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from brokers.alpaca import AlpacaBroker
 
                 broker = AlpacaBroker.from_env(live=args.live)
-                runner = make_runner(policy, broker, journal, symbols, config, args.initial_cash, None, alerts)
+                runner = make_runner(policy, broker, journal, symbols, config, initial_cash, None, alerts)
                 decided = run_broker(
                     runner,
                     AlpacaBars(broker.config),
@@ -484,8 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(runner.status())
         if args.broker == "sim":
             equity = broker.account().equity
-            print(f"P/L {equity - args.initial_cash:+,.2f} ({equity / args.initial_cash - 1:+.2%}) on "
-                  f"{args.initial_cash:,.2f} initial cash")
+            print(f"P/L {equity - initial_cash:+,.2f} ({equity / initial_cash - 1:+.2%}) on "
+                  f"{initial_cash:,.2f} initial cash")
         print(f"run {run_id}: {decided} bar(s) decided; journal {journal.path}")
         print("\n".join(format_summary(run_id, summarize(journal, run_id, broker.account().equity))))
         return 0

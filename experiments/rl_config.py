@@ -1,5 +1,11 @@
 """The typed configuration of ``python -m experiments.train {ppo,a2c,sac}``: one dataclass, from YAML and flags.
 
+What must match the evaluation (data, splits, every cost, the risk rules, sizing, cash, seeds) is the
+experiment spec's (:mod:`experiments.spec`, ``--spec FILE`` and its flags). The few fields below that
+overlap it (``data``, ``train_fraction``, ``val_fraction``, ``commission``, ``slippage_bps``,
+``allow_short``, ``seed``) default to ``None``, "the spec's value"; a value given here (a YAML file
+written before the spec existed, or Python) overrides the spec's.
+
 Precedence: the dataclass defaults, then a YAML file (``--config``; ``experiments/configs/<algo>.yaml`` when
 it exists and none is given), then command-line flags. Every field is a flag (``n_steps`` is ``--n-steps``),
 its help text is the field's ``:param:`` line below, and a bad value raises :class:`ConfigError` naming the
@@ -18,6 +24,7 @@ from agents.params import coerce, param_docs
 from envs.environments.rewards import REWARDS
 from envs.sim.execution import ConfigError
 from experiments.config_files import YamlConfig, check_known, coerce_field, read_fields
+from experiments.spec import ExperimentSpec
 
 Algo = Literal["ppo", "a2c", "sac"]
 LOB_ENVS: tuple[str, ...] = ("MarketMaking-v0", "Execution-v0")
@@ -28,6 +35,8 @@ STOCK_BASELINES: tuple[str, ...] = (
 )
 # Buy-and-hold of the underlying is the yardstick every options strategy is measured against.
 OPTIONS_BASELINES: tuple[str, ...] = ("buy_and_hold", "covered_calls", "weekly_puts", "iron_condors", "iv_timing")
+# Fields of RLConfig that the experiment spec owns; ``None`` here means "the spec's value".
+SPEC_OWNED: tuple[str, ...] = ("data", "train_fraction", "val_fraction", "commission", "slippage_bps", "allow_short")
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,8 @@ class RLConfig(YamlConfig):
         features do not apply, and it needs the discrete action mode), MarketMaking-v0 or Execution-v0
         (simulated microstructure markets: data, periods, features, costs and action_mode do not apply;
         default config experiments/configs/<algo>_<env>.yaml).
-    :param data: data spec for envs.data.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH.
+    :param data: data spec for envs.data.sources.load_data, e.g. synthetic, synthetic:seed=3, csv:PATH
+        (default: the experiment spec's).
     :param symbol: symbol traded by Stocks-v0, or the underlying of Options-v0 (default: the first one of
         the data).
     :param train_symbols: Stocks-v0 and Options-v0: symbols whose train-period bars the agent learns from,
@@ -48,9 +58,9 @@ class RLConfig(YamlConfig):
     :param extra_train_data: data specs of other, independent markets (e.g. synthetic:seed=1) whose bars,
         all of them, are added to the training data for the same symbols: training on a simulator. Never the
         market being tested.
-    :param train_fraction: share of the bars, from the start, in the train period.
+    :param train_fraction: share of the bars, from the start, in the train period (default: the spec's).
     :param val_fraction: share of the bars after train in the validation period (model selection); the
-        rest is the test period, touched only by the final out-of-sample evaluation.
+        rest is the test period, touched only by ``python -m experiments.evaluate`` (default: the spec's).
     :param window_size: feature rows in each observation.
     :param features: feature names (see envs.features); empty means the env's default set.
     :param action_mode: discrete (flat/long, or short/flat/long), weights or continuous.
@@ -58,10 +68,11 @@ class RLConfig(YamlConfig):
     :param reward_eta: adaptation rate of the differential Sharpe reward.
     :param drawdown_penalty: weight of drawdown increases in the drawdown_penalty reward.
     :param episode_length: bars per training episode, each starting at a random bar of the train period.
-    :param commission: commission as a fraction of traded notional (Options-v0: of the shares traded).
+    :param commission: commission as a fraction of traded notional (Options-v0: of the shares traded;
+        default: the spec's).
     :param commission_per_contract: Options-v0: commission per option contract traded.
-    :param slippage_bps: slippage per leg in basis points.
-    :param allow_short: allow short positions.
+    :param slippage_bps: slippage per leg in basis points (default: the spec's).
+    :param allow_short: allow short positions (default: the spec's).
     :param num_envs: parallel episodes in the batched vector env.
     :param total_timesteps: environment steps to train for.
     :param learning_rate: optimiser learning rate.
@@ -80,7 +91,7 @@ class RLConfig(YamlConfig):
     :param norm_reward: scale rewards by the running std of the discounted return (VecNormalize).
     :param eval_freq: evaluate on the validation period every this many steps.
     :param checkpoint_freq: save a checkpoint every this many steps.
-    :param seed: seed of the policy, the env and the episode starts.
+    :param seed: seed of the policy, the env and the episode starts (default: the spec's first seed).
     :param runs_dir: runs are written to runs_dir/algo/run_name.
     :param run_name: name of the run folder (default: date, time and seed).
     :param torch_threads: torch intra-op threads; 1 keeps several runs from fighting over the cores.
@@ -91,12 +102,12 @@ class RLConfig(YamlConfig):
 
     algo: Algo = "ppo"
     env: Literal["Stocks-v0", "Portfolio-v0", "Options-v0", "MarketMaking-v0", "Execution-v0"] = "Stocks-v0"
-    data: str = "synthetic"
+    data: str | None = None
     symbol: str | None = None
     train_symbols: tuple[str, ...] = ()
     extra_train_data: tuple[str, ...] = ()
-    train_fraction: float = 0.6
-    val_fraction: float = 0.2
+    train_fraction: float | None = None
+    val_fraction: float | None = None
     window_size: int = 1
     features: tuple[str, ...] = ()
     action_mode: Literal["discrete", "weights", "continuous"] = "discrete"
@@ -104,10 +115,10 @@ class RLConfig(YamlConfig):
     reward_eta: float = 0.01
     drawdown_penalty: float = 1.0
     episode_length: int = 252
-    commission: float = 0.001
+    commission: float | None = None
     commission_per_contract: float = 0.65
-    slippage_bps: float = 0.0
-    allow_short: bool = False
+    slippage_bps: float | None = None
+    allow_short: bool | None = None
     num_envs: int = 16
     total_timesteps: int = 200_000
     learning_rate: float = 3e-4
@@ -126,7 +137,7 @@ class RLConfig(YamlConfig):
     norm_reward: bool = True
     eval_freq: int = 10_000
     checkpoint_freq: int = 50_000
-    seed: int = 0
+    seed: int | None = None
     runs_dir: str = "runs"
     run_name: str | None = None
     torch_threads: int = 1
@@ -150,13 +161,15 @@ class RLConfig(YamlConfig):
                 raise ConfigError(f"RLConfig.{name} must be in (0, 1], got {getattr(self, name)}")
         for name in ("ent_coef", "commission", "commission_per_contract", "slippage_bps", "drawdown_penalty",
                      "learning_starts"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"RLConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not (0 < self.train_fraction < 1 and 0 < self.val_fraction < 1
-                and self.train_fraction + self.val_fraction < 1):
+        train, val = self.train_fraction, self.val_fraction
+        if (train is not None and not 0 < train < 1) or (val is not None and not 0 < val < 1) or (
+            train is not None and val is not None and train + val >= 1
+        ):
             raise ConfigError(
                 "RLConfig.train_fraction and val_fraction must be in (0, 1) and leave a test period, got "
-                f"{self.train_fraction} and {self.val_fraction}"
+                f"{train} and {val}"
             )
         if not self.net_arch or min(self.net_arch) < 1:
             raise ConfigError(f"RLConfig.net_arch must list positive layer sizes, got {self.net_arch}")
@@ -234,11 +247,11 @@ def load_config(
     return RLConfig(**values)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ("algo",)) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ("algo", *SPEC_OWNED, "seed")) -> None:
     """Add ``--config`` and one flag per field (default ``None``: not given, so the YAML value stands).
 
     :param parser: the parser to extend.
-    :param skip: fields that get no flag.
+    :param skip: fields that get no flag (by default the spec-owned ones: the spec's flags set them).
     """
     helps = field_help()
     parser.add_argument("--config", type=Path, help="YAML file of config fields (flags override it)")
@@ -262,3 +275,32 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     :param args: parsed arguments of a parser extended by :func:`add_config_arguments`.
     """
     return {f.name: getattr(args, f.name) for f in fields(RLConfig) if getattr(args, f.name, None) is not None}
+
+
+
+def resolve(config: RLConfig, spec: ExperimentSpec | None = None) -> tuple[RLConfig, ExperimentSpec]:
+    """The config and spec one training run uses: the config's spec-owned fields that are set override
+    the spec, and the config is completed from the spec (so ``config.data``, ``config.seed``, ... are set).
+
+    :param config: the training config.
+    :param spec: the experiment spec (default: the defaults).
+    """
+    spec = spec or ExperimentSpec()
+    overrides: dict[str, Any] = {k: getattr(config, k) for k in SPEC_OWNED if getattr(config, k) is not None}
+    if config.seed is not None:
+        overrides["seeds"] = (config.seed,)
+    spec = spec.replace(**overrides)
+    if spec.sizing.sizing != "fixed":
+        raise ConfigError(
+            f"sizing.sizing: an RL agent trades a fixed position size (sizing.fraction), got {spec.sizing.sizing!r}"
+        )
+    ex = spec.execution
+    symbol = config.symbol
+    if symbol is None and spec.data.symbols and config.env != "Portfolio-v0":
+        symbol = spec.data.symbols[0]
+    completed = dataclasses.replace(
+        config, data=spec.data.data, train_fraction=spec.splits.train_fraction,
+        val_fraction=spec.splits.val_fraction, commission=ex.commission, slippage_bps=ex.slippage_bps,
+        allow_short=ex.allow_short, seed=spec.seed, symbol=symbol,
+    )
+    return completed, spec

@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from agents.params import coerce, declared_params, param_docs
-from agents.rl_eval import Period
+from agents.rl_eval import Period, split_periods
 from agents.sizing import FixedFraction, VolatilityTarget
 from envs.data.calendar import resample
 from envs.data.market_data import MarketData
@@ -137,8 +137,8 @@ class SplitSpec:
             train_stop = int(index.searchsorted(_timestamp("train_end", self.train_end, end=True), side="right"))
             val_stop = int(index.searchsorted(_timestamp("val_end", self.val_end, end=True), side="right"))
         else:
-            train_stop = round(stop * self.train_fraction)
-            val_stop = round(stop * (self.train_fraction + self.val_fraction))
+            fractions = split_periods(stop, self.train_fraction, self.val_fraction)
+            train_stop, val_stop = fractions[0].stop, fractions[1].stop
         bounds = {"train": (0, train_stop), "validation": (train_stop, val_stop), "test": (val_stop, stop)}
         for name, (start, end) in bounds.items():
             if end - start < 2:

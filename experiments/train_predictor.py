@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +44,16 @@ from agents.predictors.pipeline import PredictorPipeline
 from agents.predictors.policy import PredictorPolicy
 from agents.predictors.regime import RegimeConfig
 from agents.predictors.walk_forward import WalkForwardResult, walk_forward
-from agents.registry import load_policy, make_policy, save_policy
+from agents.registry import load_policy, make_policy, policy_class, save_policy
 from envs.data.market_data import MarketData
 from envs.data.sources import load_data
 from envs.data.splits import WalkForward
 from envs.sim.metrics import sharpe_ratio, simple_returns
 from experiments.backtest import print_table
-from experiments.engine import BacktestConfig, BacktestResult, run_backtest
-from experiments.predictor_config import (
-    PredictorConfig,
-    field_help,
-    load_config,
-    parse_sets,
-)
+from experiments.engine import BacktestResult, run_backtest
+from experiments.predictor_config import PredictorConfig, field_help, load_config, parse_sets
+from experiments.spec import ExperimentSpec, add_spec_arguments, policy_defaults, save_spec, spec_from_args
+from experiments.spec import backtest_config as spec_backtest_config
 from experiments.report import write_report
 
 logger = logging.getLogger(__name__)
@@ -112,16 +109,40 @@ def run_folder(config: PredictorConfig) -> Path:
     return Path(config.runs_dir) / config.model / name
 
 
-def train(config: PredictorConfig, run_dir: str | Path | None = None) -> TrainResult:
-    """Walk forward, save the policy, backtest it, and write the run folder.
+def predictor_spec(config: PredictorConfig, spec: ExperimentSpec | None = None) -> ExperimentSpec:
+    """The experiment spec of a predictor run: ``spec`` (costs, risk limits, splits, cash) with the
+    config's own data, symbols, seed, sizing rule and shorting, and no risk layer when ``risk`` is false.
+
+    :param config: the run config.
+    :param spec: the experiment spec (default: the defaults).
+    """
+    spec = (spec or ExperimentSpec()).replace(
+        data=config.data, symbols=config.symbols, seeds=(config.seed,), sizing=config.sizing,
+        fraction=config.fraction, allow_short=config.allow_short,
+    )
+    return spec if config.risk else spec.replace(risk=None)
+
+
+def train(
+    config: PredictorConfig, run_dir: str | Path | None = None, spec: ExperimentSpec | None = None,
+    data: MarketData | None = None,
+) -> TrainResult:
+    """Walk forward, save the policy, backtest it on the validation period, and write the run folder.
 
     :param config: the run config.
     :param run_dir: the run folder (default: :func:`run_folder`).
+    :param spec: the experiment spec (costs, risk limits, splits; see :func:`predictor_spec`); the
+        backtest runs from the first out-of-sample bar to the end of the validation period, so training
+        prints no test score (``python -m experiments.evaluate RUN`` does).
+    :param data: the bars to walk forward over instead of the config's data (e.g. cut at the end of
+        validation, so that no model is fitted on a test-period label).
     """
+    spec = predictor_spec(config, spec)
     run_dir = Path(run_dir) if run_dir is not None else run_folder(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
-    data = load_market(config)
+    save_spec(spec, run_dir)
+    data = data if data is not None else load_market(config)
     started = time.perf_counter()
     inputs = Inputs.build(data, config.feature_names, config.regime_window)
     labels = Labels.from_opens(data.open, config.horizons)
@@ -158,8 +179,15 @@ def train(config: PredictorConfig, run_dir: str | Path | None = None) -> TrainRe
         }
         backtests = []
         if config.backtest:
-            backtests = backtest(policy_dir, data, config, result.first_test_bar, run_dir / "report")
-            metrics["backtest"] = _backtest_record(backtests, data, config, result.first_test_bar, run_dir / "report")
+            _, val, _ = spec.splits.periods(data.index)
+            seen = data.iloc(slice(0, val.stop))
+            if result.first_test_bar >= val.stop - 1:
+                raise ValueError(
+                    f"the first out-of-sample bar {data.index[result.first_test_bar]:%Y-%m-%d} is after the "
+                    f"validation period (ends {data.index[val.stop - 1]:%Y-%m-%d}): shorten train_size or move the splits"
+                )
+            backtests = backtest(policy_dir, seen, config, result.first_test_bar, run_dir / "report", spec)
+            metrics["backtest"] = _backtest_record(backtests, seen, config, result.first_test_bar, run_dir / "report")
             for name, stats in metrics["backtest"]["policies"].items():
                 for key in ("sharpe", "total_return", "max_drawdown"):
                     writer.add_scalar(f"backtest/{name}/{key}", stats[key], 0)
@@ -186,7 +214,8 @@ def _fold_records(result: WalkForwardResult, data: MarketData) -> list[dict[str,
 
 
 def backtest(
-    policy_dir: Path, data: MarketData, config: PredictorConfig, start: int, report_dir: Path
+    policy_dir: Path, data: MarketData, config: PredictorConfig, start: int, report_dir: Path,
+    spec: ExperimentSpec | None = None,
 ) -> list[BacktestResult]:
     """Backtest the saved policy (reloaded from disk) and the baselines from bar ``start``; write the report.
 
@@ -195,11 +224,12 @@ def backtest(
     :param config: the run config (baselines, risk layer, seed).
     :param start: first out-of-sample bar.
     :param report_dir: folder of the HTML report and PNGs.
+    :param spec: the experiment spec: costs, risk and the sizing the baselines trade with.
     """
-    backtest_config = BacktestConfig(start=start, seed=config.seed)
-    if not config.risk:
-        backtest_config = replace(backtest_config, risk=None)
-    policies = [load_policy(policy_dir), *(make_policy(name) for name in config.baselines)]
+    spec = predictor_spec(config, spec)
+    backtest_config = spec_backtest_config(spec, start=start)
+    policies = [load_policy(policy_dir),
+                *(make_policy(name, policy_defaults(policy_class(name), spec)) for name in config.baselines)]
     results = [run_backtest(p, data, backtest_config, start=start, progress=config.progress) for p in policies]
     write_report(
         results, data, report_dir, title=f"{config.model}: out-of-sample backtest",
@@ -286,6 +316,8 @@ def add_subcommands(subparsers: Any) -> None:
             "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
             help="override a config field (repeatable), e.g. --set train_size=504 --set params.n_estimators=50",
         )
+        # The config owns data, symbols, seed, sizing and shorting; the spec brings costs, risk and splits.
+        add_spec_arguments(sub, skip=("data", "symbols", "seeds", "sizing", "fraction", "allow_short"))
         sub.set_defaults(handler=run_command, model=model)
 
 
@@ -295,7 +327,8 @@ def run_command(args: argparse.Namespace) -> int:
     :param args: the parsed arguments.
     """
     config = load_config(args.config, parse_sets(args.sets), model=args.model)
-    result = train(config)
+    spec, _ = spec_from_args(args)
+    result = train(config, spec=spec)
     if result.backtests:
         print_table(result.backtests, Console())
     print(summary(result.metrics))

@@ -1,30 +1,39 @@
 """Train a stable-baselines3 agent (PPO, A2C or SAC) on a trading env and write a run folder.
 
-``python -m experiments.train ppo [--config FILE] [--timesteps N] [--learning-rate X] ...`` (every
-:class:`~experiments.rl_config.RLConfig` field is a flag). The data is split in time order into train,
-validation and test periods. Training runs on the train period through the batched vector env
-(:class:`~envs.environments.vector.TradingVectorEnv` behind SB3's ``VecNormalize``), episodes of
-``episode_length`` bars starting at random train bars. ``Options-v0`` has no batched env: SB3's
+``python -m experiments.train ppo [--spec FILE] [--config FILE] [--timesteps N] [--learning-rate X] ...``
+(every :class:`~experiments.rl_config.RLConfig` field and every experiment-spec field is a flag). The
+agent trains under the spec's costs (every ``ExecutionConfig`` field), risk rules and position size
+(``sizing.fraction``: a full-conviction action holds that share of equity), the ones it is evaluated and
+paper-traded with. The data is split in time order into train, validation and test periods (the spec's
+dates or fractions). Training runs on the train period, episodes of ``episode_length`` bars starting at
+random train bars: through the batched vector env (:class:`~envs.environments.vector.TradingVectorEnv`)
+when the risk layer is off, else through copies of the single env, which runs the risk layer bar by bar
+(``envs/sim/risk.py``, the code the backtest and the live runner call), both behind SB3's ``VecNormalize``. ``Options-v0`` has no batched env: SB3's
 ``DummyVecEnv`` steps copies of :class:`~envs.environments.options.OptionsEnv` (sharing one set of option chains
 per data set) behind the same ``VecNormalize``. Every ``eval_freq`` steps the policy trades the
-validation period and the model with the best validation Sharpe is kept. At the end that model alone
-trades the test period, next to the env's rule bots on the same bars (buy-and-hold and the stock bots,
-or buy-and-hold and the options bots for ``Options-v0``).
+validation period and the model with the best validation Sharpe is kept; it is scored on validation
+next to the env's rule bots (buy-and-hold and the stock bots, or buy-and-hold and the options bots for
+``Options-v0``). Training never touches the test period: its scores come from
+``python -m experiments.evaluate RUN``, which counts every look. ``--seeds 0,1,2`` trains one run per
+seed and reports the mean and spread of their validation scores.
 
 A run is the folder ``runs/<algo>/<run_name>/``::
 
     config.yaml        the full config (reload with --config)
+    spec.yaml          the experiment spec (data, splits, costs, risk, sizing, cash, seed): evaluate,
+                       backtest and paper reuse it
     policy.yaml        manifest: agents.registry.load_policy(folder) gives the best model as a Policy
     best/              model.zip and vecnormalize.pkl of the best validation Sharpe
     final/             the same at the end of training
     checkpoints/       every checkpoint_freq steps
     tb/                TensorBoard: SB3's curves, validation/* metrics and equity curves, time/sps_recent
-    metrics.json       periods, validation history, best and final evaluation, baselines, speed
+    metrics.json       periods, validation history, best model's validation scores, baselines, speed
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -36,6 +45,7 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 import torch
+import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import configure
@@ -49,13 +59,13 @@ from agents.ppo import (
     load_agent,
     write_manifest,
 )
-from agents.registry import make_policy
+from agents.registry import make_policy, policy_class
 from agents.rl_callbacks import (
     EvaluationHook,
     StepsPerSecondCallback,
     TradingEvalCallback,
 )
-from agents.rl_eval import EnvFactory, EvalEnv, Period, evaluate, split_periods
+from agents.rl_eval import EnvFactory, EvalEnv, Period, evaluate
 from agents.vec_env import ConcatVecEnv, SB3VecEnv
 from envs.data.market_data import MarketData
 from envs.data.sources import load_data
@@ -68,7 +78,6 @@ from envs.environments.vector import TradingVectorEnv
 from envs.features import OBSERVATION_FEATURES, FeatureConfig
 from envs.options.account import OptionCosts
 from envs.options.chains import SyntheticChains
-from envs.sim.execution import ExecutionConfig
 from experiments.engine import MINIMAL_FEATURES
 from experiments.rl_config import (
     ALGOS,
@@ -77,6 +86,14 @@ from experiments.rl_config import (
     add_config_arguments,
     load_config,
     overrides_from_args,
+    resolve,
+)
+from experiments.spec import (
+    ExperimentSpec,
+    add_spec_arguments,
+    policy_defaults,
+    save_spec,
+    spec_from_args,
 )
 from experiments.train_lob import train_lob
 
@@ -139,12 +156,15 @@ def training_data(config: RLConfig, data: MarketData, train: Period) -> list[Mar
     return datasets
 
 
-def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
+def env_kwargs(config: RLConfig, data: MarketData, spec: ExperimentSpec | None = None) -> dict[str, Any]:
     """Plain (YAML-ready) settings that shape the agent's observations and actions.
 
     :param config: the run config.
     :param data: the loaded data (for the symbol names).
+    :param spec: the experiment spec, whose sizing fraction is the agent's position size (default: the
+        one :func:`~experiments.rl_config.resolve` gives).
     """
+    config, spec = resolve(config, spec)
     if config.env == "Options-v0":
         return {"env_id": OPTIONS_ENV_ID, "symbol": data.symbols[0], "action_mode": "discrete"}
     kwargs: dict[str, Any] = {
@@ -154,6 +174,7 @@ def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
         "features": list(config.features or OBSERVATION_FEATURES),
         "action_mode": config.action_mode,
         "allow_short": config.allow_short,
+        "position_size": spec.sizing.fraction,
     }
     if config.env == "Stocks-v0":
         kwargs["symbol"] = data.symbols[0]
@@ -162,45 +183,45 @@ def env_kwargs(config: RLConfig, data: MarketData) -> dict[str, Any]:
     return kwargs
 
 
-def _single_env_kwargs(config: RLConfig) -> dict[str, Any]:
+def _single_env_kwargs(config: RLConfig, spec: ExperimentSpec) -> dict[str, Any]:
+    """The single env's settings: the config's observation and reward, the spec's account, costs and risk."""
     return {
         "window_size": config.window_size,
         "features": FeatureConfig(features=config.features) if config.features else None,
         "reward": config.reward,
         "reward_eta": config.reward_eta,
         "drawdown_penalty": config.drawdown_penalty,
-        "execution": {
-            "commission": config.commission,
-            "slippage_bps": config.slippage_bps,
-            "allow_short": config.allow_short,
-        },
+        "execution": spec.execution,
+        "risk": spec.risk,
+        "initial_cash": spec.initial_cash,
     }
 
 
-def _options_env_kwargs(config: RLConfig) -> dict[str, Any]:
-    execution = ExecutionConfig(commission=config.commission, slippage_bps=config.slippage_bps)
-    costs = OptionCosts.from_execution(execution, config.commission_per_contract)
-    return {"costs": costs, "reward": config.reward}
+def _options_env_kwargs(config: RLConfig, spec: ExperimentSpec) -> dict[str, Any]:
+    costs = OptionCosts.from_execution(spec.execution, config.commission_per_contract)
+    return {"costs": costs, "reward": config.reward, "initial_cash": spec.initial_cash}
 
 
-def eval_env_factory(config: RLConfig, env: str | None = None) -> EnvFactory:
-    """Builds the single env policies are scored in, with the training costs: a stock env in ``weights``
-    action mode, or the options env (whose actions are strategy indices).
+def eval_env_factory(config: RLConfig, env: str | None = None, spec: ExperimentSpec | None = None) -> EnvFactory:
+    """Builds the single env policies are scored in, with the training costs and risk rules: a stock env in
+    ``weights`` action mode, or the options env (whose actions are strategy indices).
 
     :param config: the run config.
     :param env: the env to build (default: ``config.env``), e.g. Stocks-v0 for a stock bot compared with an
         options agent.
+    :param spec: the experiment spec (default: the one :func:`~experiments.rl_config.resolve` gives).
     """
+    config, spec = resolve(config, spec)
     env = env or config.env
     if env == "Options-v0":
-        options_kwargs = _options_env_kwargs(config)
+        options_kwargs = _options_env_kwargs(config, spec)
 
         def make_options(data: MarketData) -> EvalEnv:
             return OptionsEnv(data, **options_kwargs)
 
         return make_options
     env_cls: type[TradingEnvBase] = StocksEnv if env == "Stocks-v0" else PortfolioEnv
-    kwargs = _single_env_kwargs(config)
+    kwargs = _single_env_kwargs(config, spec)
     if config.env == "Options-v0":
         # A stock bot next to an options agent reads only the raw history, as in a backtest; the config's
         # features (which Options-v0 ignores) would only delay its first bar.
@@ -212,36 +233,43 @@ def eval_env_factory(config: RLConfig, env: str | None = None) -> EnvFactory:
     return make
 
 
-def make_train_env(config: RLConfig, datasets: Sequence[MarketData]) -> VecEnv:
-    """The batched training env over the training data sets, behind ``VecNormalize``.
+def make_train_env(config: RLConfig, datasets: Sequence[MarketData], spec: ExperimentSpec | None = None) -> VecEnv:
+    """The training env over the training data sets, behind ``VecNormalize``: batched when the spec's risk
+    layer is off, copies of the single env (which runs the risk layer) when it is on.
 
     :param config: the run config.
     :param datasets: the data the agent may learn from (see :func:`training_data`).
+    :param spec: the experiment spec (default: the one :func:`~experiments.rl_config.resolve` gives).
     """
+    config, spec = resolve(config, spec)
     if config.num_envs < len(datasets):
         raise ValueError(f"RLConfig.num_envs ({config.num_envs}) must be >= the {len(datasets)} training data sets")
     sizes = [len(part) for part in np.array_split(np.arange(config.num_envs), len(datasets))]
     if config.env == "Options-v0":
-        venv: VecEnv = _options_train_env(config, datasets, sizes)
+        venv: VecEnv = _options_train_env(config, spec, datasets, sizes)
+    elif spec.risk is not None:
+        venv = _risk_train_env(config, spec, datasets, sizes)
     else:
-        venv = _stock_train_env(config, datasets, sizes)
+        venv = _stock_train_env(config, spec, datasets, sizes)
     return VecNormalize(
         venv, norm_obs=config.norm_obs, norm_reward=config.norm_reward, gamma=config.gamma, clip_obs=10.0
     )
 
 
-def _options_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: Sequence[int]) -> VecEnv:
+def _options_train_env(
+    config: RLConfig, spec: ExperimentSpec, datasets: Sequence[MarketData], sizes: Sequence[int]
+) -> VecEnv:
     """``sizes[k]`` copies of the options env on ``datasets[k]``, stepped in turn by ``DummyVecEnv``.
 
     The env is a Python loop per step with no batched counterpart, but it takes about 0.25 ms of the
     roughly 1.3 ms a training step costs here, so the simple ``DummyVecEnv`` is enough.
     """
-    kwargs = _options_env_kwargs(config)
+    kwargs = _options_env_kwargs(config, spec)
     factories = []
     for data, n in zip(datasets, sizes):
         # The chains depend only on the bars, so the copies of one data set share them.
         chains = SyntheticChains.from_market(data)
-        length = _episode_length(config, data)
+        length = _episode_length(config, spec, data)
         factories += [_options_env_maker(data, chains, length, kwargs)] * n
     return DummyVecEnv(factories)
 
@@ -255,8 +283,10 @@ def _options_env_maker(
     return make
 
 
-def _stock_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: Sequence[int]) -> VecEnv:
-    """One batched :class:`TradingVectorEnv` of ``sizes[k]`` envs per data set, side by side."""
+def _stock_train_env(
+    config: RLConfig, spec: ExperimentSpec, datasets: Sequence[MarketData], sizes: Sequence[int]
+) -> VecEnv:
+    """One batched :class:`TradingVectorEnv` of ``sizes[k]`` envs per data set, side by side (risk layer off)."""
     venvs = []
     for data, n in zip(datasets, sizes):
         vector = TradingVectorEnv(
@@ -264,15 +294,44 @@ def _stock_train_env(config: RLConfig, datasets: Sequence[MarketData], sizes: Se
             kind="stocks" if config.env == "Stocks-v0" else "portfolio",
             data=data,
             action_mode=config.action_mode,
-            episode_length=_episode_length(config, data),
-            **_single_env_kwargs(config),
+            episode_length=_episode_length(config, spec, data),
+            position_size=spec.sizing.fraction,
+            **{**_single_env_kwargs(config, spec), "risk": None},
         )
         venvs.append(SB3VecEnv(vector))
     return venvs[0] if len(venvs) == 1 else ConcatVecEnv(venvs)
 
 
-def _episode_length(config: RLConfig, data: MarketData) -> int:
-    probe = eval_env_factory(config)(data)
+def _risk_train_env(
+    config: RLConfig, spec: ExperimentSpec, datasets: Sequence[MarketData], sizes: Sequence[int]
+) -> VecEnv:
+    """``sizes[k]`` copies of the single stock env on ``datasets[k]`` with the spec's risk layer.
+
+    The risk layer keeps state from bar to bar (high-water mark, halts, stop blocks), which the compiled
+    vector kernel does not carry; the single env runs the layer's own code, so training meets exactly the
+    rules the backtest and the live runner apply.
+    """
+    env_cls: type[TradingEnvBase] = StocksEnv if config.env == "Stocks-v0" else PortfolioEnv
+    kwargs = {**_single_env_kwargs(config, spec), "action_mode": config.action_mode,
+              "position_size": spec.sizing.fraction}
+    factories = []
+    for data, n in zip(datasets, sizes):
+        length = _episode_length(config, spec, data)
+        factories += [_stock_env_maker(env_cls, data, length, kwargs)] * n
+    return DummyVecEnv(factories)
+
+
+def _stock_env_maker(
+    env_cls: type[TradingEnvBase], data: MarketData, episode_length: int, kwargs: dict[str, Any]
+) -> Callable[[], Monitor]:
+    def make() -> Monitor:
+        return Monitor(env_cls(data, episode_length=episode_length, **kwargs))
+
+    return make
+
+
+def _episode_length(config: RLConfig, spec: ExperimentSpec, data: MarketData) -> int:
+    probe = eval_env_factory(config, spec=spec)(data)
     room = probe.last_t - probe.first_t
     if room < 2:
         raise ValueError(
@@ -331,14 +390,19 @@ def train(
     run_dir: str | Path | None = None,
     on_evaluation: EvaluationHook | None = None,
     extra_callbacks: Sequence[BaseCallback] = (),
+    spec: ExperimentSpec | None = None,
 ) -> TrainResult:
-    """Train, select the best model on validation, score it on test, and write the run folder.
+    """Train, select the best model on validation, score it there, and write the run folder (with its
+    config and spec). The test period is not touched: ``python -m experiments.evaluate`` scores it.
 
     :param config: the run config.
     :param run_dir: the run folder (default: :func:`run_folder`).
     :param on_evaluation: called after each validation evaluation with ``(timesteps, evaluation)``.
     :param extra_callbacks: more SB3 callbacks.
+    :param spec: the experiment spec: data, splits, costs, risk, sizing, cash (default: the defaults);
+        the config's spec-owned fields, where set, override it (see :func:`~experiments.rl_config.resolve`).
     """
+    config, spec = resolve(config, spec)
     torch.set_num_threads(config.torch_threads)
     run_dir = Path(run_dir) if run_dir is not None else run_folder(config)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -346,16 +410,17 @@ def train(
     if config.env in LOB_ENVS:
         # Simulated microstructure markets: no data or periods; scored against their closed forms.
         return TrainResult(run_dir, train_lob(config, run_dir, build_model, extra_callbacks))
+    save_spec(spec, run_dir)
 
     if config.env == "Options-v0":
         logger.info("Options-v0 has a fixed observation (market, volatility, Greeks, account): "
                     "window_size and features do not apply")
-    full = load_data(config.data)
+    full = spec.data.load()
     data = _traded(config, full)
-    train_period, val_period, test_period = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
-    kwargs = env_kwargs(config, data)
-    make_env = eval_env_factory(config)
-    venv = make_train_env(config, training_data(config, full, train_period))
+    train_period, val_period, test_period = spec.splits.periods(data.index)
+    kwargs = env_kwargs(config, data, spec)
+    make_env = eval_env_factory(config, spec=spec)
+    venv = make_train_env(config, training_data(config, full, train_period), spec)
     model = build_model(config, venv)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))
     # Written first so the folder is a loadable agent as soon as the first best model is saved.
@@ -378,7 +443,7 @@ def train(
     seconds = time.perf_counter() - started
     _save_model(model, run_dir / "final")
 
-    # The saved agent, reloaded through the registry's loader, is what gets the out-of-sample score.
+    # The saved agent, reloaded through the registry's loader, is what gets scored (and later evaluated).
     agent = load_agent(run_dir)
     metrics: dict[str, Any] = {
         "algo": config.algo,
@@ -392,8 +457,8 @@ def train(
         "steps_per_second": model.num_timesteps / seconds,
         "best_timesteps": evaluator.best_timesteps,
         "validation_history": [{"timesteps": t, **s} for t, s in evaluator.history],
-        "best": {p.name: evaluate(agent, data, p, make_env).scalars() for p in (val_period, test_period)},
-        "baselines": compare_baselines(config, data, (val_period, test_period)),
+        "best": {val_period.name: evaluate(agent, data, val_period, make_env, seed=spec.seed).scalars()},
+        "baselines": compare_baselines(config, data, (val_period,), spec),
     }
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
     logger.info("run written to %s", run_dir)
@@ -409,9 +474,9 @@ def _save_model(model: BaseAlgorithm, folder: Path) -> None:
 
 
 def compare_baselines(
-    config: RLConfig, data: MarketData, periods: Sequence[Period]
+    config: RLConfig, data: MarketData, periods: Sequence[Period], spec: ExperimentSpec | None = None
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Score the config's baselines on the same periods, bars and costs as the agent.
+    """Score the config's baselines on the same periods, bars, costs, risk rules and sizing as the agent.
 
     Each bot trades in its own kind of env: an options bot in Options-v0, a stock bot in the config's stock
     env (Stocks-v0 on the underlying when the agent trades options).
@@ -419,14 +484,16 @@ def compare_baselines(
     :param config: the run config (``baseline_names``, env and costs).
     :param data: the full data set.
     :param periods: the periods to score.
+    :param spec: the experiment spec (default: the one :func:`~experiments.rl_config.resolve` gives).
     """
+    config, spec = resolve(config, spec)
     stock_env = "Stocks-v0" if config.env == "Options-v0" else config.env
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in config.baseline_names:
-        policy = make_policy(name)
+        policy = make_policy(name, policy_defaults(policy_class(name), spec))
         env = "Options-v0" if getattr(policy, "env_id", None) == OPTIONS_ENV_ID else stock_env
-        make_env = eval_env_factory(config, env)
-        results[name] = {p.name: evaluate(policy, data, p, make_env).scalars() for p in periods}
+        make_env = eval_env_factory(config, env, spec)
+        results[name] = {p.name: evaluate(policy, data, p, make_env, seed=spec.seed).scalars() for p in periods}
     return results
 
 
@@ -441,19 +508,43 @@ def _finite(value: Any) -> Any:
     return value
 
 
+SUMMARY_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    ("sharpe", "val sharpe", False), ("total_return", "val return", True), ("max_drawdown", "val maxdd", True),
+    ("exposure", "val exposure", True),
+)
+
+
 def summary_table(metrics: dict[str, Any]) -> str:
-    """Sharpe, return and max drawdown of the agent and the baselines on validation and test, as text.
+    """Validation Sharpe, return, max drawdown and exposure of the agent and the baselines, as text (no
+    test scores: those come from ``python -m experiments.evaluate``).
 
     :param metrics: the content of ``metrics.json``.
     """
     rows = [("agent (best validation)", metrics["best"])] + list(metrics["baselines"].items())
-    lines = [f"{'policy':<26}{'val sharpe':>11}{'test sharpe':>12}{'test return':>12}{'test maxdd':>11}"]
+    lines = [f"{'policy':<26}" + "".join(f"{label:>13}" for _, label, _ in SUMMARY_FIELDS)]
     for name, scores in rows:
-        val, test = scores["validation"], scores["test"]
-        lines.append(
-            f"{name:<26}{_fmt(val['sharpe']):>11}{_fmt(test['sharpe']):>12}"
-            f"{_fmt(test['total_return'], pct=True):>12}{_fmt(test['max_drawdown'], pct=True):>11}"
-        )
+        val = scores["validation"]
+        lines.append(f"{name:<26}" + "".join(f"{_fmt(val[key], pct):>13}" for key, _, pct in SUMMARY_FIELDS))
+    return "\n".join(lines)
+
+
+def seeds_table(runs: Sequence[TrainResult]) -> str:
+    """The agent's validation scores per seed, then their mean and standard deviation across seeds.
+
+    :param runs: one training run per seed.
+    """
+    lines = [f"{'seed':<26}" + "".join(f"{label:>13}" for _, label, _ in SUMMARY_FIELDS)]
+    values = []
+    for run in runs:
+        val = run.metrics["best"]["validation"]
+        values.append([np.nan if val[key] is None else val[key] for key, _, _ in SUMMARY_FIELDS])
+        seed = yaml.safe_load((run.run_dir / "config.yaml").read_text())["seed"]
+        lines.append(f"{seed!s:<26}" + "".join(f"{_fmt(val[key], pct):>13}" for key, _, pct in SUMMARY_FIELDS))
+    table = np.array(values, dtype=float)
+    for label, row in (("mean", np.nanmean(table, axis=0)), ("std (across seeds)", np.nanstd(table, axis=0, ddof=1))):
+        lines.append(f"{label:<26}" + "".join(
+            f"{_fmt(float(v), pct):>13}" for v, (_, _, pct) in zip(row, SUMMARY_FIELDS)
+        ))
     return "\n".join(lines)
 
 
@@ -473,9 +564,13 @@ def add_subcommands(subparsers: Any) -> None:
         sub = subparsers.add_parser(
             algo, help=f"train stable-baselines3 {algo.upper()} on a trading env",
             description=f"Train {algo.upper()}; every config field is a flag (precedence: defaults < "
-            f"--config YAML (default experiments/configs/{algo}.yaml if present) < flags).",
+            f"--config YAML (default experiments/configs/{algo}.yaml if present) < flags). Data, splits, "
+            "costs, risk, sizing and seeds come from the experiment spec (--spec FILE and its flags); "
+            "--seeds 0,1,2 trains one run per seed. Only validation scores are printed: test scores come "
+            "from `python -m experiments.evaluate RUN`.",
         )
         add_config_arguments(sub)
+        add_spec_arguments(sub)
         sub.set_defaults(handler=run_command, algo=algo)
 
 
@@ -485,8 +580,22 @@ def run_command(args: argparse.Namespace) -> int:
     :param args: the parsed arguments.
     """
     config = load_config(args.config, overrides_from_args(args), algo=args.algo)
-    result = train(config)
-    print(result.metrics.get("summary") or summary_table(result.metrics))
-    print(f"\nrun folder: {result.run_dir}\ntensorboard --logdir {result.run_dir.parent}")
+    spec, changes = spec_from_args(args)  # a ConfigError names the field; the command prints it
+    for line in changes:
+        logger.info("spec: %s", line)
+    runs = []
+    for seed in spec.seeds:
+        name = config.run_name
+        if name is not None and len(spec.seeds) > 1:
+            name = f"{name}-seed{seed}"
+        seeded = dataclasses.replace(config, seed=None, run_name=name)
+        runs.append(train(seeded, spec=spec.replace(seeds=(seed,))))
+    for result in runs:
+        print(result.metrics.get("summary") or summary_table(result.metrics))
+        print(f"\nrun folder: {result.run_dir}\ntensorboard --logdir {result.run_dir.parent}\n")
+    if len(runs) > 1:
+        print(f"agent's validation scores over {len(runs)} seeds:")
+        print(seeds_table(runs))
+    print("test scores: python -m experiments.evaluate RUN (each look at the test period is counted)")
     return 0
 

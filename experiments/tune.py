@@ -18,6 +18,7 @@ Output, in ``runs_dir/tune/<name>/``: Ray's experiment folder, ``trials.csv`` (o
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -37,6 +38,14 @@ from experiments.rl_config import (
     add_config_arguments,
     load_config,
     overrides_from_args,
+    resolve,
+)
+from experiments.sealed import TRIALS_FILE
+from experiments.spec import (
+    ExperimentSpec,
+    add_spec_arguments,
+    save_spec,
+    spec_from_args,
 )
 from experiments.train_rl import train
 
@@ -45,7 +54,7 @@ logger = logging.getLogger(__name__)
 METRIC = "validation_sharpe"
 RUN_SUBDIR = "run"
 # Everything a loadable agent needs; checkpoints skip TensorBoard logs and intermediate checkpoints.
-AGENT_FILES = ("policy.yaml", "config.yaml", "best")
+AGENT_FILES = ("policy.yaml", "config.yaml", "spec.yaml", "best")
 
 Reporter = Callable[[dict[str, float], Path | None], None]
 
@@ -64,11 +73,14 @@ def search_space() -> dict[str, Any]:
     }
 
 
-def run_trial(params: dict[str, Any], base: RLConfig, run_dir: Path, report: Reporter) -> dict[str, Any]:
+def run_trial(
+    params: dict[str, Any], base: RLConfig, run_dir: Path, report: Reporter, spec: ExperimentSpec | None = None
+) -> dict[str, Any]:
     """Train ``base`` with ``params`` applied, reporting each validation evaluation.
 
     :param params: sampled field values.
     :param base: the config every trial starts from.
+    :param spec: the experiment spec every trial trains and is selected under (default: the defaults).
     :param run_dir: the trial's run folder.
     :param report: called with the metrics and, when the validation Sharpe improved, a folder holding the
         agent so far (to checkpoint).
@@ -91,7 +103,7 @@ def run_trial(params: dict[str, Any], base: RLConfig, run_dir: Path, report: Rep
         else:
             report(metrics, None)
 
-    return train(config, run_dir=run_dir, on_evaluation=on_evaluation).metrics
+    return train(config, run_dir=run_dir, on_evaluation=on_evaluation, spec=spec).metrics
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -101,7 +113,7 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _trainable(params: dict[str, Any], base: RLConfig) -> None:
+def _trainable(params: dict[str, Any], base: RLConfig, spec: ExperimentSpec | None = None) -> None:
     """Ray Tune function trainable: one trial, run folder inside the trial folder."""
     import torch
     from ray import tune
@@ -113,7 +125,7 @@ def _trainable(params: dict[str, Any], base: RLConfig) -> None:
         checkpoint = tune.Checkpoint.from_directory(str(folder)) if folder is not None else None
         tune.report(metrics, checkpoint=checkpoint)
 
-    run_trial(params, base, run_dir, report)
+    run_trial(params, base, run_dir, report, spec)
 
 
 def sweep(
@@ -123,6 +135,7 @@ def sweep(
     address: str | None = None,
     cpus_per_trial: int = 1,
     grace_period: int | None = None,
+    spec: ExperimentSpec | None = None,
 ) -> Path:
     """Run the sweep and write ``best_config.yaml``, ``best_agent/`` and ``trials.csv``.
 
@@ -133,6 +146,7 @@ def sweep(
     :param cpus_per_trial: CPUs reserved per trial (torch uses as many threads).
     :param grace_period: steps every trial runs before ASHA may stop it (default: a quarter of the budget,
         at least one evaluation).
+    :param spec: the experiment spec (data, splits, costs, risk, sizing) of every trial.
     :returns: the sweep folder.
     """
     import ray
@@ -157,7 +171,7 @@ def sweep(
             reduction_factor=2,
         )
         tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_trainable, base=base), {"cpu": cpus_per_trial}),
+            tune.with_resources(tune.with_parameters(_trainable, base=base, spec=spec), {"cpu": cpus_per_trial}),
             param_space=search_space(),
             tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler, num_samples=samples),
             run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1),
@@ -165,15 +179,17 @@ def sweep(
         results = tuner.fit()
     finally:
         ray.shutdown()
-    return write_best(results, base, storage / name)
+    return write_best(results, base, storage / name, spec)
 
 
-def write_best(results: Any, base: RLConfig, folder: Path) -> Path:
-    """Write the best trial's config and agent, and a table of every trial, into ``folder``.
+def write_best(results: Any, base: RLConfig, folder: Path, spec: ExperimentSpec | None = None) -> Path:
+    """Write the best trial's config and agent (with the spec and the number of trials, which the
+    Deflated Sharpe Ratio of its evaluation accounts for), and a table of every trial, into ``folder``.
 
     :param results: the ``ResultGrid`` of the sweep.
     :param base: the config the trials started from.
     :param folder: the sweep folder.
+    :param spec: the experiment spec of the trials.
     """
     errors = [r.error for r in results if r.error is not None]
     if len(errors) == len(results):
@@ -188,6 +204,8 @@ def write_best(results: Any, base: RLConfig, folder: Path) -> Path:
     if agent_dir.exists():
         shutil.rmtree(agent_dir)
     best.checkpoint.to_directory(str(agent_dir))
+    save_spec(resolve(base, spec)[1], agent_dir)
+    (agent_dir / TRIALS_FILE).write_text(json.dumps({"n_trials": len(results)}))
     table = results.get_dataframe(filter_metric=METRIC, filter_mode="max")
     columns = [c for c in table.columns if c.startswith(("config/", "validation_")) or c in ("timesteps", "trial_id")]
     table[columns].sort_values(METRIC, ascending=False).to_csv(folder / "trials.csv", index=False)
@@ -211,10 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--grace-period", type=int, help="steps before ASHA may stop a trial")
     parser.add_argument("--name", help="sweep name (default: <algo>-<date>-<time>)")
     add_config_arguments(parser)
+    add_spec_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     base = load_config(args.config, overrides_from_args(args), algo=args.algo)
-    folder = sweep(base, args.samples, args.name, args.address, args.cpus_per_trial, args.grace_period)
+    spec, _ = spec_from_args(args)  # a ConfigError names the field; @command prints it
+    folder = sweep(base, args.samples, args.name, args.address, args.cpus_per_trial, args.grace_period, spec)
     print(f"best config: {folder / 'best_config.yaml'}\nbest agent:  {folder / 'best_agent'}")
     print(f"tensorboard --logdir {folder}")
     return 0

@@ -187,14 +187,14 @@ def test_command_line_runs_end_to_end(tmp_path, capsys):
     assert "Backtest comparison" in printed and "sma_crossover" in printed
     assert (out / "report.html").is_file() and "Monte Carlo" in (out / "report.html").read_text()
     stats = json.loads((out / "stats.json").read_text())
-    assert set(stats) == {"sma_crossover", "buy_and_hold"}
+    assert set(stats) == {"sma_crossover", "buy_and_hold", "buy & hold, no rules"}
     for name in stats:
         # The console table's names and values, unrounded.
         assert {"sharpe", "total_return", "max_drawdown", "exposure", "n_trades"} <= set(stats[name])
         row = next(line for line in printed.splitlines() if line.lstrip("│┃ ").startswith("n_trades "))
         assert f"{stats[name]['n_trades']:,}" in row
     equity = pd.read_csv(out / "equity.csv", index_col="timestamp")
-    assert list(equity.columns) == ["sma_crossover", "buy_and_hold", "benchmark"]
+    assert list(equity.columns) == ["sma_crossover", "buy_and_hold", "buy & hold, no rules", "benchmark"]
     assert equity["sma_crossover"].iloc[-1] == pytest.approx(stats["sma_crossover"]["final_equity"])
     trades = pd.read_csv(out / "trades.csv", parse_dates=["exit_time"])
     assert trades["exit_time"].is_monotonic_increasing and set(trades["policy"]) <= set(stats)

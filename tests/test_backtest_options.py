@@ -142,7 +142,8 @@ def test_command_line_compares_stock_and_options_bots(tmp_path, capsys, monkeypa
     header = next(line for line in printed.splitlines() if "covered_calls" in line)
     assert all(name in header for name in names)
     env_row = next(line for line in printed.splitlines() if line.lstrip("│┃ ").startswith("env "))
-    assert env_row.count("Options-v0") == 4 and env_row.count("Stocks-v0") == 1
+    # buy_and_hold, and the "buy & hold, no rules" line every comparison ends with
+    assert env_row.count("Options-v0") == 4 and env_row.count("Stocks-v0") == 2
     assert "note (covered_calls, iron_condors, iv_timing, weekly_puts): risk layer not applied" in printed
     page = (out / "report.html").read_text()
     assert "option costs" in page and page.count("(Options-v0)") == 4

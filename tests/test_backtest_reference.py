@@ -49,7 +49,7 @@ def ours():
 def test_same_trade_bars_sides_and_prices(reference, ours):
     """All 93 closed trades enter and exit on the same bars, on the same side, at the same prices."""
     data, result = ours
-    theirs, mine = reference["_trades"], result.trades
+    theirs, mine = reference["_trades"], result.trades[~result.trades["open"]]
     assert len(mine) == len(theirs) == 93
     bar = data.index.get_indexer
     np.testing.assert_array_equal(bar(pd.DatetimeIndex(mine["entry_time"])), theirs["EntryBar"])
@@ -62,7 +62,7 @@ def test_same_trade_bars_sides_and_prices(reference, ours):
 def test_same_trade_sizes_and_pnl(reference, ours):
     """Whole-share sizes and net PnL of every closed trade."""
     _, result = ours
-    theirs, mine = reference["_trades"], result.trades
+    theirs, mine = reference["_trades"], result.trades[~result.trades["open"]]
     signed = np.where(mine["side"] == "long", 1, -1) * mine["size"]
     np.testing.assert_array_equal(signed, theirs["Size"])
     np.testing.assert_allclose(mine["pnl"], theirs["PnL"], rtol=1e-9)
@@ -73,4 +73,14 @@ def test_same_final_equity_as_backtesting_py(reference, ours):
     # backtesting.py leaves the last trade open and marks it at the last close, as we do.
     assert result.positions[-1, 0] != 0
     assert result.equity.iloc[-1] == pytest.approx(reference["Equity Final [$]"], rel=1e-3)
+
+
+def test_the_open_trade_counts_marked_to_market(ours):
+    """The position still open at the end is one more trade, valued at the last close with no exit cost:
+    closed trades' PnL plus its PnL is the whole run's PnL."""
+    data, result = ours
+    open_trade = result.trades[result.trades["open"]]
+    assert len(open_trade) == 1 and result.stats.n_trades == 94
+    assert open_trade["exit_price"].iloc[0] == data.close[-1, 0]
+    assert result.trades["pnl"].sum() == pytest.approx(result.equity.iloc[-1] - result.equity.iloc[0], rel=1e-9)
 

@@ -18,7 +18,14 @@ from envs.data.sources import load_data
 from envs.features import DEFAULT_FEATURES
 from envs.sim.execution import ConfigError
 from experiments import train as train_cli
-from experiments.rl_config import RLConfig, field_help, load_config, overrides_from_args
+from experiments.rl_config import (
+    RLConfig,
+    field_help,
+    load_config,
+    overrides_from_args,
+    resolve,
+)
+from experiments.spec import run_spec
 from experiments.train_rl import eval_env_factory, load_market, train
 
 
@@ -129,7 +136,8 @@ def test_run_folder_has_everything(tiny_run: tuple[RLConfig, Path, dict]) -> Non
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["timesteps"] == 512
     assert [h["timesteps"] for h in saved["validation_history"]] == [256, 512]
-    assert set(saved["best"]) == {"validation", "test"}
+    # Training selects on validation and scores nothing on the sealed test period.
+    assert set(saved["best"]) == {"validation"} and set(saved["baselines"]["buy_and_hold"]) == {"validation"}
     assert set(saved["baselines"]) == {"buy_and_hold"}
     periods = saved["periods"]
     assert periods["train"]["end"] < periods["validation"]["start"] < periods["test"]["start"]
@@ -137,7 +145,8 @@ def test_run_folder_has_everything(tiny_run: tuple[RLConfig, Path, dict]) -> Non
 
 def test_saved_config_reloads(tiny_run: tuple[RLConfig, Path, dict]) -> None:
     config, run_dir, _ = tiny_run
-    assert load_config(run_dir / "config.yaml") == config
+    assert load_config(run_dir / "config.yaml") == resolve(config)[0]
+    assert run_spec(run_dir) == resolve(config)[1]
 
 
 def test_tensorboard_has_trading_metrics(tiny_run: tuple[RLConfig, Path, dict]) -> None:
@@ -157,7 +166,7 @@ def test_saved_agent_loads_as_policy_and_reproduces_validation(tiny_run: tuple[R
     agent = load_policy(run_dir)
     assert isinstance(agent, SB3Agent) and agent.name == "ppo:tiny"
     data = load_market(config)
-    _, val, _ = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
+    _, val, _ = run_spec(run_dir).splits.periods(data.index)
     again = evaluate(agent, data, val, eval_env_factory(config)).scalars()
     best = max(metrics["validation_history"], key=lambda h: h["sharpe"] if h["sharpe"] is not None else -1e9)
     # The reloaded best model (with its VecNormalize statistics) trades exactly as it did when selected.
@@ -170,7 +179,8 @@ def test_agent_acts_in_weights_and_rejects_other_observations(tiny_run: tuple[RL
     agent = load_agent(run_dir)
     obs = np.zeros(agent.model.observation_space.shape, dtype=np.float32)
     action = agent.act(obs, {})
-    assert action.shape == (1,) and action[0] in (0.0, 1.0)
+    # A full-conviction action holds the spec's position size (sizing.fraction, 10%), like a rule bot.
+    assert action.shape == (1,) and action[0] in (0.0, pytest.approx(0.1))
     kwargs = agent.env_options
     assert kwargs["action_mode"] == "weights" and kwargs["window_size"] == 2
     assert kwargs["features"].features == TINY_RL["features"]
@@ -208,7 +218,7 @@ def test_portfolio_env_trains(tmp_path: Path) -> None:
     result = train(config)
     agent = load_agent(result.run_dir)
     assert agent.env_kwargs["symbols"] == list(load_data(config.data).symbols)
-    assert np.isfinite(result.metrics["best"]["test"]["total_return"])
+    assert np.isfinite(result.metrics["best"]["validation"]["total_return"])
 
 
 def test_train_symbols_learn_from_every_symbol(tmp_path: Path) -> None:
@@ -226,16 +236,37 @@ def test_train_symbols_learn_from_every_symbol(tmp_path: Path) -> None:
 
 
 def test_training_metrics_match_the_backtest_engine(tiny_run: tuple[RLConfig, Path, dict]) -> None:
-    from experiments.engine import BacktestConfig, run_backtest
+    from experiments.engine import run_backtest
+    from experiments.spec import backtest_config
 
     config, run_dir, metrics = tiny_run
     agent = load_policy(run_dir)
+    spec = run_spec(run_dir)
     data = load_market(config)
-    _, _, test = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
-    result = run_backtest(agent, data.iloc(slice(0, test.stop)), BacktestConfig(risk=None, start=test.start))
-    # `python -m experiments.backtest` on the test period gives the number metrics.json reports.
-    assert result.stats.sharpe == pytest.approx(metrics["best"]["test"]["sharpe"], rel=1e-9)
-    assert result.stats.total_return == pytest.approx(metrics["best"]["test"]["total_return"], rel=1e-12)
+    _, val, _ = spec.splits.periods(data.index)
+    result = run_backtest(agent, data.iloc(slice(0, val.stop)), backtest_config(spec, start=val.start))
+    # The backtest engine under the run's spec (risk layer on) gives the number metrics.json reports.
+    assert result.stats.sharpe == pytest.approx(metrics["best"]["validation"]["sharpe"], rel=1e-9)
+    assert result.stats.total_return == pytest.approx(metrics["best"]["validation"]["total_return"], rel=1e-12)
+
+
+def test_evaluate_is_the_one_place_for_test_scores_and_counts_them(
+    tiny_run: tuple[RLConfig, Path, dict], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from experiments import evaluate as evaluate_cli
+    from experiments.sealed import evaluation_count
+
+    _, run_dir, _ = tiny_run
+    before = evaluation_count(run_dir)
+    assert evaluate_cli.main([str(run_dir), "--out", str(tmp_path)]) == 0
+    assert evaluate_cli.main([str(run_dir), "--out", str(tmp_path), "--spread-bps", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert f"test evaluation #{before + 2} of this run" in printed
+    assert "execution.spread_bps: 0.0 -> 4.0" in printed and "buy & hold, no rules" in printed
+    assert evaluation_count(run_dir) == before + 2
+    # A validation look is not counted.
+    assert evaluate_cli.main([str(run_dir), "--out", str(tmp_path), "--period", "validation"]) == 0
+    assert evaluation_count(run_dir) == before + 2
 
 
 def test_extra_markets_join_the_training_data(tmp_path: Path) -> None:

@@ -9,13 +9,19 @@ import pytest
 
 from agents.ppo import SB3Agent
 from agents.registry import load_policy
-from agents.rl_eval import split_periods
 from envs.data.sources import load_data
 from envs.environments.options import ENV_ID, OptionsEnv
 from envs.sim.execution import ConfigError
 from experiments import train as train_cli
 from experiments.engine import BacktestConfig, make_env, run_backtest
-from experiments.rl_config import OPTIONS_BASELINES, RLConfig, load_config, overrides_from_args
+from experiments.rl_config import (
+    OPTIONS_BASELINES,
+    RLConfig,
+    load_config,
+    overrides_from_args,
+    resolve,
+)
+from experiments.spec import run_spec
 from experiments.train_rl import load_market, make_train_env, train, training_data
 
 TINY = {
@@ -52,8 +58,8 @@ def test_run_folder_and_metrics(options_run: tuple[RLConfig, Path, dict]) -> Non
     assert saved["env"] == ENV_ID and saved["timesteps"] == 256
     assert [h["timesteps"] for h in saved["validation_history"]] == [128, 256]
     assert set(saved["baselines"]) == {"buy_and_hold", "covered_calls"}
-    # Covered calls hold shares and sell calls from the first bar: they trade in both periods.
-    assert all(saved["baselines"]["covered_calls"][p]["n_trades"] > 0 for p in ("validation", "test"))
+    # Covered calls hold shares and sell calls from the first bar: they trade in the validation period.
+    assert all(saved["baselines"]["covered_calls"][p]["n_trades"] > 0 for p in ("validation",))
 
 
 def test_saved_agent_is_an_options_policy(options_run: tuple[RLConfig, Path, dict]) -> None:
@@ -77,17 +83,17 @@ def test_training_metrics_match_the_backtest_engine(options_run: tuple[RLConfig,
     config, run_dir, metrics = options_run
     agent = load_policy(run_dir)
     data = load_market(config)
-    _, _, test = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
-    result = run_backtest(agent, data.iloc(slice(0, test.stop)), BacktestConfig(start=test.start))
+    _, val, _ = run_spec(run_dir).splits.periods(data.index)
+    result = run_backtest(agent, data.iloc(slice(0, val.stop)), BacktestConfig(start=val.start))
     assert result.env_id == ENV_ID and result.mode == "step"
-    assert result.stats.sharpe == pytest.approx(metrics["best"]["test"]["sharpe"], rel=1e-9, nan_ok=True)
-    assert result.stats.total_return == pytest.approx(metrics["best"]["test"]["total_return"], rel=1e-12)
+    assert result.stats.sharpe == pytest.approx(metrics["best"]["validation"]["sharpe"], rel=1e-9, nan_ok=True)
+    assert result.stats.total_return == pytest.approx(metrics["best"]["validation"]["total_return"], rel=1e-12)
 
 
 def test_train_env_copies_start_at_random_train_bars() -> None:
     config = RLConfig(**{**TINY, "num_envs": 3, "norm_obs": False}, train_symbols=("all",))
     full = load_data(config.data)
-    train_period, _, _ = split_periods(full.n_bars, config.train_fraction, config.val_fraction)
+    train_period, _, _ = resolve(config)[1].splits.periods(full.index)
     venv = make_train_env(config, training_data(config, full, train_period))
     venv.seed(0)
     venv.reset()

@@ -87,6 +87,7 @@ class TradingEnvBase(gym.Env):
         action_mode: str,
         risk: Any,
         render_mode: str | None,
+        position_size: float = 1.0,
     ) -> None:
         if not isinstance(window_size, (int, np.integer)) or window_size < 1:
             raise ValueError(f"window_size must be a positive integer, got {window_size!r}")
@@ -126,7 +127,7 @@ class TradingEnvBase(gym.Env):
         )
         self._fill_field = self.execution.fill_field
         self.adapter = ActionAdapter(
-            action_mode, data.n_symbols, self.execution.allow_short, self.execution.max_leverage
+            action_mode, data.n_symbols, self.execution.allow_short, self.execution.max_leverage, position_size
         )
         self.action_space = self.adapter.space
         self.risk_config = risk

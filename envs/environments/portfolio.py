@@ -57,6 +57,8 @@ class PortfolioEnv(TradingEnvBase):
         :data:`~envs.features.OBSERVATION_FEATURES`.
     :param risk: an ``envs.sim.risk.RiskConfig`` to put the risk layer between actions and execution.
     :param render_mode: ``"rgb_array"`` or ``"ansi"``.
+    :param position_size: weight of a full-conviction action (see :class:`~envs.sim.actions.ActionAdapter`);
+        the experiment spec's sizing fraction, so an agent trades the notional the rule bots do.
 
     ## Version History
     * v0: initial version.
@@ -77,6 +79,7 @@ class PortfolioEnv(TradingEnvBase):
         features: FeatureConfig | Features | None = None,
         risk: Any = None,
         render_mode: str | None = None,
+        position_size: float = 1.0,
     ) -> None:
         data = resolve_data(data)
         if symbols is not None and tuple(symbols) != data.symbols:
@@ -95,6 +98,7 @@ class PortfolioEnv(TradingEnvBase):
             action_mode=action_mode,
             risk=risk,
             render_mode=render_mode,
+            position_size=position_size,
         )
         self.symbols = data.symbols
         self.portfolio = Portfolio(self.symbols, self.initial_cash)

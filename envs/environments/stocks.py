@@ -85,6 +85,8 @@ class StocksEnv(TradingEnvBase):
         or ``None`` for :data:`~envs.features.OBSERVATION_FEATURES`.
     :param risk: an ``envs.sim.risk.RiskConfig`` to put the risk layer between actions and execution.
     :param render_mode: ``"rgb_array"`` or ``"ansi"``.
+    :param position_size: weight of a full-conviction action (see :class:`~envs.sim.actions.ActionAdapter`);
+        the experiment spec's sizing fraction, so an agent trades the notional the rule bots do.
 
     ## Version History
     * v0: initial version.
@@ -105,6 +107,7 @@ class StocksEnv(TradingEnvBase):
         features: FeatureConfig | Features | None = None,
         risk: Any = None,
         render_mode: str | None = None,
+        position_size: float = 1.0,
     ) -> None:
         data = resolve_data(data)
         if symbol is None:
@@ -127,6 +130,7 @@ class StocksEnv(TradingEnvBase):
             action_mode=action_mode,
             risk=risk,
             render_mode=render_mode,
+            position_size=position_size,
         )
         self.symbol = symbol
         self._discrete = action_mode == "discrete"

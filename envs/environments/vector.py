@@ -93,7 +93,9 @@ class TradingVectorEnv(VectorEnv):
         self._batch_action_shape = (self.num_envs, *t.action_space.shape)
         self._kernel_mode = _KERNEL_MODES[self.adapter.mode]
         discrete = self.adapter.mode == "discrete"
-        self._action_kinds = "iub" if discrete else "fiub"
+        # The compiled loop reads weights and continuous actions at full size; a smaller position size goes
+        # through the adapter (discrete choices carry it in their weights).
+        self._action_kinds = "iub" if discrete else ("fiub" if self.adapter.position_size == 1.0 else "")
         self._action_dtype = np.int64 if discrete else np.float64
         n, s = self.num_envs, t.data.n_symbols
         # The account of every copy, allocated once and updated in place by the compiled loops, in three

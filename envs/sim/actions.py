@@ -28,11 +28,18 @@ class ActionAdapter:
     :param n_symbols: number of tradable symbols.
     :param allow_short: whether negative weights are allowed.
     :param max_leverage: cap on gross weight.
+    :param position_size: weight of a full-conviction action (the experiment spec's sizing fraction): every
+        weight the action maps to is multiplied by it, so a discrete "long" holds this share of equity.
     """
 
-    def __init__(self, mode: str, n_symbols: int, allow_short: bool, max_leverage: float = 1.0) -> None:
+    def __init__(
+        self, mode: str, n_symbols: int, allow_short: bool, max_leverage: float = 1.0, position_size: float = 1.0
+    ) -> None:
         if mode not in ACTION_MODES:
             raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {mode!r}")
+        if not 0 < position_size <= max_leverage:
+            raise ValueError(f"position_size must be in (0, max_leverage={max_leverage}], got {position_size!r}")
+        self.position_size = float(position_size)
         self.mode = mode
         self.n_symbols = n_symbols
         self.allow_short = allow_short
@@ -46,7 +53,7 @@ class ActionAdapter:
                 else spaces.MultiDiscrete([self.n_choices] * n_symbols)
             )
             # choice index -> signed weight before equal sharing (0 = short if allowed, else flat)
-            self._choice_weight = np.array([-1.0, 0.0, 1.0] if allow_short else [0.0, 1.0])
+            self._choice_weight = np.array([-1.0, 0.0, 1.0] if allow_short else [0.0, 1.0]) * self.position_size
         elif mode == "weights":
             self.space = spaces.Box(low, 1.0, shape=(n_symbols,), dtype=np.float32)
         else:
@@ -103,9 +110,10 @@ class ActionAdapter:
             total = np.abs(arr).sum(axis=1, keepdims=True)
             with np.errstate(divide="ignore", invalid="ignore"):
                 weights = np.where(total > 1e-12, arr[:, :-1] / total, 0.0)
-            return weights * self.max_leverage
+            return weights * (self.max_leverage * self.position_size)
         gross = np.abs(arr).sum(axis=1, keepdims=True)
-        return np.where(gross > self.max_leverage, arr * (self.max_leverage / np.maximum(gross, 1e-12)), arr)
+        capped = np.where(gross > self.max_leverage, arr * (self.max_leverage / np.maximum(gross, 1e-12)), arr)
+        return capped * self.position_size if self.position_size != 1.0 else capped
 
     def _batch_invalid(self, actions: Any, bad: np.ndarray, why: str, batch: bool) -> InvalidActionError:
         row = int(np.argwhere(bad)[0][0])

@@ -113,3 +113,40 @@ def traded_value(fills: pd.DataFrame, index: pd.DatetimeIndex) -> np.ndarray:
         value = np.abs(fills["quantity"].to_numpy(float)) * fills["price"].to_numpy(float)
         np.add.at(traded, index.searchsorted(fills["timestamp"]), value)
     return traded
+
+
+def round_trips_marked(
+    fills: pd.DataFrame, positions: np.ndarray, close: np.ndarray, symbols: tuple[str, ...], end: pd.Timestamp
+) -> pd.DataFrame:
+    """:func:`round_trips` plus every position still open at ``end``, marked to market at ``close``.
+
+    An open position counts as a trade closed at the last close with no exit cost, flagged ``open=True``:
+    a strategy holding a loser at the end shows the loss in its win rate and profit factor instead of a
+    perfect record of the winners it did close.
+
+    :param fills: the fill log (see :func:`round_trips`).
+    :param positions: shares held per symbol at ``end``, shape ``(S,)``.
+    :param close: last close per symbol, shape ``(S,)``.
+    :param symbols: symbol names, in the order of ``positions``.
+    :param end: time of the last close.
+    """
+    held = np.flatnonzero(np.asarray(positions, dtype=np.float64) != 0)
+    if len(held) == 0:
+        return round_trips(fills).assign(open=False)
+    marks = pd.DataFrame({
+        "timestamp": [end] * len(held),
+        "symbol": [symbols[j] for j in held],
+        "quantity": -np.asarray(positions, dtype=np.float64)[held],
+        "price": np.asarray(close, dtype=np.float64)[held],
+        "commission": 0.0,
+        "impact_cost": 0.0,
+    })
+    columns = list(marks.columns)
+    trades = round_trips(pd.concat([fills[columns], marks], ignore_index=True) if len(fills) else marks)
+    is_open = np.zeros(len(trades), dtype=bool)
+    for j in held:
+        # The open position's trade is that symbol's last one (it ends at the mark).
+        rows = np.flatnonzero(trades["symbol"].to_numpy() == symbols[j])
+        if len(rows):
+            is_open[rows[-1]] = True
+    return trades.assign(open=is_open)
