@@ -438,17 +438,22 @@ def main(argv: list[str] | None = None) -> int:
     title = "Backtest comparison"
     if args.period:
         title += f" ({args.period} period)"
+    looks = []
     if args.period == "test":
         for name in args.policies:
             run = run_folder(name)
             if run is not None:
                 stored = find_run_spec(name)
                 note = "; ".join(describe_changes(stored, spec)) if stored is not None else ""
-                title += f"; {name}: test evaluation #{count_test_evaluation(run, note)} of this run"
+                looks.append(f"{name}: test evaluation #{count_test_evaluation(run, note)} of this run")
+        if looks:
+            title += ", " + "; ".join(look.rpartition(": ")[2] for look in looks)
     # Configurations tried to pick the saved runs (tuning trials) count towards the Deflated Sharpe Ratio.
     extra_trials = sum(trials_of(run) - 1 for run in map(run_folder, args.policies) if run is not None)
     print_table(results, console, title=title, benchmark=benchmark, periods_per_year=benchmark.stats.periods_per_year,
                 seed=spec.seed, extra_trials=extra_trials)
+    for look in looks:
+        print(look)
     execution = spec.execution
 
     extras: list = []
