@@ -402,6 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if quiet_logs else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stack = contextlib.ExitStack()
+    runner: LiveRunner | None = None
     try:
         symbols = tuple(split_symbols(args.symbols))
         spec, changes = spec_from_args(args, base=find_run_spec(args.policy))
@@ -492,6 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (RegistryError, ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
+        if runner is not None and runner.last_decision is not None:
+            # Stopped mid-run: say what is held and what happened, as far as the broker still answers.
+            with contextlib.suppress(BrokerError, OSError):
+                print(f"stopped; holding: {runner.status()}")
+            print("\n".join(format_summary(runner.config.run_id, summarize(runner.journal, runner.config.run_id))))
         return 2
     finally:
         stack.close()

@@ -166,6 +166,7 @@ class _Rule:
     path: str
     fault: Fault
     times: int
+    skip: int = 0
 
 
 @dataclass
@@ -237,16 +238,19 @@ class FakeAlpaca:
         return f"http://{host}:{port}"
 
     # ------------------------------------------------------------------ test controls
-    def inject(self, fault: Fault, method: str = "POST", path: str = "/v2/orders", times: int = 1) -> None:
+    def inject(
+        self, fault: Fault, method: str = "POST", path: str = "/v2/orders", times: int = 1, skip: int = 0
+    ) -> None:
         """Queue ``fault`` for the next ``times`` requests whose method matches and path starts with ``path``.
 
         :param fault: what to do instead of (or after) answering.
         :param method: HTTP method to match.
         :param path: path prefix to match.
         :param times: how many matching requests it affects.
+        :param skip: let this many matching requests through first.
         """
         with self._lock:
-            self._rules.append(_Rule(method.upper(), path, fault, times))
+            self._rules.append(_Rule(method.upper(), path, fault, times, skip))
 
     def set_price(self, symbol: str, price: float) -> None:
         """Set the price market orders for ``symbol`` fill at."""
@@ -732,6 +736,9 @@ class FakeAlpaca:
                     return fault
             for rule in self._rules:
                 if rule.method == method and path.startswith(rule.path) and rule.times > 0:
+                    if rule.skip > 0:
+                        rule.skip -= 1
+                        continue
                     rule.times -= 1
                     return rule.fault
         return None

@@ -485,3 +485,22 @@ def test_a_refused_data_request_fails_fast_with_one_line(
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         "error: data API refused the bars request (HTTP 403): subscription does not permit querying recent SIP data"
     ]
+
+
+def test_a_fatal_error_mid_run_says_what_is_held(
+    alpaca_env: FakeAlpaca, daily: MarketData, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alpaca_server import HttpError
+
+    from experiments.paper import main
+
+    alpaca_env.prices = {s: float(daily.close[-1, j]) for j, s in enumerate(daily.symbols)}
+    alpaca_env.inject(HttpError(403, "subscription does not permit querying recent SIP data"), "GET",
+                      "/v2/stocks/bars", times=10, skip=1)  # the first cycle decides, the second is refused
+    code = main(["buy_and_hold", "--symbols", "SPY,AAPL", "--broker", "alpaca-paper", "--poll-seconds", "0.01",
+                 "--journal", str(tmp_path / "j.sqlite")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("error:") == 1 and "HTTP 403" in captured.err
+    held = captured.out.split("stopped; holding: ", 1)[1].splitlines()[0]
+    assert "SPY" in held and "AAPL" in held, captured.out
+    assert "bar(s); P/L" in captured.out
