@@ -1,5 +1,6 @@
-"""Features: the causal feature library (:mod:`envs.features.library`) and the indicators it is built on
-(:mod:`envs.features.indicators`).
+"""Features: the causal feature library (:mod:`envs.features.library`), the indicators it is built on
+(:mod:`envs.features.indicators`), microstructure features from quotes and trades
+(:mod:`envs.features.microstructure`) and sentiment and breadth (:mod:`envs.features.sentiment`).
 
 Every value at bar ``t`` uses bars ``<= t`` only; features are computed once per :class:`~envs.data.MarketData`.
 """

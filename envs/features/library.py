@@ -29,6 +29,7 @@ import pandas as pd
 
 from envs.data.market_data import MarketData
 from envs.features import indicators as ind
+from envs.features.sentiment import advance_decline, share_above_average
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -364,6 +365,17 @@ def _clv(b: _Bars) -> np.ndarray:
     return ind.close_location(b.high, b.low, b.close)
 
 
+# Market breadth: the same value for every symbol, from all the symbols of the data --------------------
+@_family("breadth_ad", (), "advancers minus decliners, as a share of the data's symbols (market breadth)")
+def _breadth_ad(b: _Bars) -> np.ndarray:
+    return np.repeat(advance_decline(b.close)[:, None], b.close.shape[1], axis=1)
+
+
+@_family("breadth_sma", ("n",), "share of the data's symbols closing above their n-bar SMA (market breadth)")
+def _breadth_sma(b: _Bars, n: int) -> np.ndarray:
+    return np.repeat(share_above_average(b.close, n)[:, None], b.close.shape[1], axis=1)
+
+
 DEFAULT_FEATURES: tuple[str, ...] = (
     "ret_1", "ret_5", "ret_10", "ret_20", "ret_60",
     "sma_ratio_10", "sma_ratio_20", "sma_ratio_50", "sma_ratio_200",
@@ -380,6 +392,11 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "beta_60", "corr_60", "rel_strength_20", "var_ratio_5_60", "autocorr_60",
     "gap", "intraday_range", "body", "clv",
 )  # fmt: skip
+
+MARKET_FEATURES: tuple[str, ...] = ("breadth_ad", "breadth_sma_200")
+"""Market-breadth features: one value per bar from all the symbols of the data, the same for each symbol.
+Not in :data:`DEFAULT_FEATURES` (whose 63 names saved agents of earlier versions observe); name them in a
+:class:`FeatureConfig` to observe them."""
 
 OBSERVATION_FEATURES: tuple[str, ...] = (
     "ret_5", "ret_20", "ret_60", "sma_ratio_50", "sma_ratio_200", "sma_cross_50_200", "rvol_20", "rvol_60",

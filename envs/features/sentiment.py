@@ -1,0 +1,108 @@
+"""Sentiment and breadth: VIX level, term-structure proxy and percentile; the put/call volume ratio;
+advancers minus decliners and the share of symbols above their 200-day average.
+
+- **VIX**: :func:`real_vix` is the CBOE VIX close of 2014-2019 bundled with the ``arch`` package (a real
+  sample, offline); :func:`synthetic_vix` is the VIX of a synthetic market, computed from its hidden
+  instantaneous volatilities and correlation (the equal-weight index's volatility, in percent), so it
+  moves with the market the envs trade. :func:`vix_features` turns either into causal features.
+- **Put/call ratio**: :func:`put_call_ratio` from an option chain frame with traded ``volume``
+  (:mod:`envs.options.chain_store`'s layout).
+- **Breadth**: :func:`advance_decline` and :func:`share_above_average` over a multi-symbol
+  :class:`~envs.data.market_data.MarketData`; they are also the library families ``breadth_ad`` and
+  ``breadth_sma_<n>`` (:mod:`envs.features.library`).
+
+Everything is causal: a value at bar ``t`` uses bars ``<= t``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from envs.data.market_data import MarketData
+from envs.data.synthetic import SyntheticState
+from envs.features import indicators as ind
+
+
+def real_vix() -> pd.Series:
+    """The VIX daily close, 2014-01-03 to 2019-01-03 (1,305 days), from the ``arch`` package's data."""
+    from arch.data import vix  # imported here: arch's import costs a second that other features need not pay
+
+    series = vix.load()["vix"].astype(float).dropna()  # the file lists market holidays without a close
+    series.index = pd.DatetimeIndex(series.index).tz_localize("UTC")
+    return series.rename("VIX")
+
+
+def synthetic_vix(data: MarketData, state: SyntheticState) -> pd.Series:
+    """The VIX of a synthetic market: ``100 x`` the annualised volatility of its equal-weight index, from
+    the generator's instantaneous volatilities and shock correlation at each bar.
+
+    :param data: the market (for the index).
+    :param state: its hidden state (``generate_market_with_state``).
+    """
+    vol = np.asarray(state.volatility, dtype=float)
+    n = vol.shape[1]
+    weights = np.full(n, 1.0 / n)
+    scaled = vol * weights
+    variance = np.einsum("ti,ij,tj->t", scaled, state.correlation, scaled)
+    return pd.Series(100.0 * np.sqrt(variance), index=data.index, name="VIX")
+
+
+def vix_features(vix: pd.Series, average: int = 63, window: int = 252) -> pd.DataFrame:
+    """Causal features of a VIX series.
+
+    ``vix_level`` (VIX / 100), ``vix_term`` (VIX over its ``average``-day mean, minus 1: a proxy of the
+    VIX/VIX3M term slope, positive in backwardation-like spikes), ``vix_pctile`` (percentile rank of today
+    among the last ``window`` days).
+
+    :param vix: the VIX, one value per day.
+    :param average: days of the term proxy's mean.
+    :param window: days of the percentile's window.
+    """
+    x = vix.to_numpy(dtype=float)[:, None]
+    return pd.DataFrame({
+        "vix_level": x[:, 0] / 100.0,
+        "vix_term": (x / ind.rolling_mean(x, average) - 1.0)[:, 0],
+        "vix_pctile": ind.rolling_percentile(x, window)[:, 0],
+    }, index=vix.index)
+
+
+def put_call_ratio(chain: pd.DataFrame) -> pd.Series:
+    """Put volume over call volume per timestamp of an option chain frame.
+
+    :param chain: rows of contracts with ``timestamp``, ``right`` (``"P"``/``"C"``) and ``volume``.
+    """
+    missing = [c for c in ("timestamp", "right", "volume") if c not in chain.columns]
+    if missing:
+        raise ValueError(f"put_call_ratio needs chain columns {missing}; the chain has {list(chain.columns)}")
+    volume = chain.pivot_table(index="timestamp", columns="right", values="volume", aggfunc="sum", fill_value=0)
+    puts = volume["P"] if "P" in volume else 0.0
+    calls = volume["C"] if "C" in volume else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = puts / calls
+    return ratio.replace([np.inf, -np.inf], np.nan).rename("put_call_ratio")
+
+
+def advance_decline(close: np.ndarray) -> np.ndarray:
+    """``(advancers - decliners) / symbols`` per bar: the share of symbols up on the day less the share
+    down (``NaN`` at the first bar).
+
+    :param close: ``(T, S)`` closes.
+    """
+    change = np.sign(np.diff(np.asarray(close, dtype=float), axis=0))
+    out = np.full(close.shape[0], np.nan)
+    out[1:] = change.mean(axis=1)
+    return out
+
+
+def share_above_average(close: np.ndarray, n: int = 200) -> np.ndarray:
+    """Share of symbols whose close is above their ``n``-bar simple average (``NaN`` during warm-up).
+
+    :param close: ``(T, S)`` closes.
+    :param n: the average's window.
+    """
+    close = np.asarray(close, dtype=float)
+    average = ind.rolling_mean(close, n)
+    out = (close > average).mean(axis=1)
+    out[np.isnan(average).any(axis=1)] = np.nan
+    return out
