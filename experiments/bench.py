@@ -1,6 +1,6 @@
 """Side-by-side benchmarks: our code and the peers on the same work, in one run, printing ratios.
 
-Usage: ``python -m experiments.bench {env,backtest,pricing,ppo,all} [--quick]``. Each target lives in
+Usage: ``python -m experiments.bench {env,backtest,pricing,ppo,lob,all} [--quick]``. Each target lives in
 ``experiments/benchmarks/<target>.py`` as ``run(quick: bool) -> list[str]`` returning its ratio lines,
 which are printed last so they are easy to find.
 """
