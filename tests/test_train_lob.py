@@ -30,7 +30,7 @@ def few_episodes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_env_default_config_is_its_own() -> None:
     config = load_config(overrides={"env": "MarketMaking-v0"}, algo="ppo")
-    assert config.env == "MarketMaking-v0" and config.gamma == 0.99 and config.learning_rate == 1e-3
+    assert config.env == "MarketMaking-v0" and config.n_steps == 200 and config.log_std_init == -1.0
     execution = load_config(overrides={"env": "Execution-v0"}, algo="ppo")
     assert execution.env == "Execution-v0" and execution.num_envs == 64
 
