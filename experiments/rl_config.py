@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, get_args, get_origin, get_type_hints
 
 from agents.params import coerce, param_docs
+from envs.data.calendar import CALENDARS, frequency_from_label
 from envs.environments.rewards import REWARDS
 from envs.sim.execution import ConfigError
 from experiments.config_files import YamlConfig, check_known, coerce_field, read_fields
@@ -67,7 +68,9 @@ class RLConfig(YamlConfig):
     :param reward: log_return, differential_sharpe or drawdown_penalty.
     :param reward_eta: adaptation rate of the differential Sharpe reward.
     :param drawdown_penalty: weight of drawdown increases in the drawdown_penalty reward.
-    :param episode_length: bars per training episode, each starting at a random bar of the train period.
+    :param episode_length: length of a training episode, each starting at a random bar of the train period:
+        a number of bars, or trading time on the data's calendar (1Y is 252 daily NYSE bars, 8,766 hourly
+        crypto bars; 30D, 2W, 12h).
     :param commission: commission as a fraction of traded notional (Options-v0: of the shares traded;
         default: the spec's).
     :param commission_per_contract: Options-v0: commission per option contract traded.
@@ -114,7 +117,7 @@ class RLConfig(YamlConfig):
     reward: Literal["log_return", "differential_sharpe", "drawdown_penalty"] = "log_return"
     reward_eta: float = 0.01
     drawdown_penalty: float = 1.0
-    episode_length: int = 252
+    episode_length: str = "1Y"
     commission: float | None = None
     commission_per_contract: float = 0.65
     slippage_bps: float | None = None
@@ -146,9 +149,13 @@ class RLConfig(YamlConfig):
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            value = coerce_field(f.name, _HINTS[f.name], getattr(self, f.name), _coerce_scalar)
+            value = getattr(self, f.name)
+            if f.name == "episode_length" and isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)  # a number of bars (YAML reads 252 as an int)
+            value = coerce_field(f.name, _HINTS[f.name], value, _coerce_scalar)
             object.__setattr__(self, f.name, value)
-        positive = ("window_size", "episode_length", "num_envs", "total_timesteps", "n_steps", "batch_size",
+        _check_span(self.episode_length)
+        positive = ("window_size", "num_envs", "total_timesteps", "n_steps", "batch_size",
                     "n_epochs", "buffer_size", "eval_freq", "checkpoint_freq", "torch_threads")
         for name in positive:
             if getattr(self, name) < 1:
@@ -211,6 +218,18 @@ class RLConfig(YamlConfig):
 
 
 _HINTS = get_type_hints(RLConfig)
+
+
+def _check_span(text: str) -> None:
+    """``episode_length`` is a positive number of bars or a span such as 1Y, 30D, 12h."""
+    if text.isdigit():
+        if int(text) < 1:
+            raise ConfigError(f"RLConfig.episode_length must be >= 1 bar, got {text}")
+        return
+    try:
+        CALENDARS["24/7"].bars_in(text, frequency_from_label("1D"))
+    except ValueError as err:
+        raise ConfigError(f"RLConfig.episode_length: {err}") from None
 
 
 def _coerce_scalar(name: str, hint: Any, value: Any) -> Any:

@@ -338,10 +338,14 @@ def _episode_length(config: RLConfig, spec: ExperimentSpec, data: MarketData) ->
             f"the training data has {data.n_bars} bars, too few after the features' warm-up "
             f"({probe.first_t} bars); use more data or a larger train_fraction"
         )
-    if config.episode_length > room:
-        logger.warning("episode_length %d exceeds the %d training bars after warm-up; using %d",
-                       config.episode_length, room, room)
-    return min(config.episode_length, room)
+    text = config.episode_length
+    # A span of trading time becomes bars on the data's own calendar (a year is 252 daily NYSE bars,
+    # 8,766 hourly crypto bars), never a fixed 252.
+    length = int(text) if text.isdigit() else data.calendar.bars_in(text, data.frequency)
+    if length > room:
+        logger.warning("episode_length %s (%d bars) exceeds the %d training bars after warm-up; using %d",
+                       text, length, room, room)
+    return min(length, room)
 
 
 def build_model(config: RLConfig, venv: VecEnv) -> BaseAlgorithm:

@@ -148,3 +148,12 @@ def test_a_saturday_paper_run_with_a_restart_trades_crypto_every_hour_without_du
     assert legs(orders) == legs(whole_orders)
     assert {s: p.qty for s, p in crypto_server.positions.items()} == pytest.approx(whole_positions)
     assert set(crypto_server.positions) == {"BTC/USD"}
+
+
+def test_a_crypto_data_outage_is_retried_like_the_stock_one(crypto_server: FakeAlpaca, tmp_path: Path) -> None:
+    from alpaca_server import server_error
+
+    crypto_server.inject(server_error(500), "GET", "/v1beta3/crypto/us/bars")
+    journal = run_hours(tmp_path, crypto_server, "faults", range(3, 4), "faults")
+    assert crypto_server.count("GET", "/v1beta3/crypto/us/bars") == 2  # the 500, then the retry
+    assert [o.request.symbol for o in journal.orders("faults")] == ["BTC/USD"]

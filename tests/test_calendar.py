@@ -227,3 +227,21 @@ def test_declared_calendars_survive_slicing_and_pickling():
     assert pickle.loads(pickle.dumps(data)).calendars == ("24/7",)
     with pytest.raises(ValueError, match="unknown calendar"):
         data.with_calendar("LSE")
+
+
+def test_rl_episode_length_is_trading_time_on_the_data_calendar():
+    from envs.sim.execution import ConfigError
+    from experiments.rl_config import RLConfig
+    from experiments.spec import ExperimentSpec
+    from experiments.train_rl import _episode_length
+
+    assert RLConfig().episode_length == "1Y" and RLConfig(episode_length=40).episode_length == "40"
+    with pytest.raises(ConfigError, match="episode_length"):
+        RLConfig(episode_length="a fortnight")
+    from envs.data.crypto import generate_crypto_market
+
+    crypto = generate_crypto_market(n_bars=3000, symbols=("BTC/USD",), initial_prices=(30_000.0,))
+    spec = ExperimentSpec()
+    assert _episode_length(RLConfig(episode_length="2W", features=("ret_1",), window_size=2), spec, crypto) == 336
+    stocks = load_data("synthetic:n_days=400,n_symbols=1")
+    assert _episode_length(RLConfig(episode_length="3M", features=("ret_1",), window_size=2), spec, stocks) == 63
