@@ -289,6 +289,25 @@ def _agent_symbols(policies: Sequence[Any]) -> tuple[str, ...]:
     return ()
 
 
+def equal_footing(spec: ExperimentSpec) -> str:
+    """One line saying what every policy in the table shared: sizing, risk rules and costs.
+
+    :param spec: the backtest's spec.
+    """
+    sizing = spec.sizing
+    size = (f"{sizing.fraction:.0%} of equity per full-conviction position" if sizing.sizing == "fixed"
+            else f"{sizing.sizing} sizing capped at {sizing.fraction:.0%}")
+    if spec.risk is None:
+        risk = "no risk layer"
+    else:
+        rules = {k: v for k, v in dataclasses.asdict(spec.risk).items() if v is not None}
+        risk = "risk rules " + ", ".join(f"{k}={v}" for k, v in rules.items())
+    ex = spec.execution
+    costs = f"commission {ex.commission:g}, slippage {ex.slippage_bps:g} bps, spread {ex.spread_bps:g} bps"
+    return (f"equal footing: every stock policy (and buy & hold) trades {size}, {risk}, {costs}; "
+            '"buy & hold, no rules" holds all the equity with no risk layer')
+
+
 BENCHMARK_NAME = "buy & hold"
 NO_RULES_NAME = "buy & hold, no rules"
 
@@ -454,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=spec.seed, extra_trials=extra_trials)
     for look in looks:
         print(look)
+    console.print(equal_footing(spec))
     execution = spec.execution
 
     extras: list = []

@@ -239,3 +239,19 @@ def test_start_date_keeps_earlier_bars_for_warm_up(tmp_path, capsys):
     direct = run_backtest(make_policy("sma_crossover"), data, BacktestConfig(risk=None), start=300)
     assert direct.equity.index[0] == start
     assert f"{direct.stats.final_equity:,.2f}" in capsys.readouterr().out
+
+
+def test_buy_and_hold_resumes_after_the_drawdown_breakers_cooloff():
+    """Fully invested through 2008 with the default rules (no position cap): the breaker flattens at a 20%
+    drawdown, stays flat for the cool-off, then buys back in instead of sitting in cash for good."""
+    data = load_data("sample:SPX").slice("2007-06-01", "2010-12-31")
+    risk = replace(RiskConfig(), max_position=None)
+    result = run_backtest(make_policy("buy_and_hold"), data, BacktestConfig(risk=risk))
+    events = result.risk_events
+    trips = events[events["rule"] == "max_drawdown"]
+    assert len(trips) >= 1
+    first = result.equity.index.get_loc(trips["timestamp"].iloc[0])
+    cooloff = risk.drawdown_cooloff
+    held = result.positions[:, 0] != 0
+    assert not held[first + 2 : first + cooloff].any()
+    assert held[first + cooloff + 2 :].any()

@@ -306,3 +306,16 @@ def test_agent_saved_without_observation_settings_gets_the_old_defaults(
     older = {k: v for k, v in agent.env_kwargs.items() if k not in ("features", "window_size")}
     options = SB3Agent(agent.model, older, None).env_options
     assert options["window_size"] == 10 and options["features"].features == DEFAULT_FEATURES
+
+
+def test_several_seeds_report_mean_and_spread(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    flags = ["--data", TINY_RL["data"], "--features", ",".join(TINY_RL["features"]), "--window-size", "2",
+             "--episode-length", "40", "--num-envs", "4", "--n-steps", "32", "--batch-size", "64", "--n-epochs", "2",
+             "--net-arch", "16", "--timesteps", "256", "--eval-freq", "128", "--checkpoint-freq", "256",
+             "--progress", "false", "--baselines", "buy_and_hold", "--runs-dir", str(tmp_path), "--run-name", "s"]
+    assert train_cli.main(["ppo", *flags, "--seeds", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert "agent's validation scores over 2 seeds" in out and "std (across seeds)" in out
+    assert "test sharpe" not in out.lower()
+    for seed in (0, 1):
+        assert run_spec(tmp_path / "ppo" / f"s-seed{seed}").seeds == (seed,)
