@@ -319,3 +319,14 @@ def test_several_seeds_report_mean_and_spread(tmp_path: Path, capsys: pytest.Cap
     assert "test sharpe" not in out.lower()
     for seed in (0, 1):
         assert run_spec(tmp_path / "ppo" / f"s-seed{seed}").seeds == (seed,)
+
+
+def test_paper_trading_a_run_uses_its_spec(tiny_run: tuple[RLConfig, Path, dict], capsys: pytest.CaptureFixture) -> None:
+    from experiments.paper import main as paper_main
+
+    _, run_dir, _ = tiny_run
+    # The run's stored spec (data, costs, risk, cash) is the paper run's; a flag changes one field, printed.
+    assert paper_main([str(run_dir), "--symbols", "SYN0", "--quiet", "--spread-bps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "spec: execution.spread_bps: 0.0 -> 3.0" in out and "data.data" not in out
+    assert "bar(s) decided" in out
