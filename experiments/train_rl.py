@@ -88,6 +88,7 @@ from experiments.rl_config import (
     overrides_from_args,
     resolve,
 )
+from experiments.sealed import TRIALS_FILE
 from experiments.spec import (
     ExperimentSpec,
     add_spec_arguments,
@@ -598,6 +599,9 @@ def run_command(args: argparse.Namespace) -> int:
         print(result.metrics.get("summary") or summary_table(result.metrics))
         print(f"\nrun folder: {result.run_dir}\ntensorboard --logdir {result.run_dir.parent}\n")
     if len(runs) > 1:
+        # Picking one seed's run later is a choice among these: its Deflated Sharpe Ratio counts them.
+        for result in runs:
+            (result.run_dir / TRIALS_FILE).write_text(json.dumps({"n_trials": len(runs)}))
         print(f"agent's validation scores over {len(runs)} seeds:")
         print(seeds_table(runs))
     print("test scores: python -m experiments.evaluate RUN (each look at the test period is counted)")

@@ -25,6 +25,7 @@ from experiments.rl_config import (
     overrides_from_args,
     resolve,
 )
+from experiments.sealed import trials_of
 from experiments.spec import run_spec
 from experiments.train_rl import eval_env_factory, load_market, train
 
@@ -319,6 +320,8 @@ def test_several_seeds_report_mean_and_spread(tmp_path: Path, capsys: pytest.Cap
     assert "test sharpe" not in out.lower()
     for seed in (0, 1):
         assert run_spec(tmp_path / "ppo" / f"s-seed{seed}").seeds == (seed,)
+        # Evaluating one of them later counts both seeds as configurations tried (Deflated Sharpe Ratio).
+        assert trials_of(tmp_path / "ppo" / f"s-seed{seed}") == 2
 
 
 def test_paper_trading_a_run_uses_its_spec(tiny_run: tuple[RLConfig, Path, dict], capsys: pytest.CaptureFixture) -> None:
