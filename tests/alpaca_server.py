@@ -2,7 +2,7 @@
 
 alpaca-py's ``TradingClient`` and ``StockHistoricalDataClient`` work against it unmodified through
 ``url_override``. It keeps a small brokerage in memory (cash, positions, orders, a market clock and
-calendar, historical bars) and behaves like Alpaca where the runner has to cope with Alpaca:
+calendar, historical bars, quotes and trades) and behaves like Alpaca where the runner has to cope with Alpaca:
 
 - market orders fill at a settable price while the market is open (otherwise they wait, as on Alpaca);
 - a repeated ``client_order_id`` gets Alpaca's 422 "client_order_id must be unique";
@@ -201,6 +201,7 @@ class FakeAlpaca:
         self.orders: dict[str, _Order] = {}
         self.requests: list[tuple[str, str]] = []
         self.bars: dict[str, pd.DataFrame] = {}
+        self.ticks: dict[str, pd.DataFrame] = {}
         self._by_client: dict[str, str] = {}
         self._rules: list[_Rule] = []
         self._outages: list[tuple[pd.Timestamp, tuple[str, ...], Fault]] = []
@@ -275,6 +276,16 @@ class FakeAlpaca:
         keys = ["symbol", "timestamp"] if sort else ["symbol"]
         with self._lock:
             self.bars[timeframe] = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    def set_ticks(self, kind: str, frame: pd.DataFrame) -> None:
+        """Historical quotes or trades for the data API: a long frame with ``timestamp``, ``symbol`` and
+        Alpaca's short field names (quotes: ``bp``, ``bs``, ``ap``, ``as``; trades: ``p``, ``s``).
+
+        :param kind: ``"quotes"`` or ``"trades"``.
+        :param frame: the events.
+        """
+        with self._lock:
+            self.ticks[kind] = frame.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
 
     def outage(self, until: object, paths: tuple[str, ...] = ("/v2/",), fault: Fault | None = None) -> None:
         """Fail every request to ``paths`` (prefixes) until the server clock reaches ``until``.
@@ -597,6 +608,8 @@ class FakeAlpaca:
             (r"/v2/positions/([^/]+)", "DELETE", lambda q, b, s: (200, self._order_json(self._close(s)))),
             (r"/v2/stocks/bars", "GET", self._get_bars),
             (r"/v1beta3/crypto/us/bars", "GET", self._get_bars),
+            (r"/v2/stocks/quotes", "GET", lambda q, b: self._get_ticks("quotes", q)),
+            (r"/v2/stocks/trades", "GET", lambda q, b: self._get_ticks("trades", q)),
         ]
 
     def _get_clock(self, query: dict[str, str], body: Any) -> tuple[int, Any]:
@@ -726,6 +739,25 @@ class FakeAlpaca:
         more = offset + limit < len(rows)
         token = base64.b64encode(str(offset + limit).encode()).decode() if more else None
         return 200, {"bars": bars, "next_page_token": token}
+
+    def _get_ticks(self, kind: str, query: dict[str, str]) -> tuple[int, Any]:
+        frame = self.ticks.get(kind, pd.DataFrame(columns=["timestamp", "symbol"]))
+        mask = frame["symbol"].isin(query.get("symbols", "").split(","))
+        if "start" in query:
+            mask &= frame["timestamp"] >= pd.Timestamp(query["start"])
+        if "end" in query:
+            mask &= frame["timestamp"] <= pd.Timestamp(query["end"])
+        rows = frame[mask]
+        offset = int(base64.b64decode(query["page_token"]).decode()) if query.get("page_token") else 0
+        limit = min(int(query.get("limit") or self.max_page_size), self.max_page_size)
+        page = rows.iloc[offset : offset + limit]
+        fields = [c for c in page.columns if c not in ("timestamp", "symbol")]
+        events: dict[str, list[dict[str, Any]]] = {}
+        for r in page.to_dict("records"):
+            events.setdefault(r["symbol"], []).append({"t": _iso(r["timestamp"]), **{f: r[f] for f in fields}})
+        more = offset + limit < len(rows)
+        token = base64.b64encode(str(offset + limit).encode()).decode() if more else None
+        return 200, {kind: events, "next_page_token": token}
 
     # ------------------------------------------------------------------ fault matching
     def _take_fault(self, method: str, path: str) -> Fault | None:

@@ -96,6 +96,33 @@ class AlpacaSource:
         data = parts[0] if len(parts) == 1 else combine(*parts)
         return data if list(data.symbols) == list(symbols) else data.select(list(symbols))
 
+    def quotes_and_trades(self, symbol: str, start: object, end: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Historical quotes and trades of one stock, each indexed by UTC timestamp in time order: quotes
+        with ``bid_price``, ``bid_size``, ``ask_price``, ``ask_size``; trades with ``price``, ``size`` (the
+        layout of :mod:`envs.features.microstructure`).
+
+        :param symbol: the stock.
+        :param start: first timestamp.
+        :param end: last timestamp (inclusive); None for now.
+        """
+        from alpaca.data.enums import DataFeed
+        from alpaca.data.requests import StockQuotesRequest, StockTradesRequest
+
+        lo, hi = time_range(start, end)
+        window = {"symbol_or_symbols": symbol, "start": lo.to_pydatetime(), "end": hi.to_pydatetime(),
+                  "feed": DataFeed(self.feed)}
+        quotes = self._client.get_stock_quotes(StockQuotesRequest(**window)).data.get(symbol, [])
+        trades = self._client.get_stock_trades(StockTradesRequest(**window)).data.get(symbol, [])
+        q = pd.DataFrame(
+            [(x.timestamp, x.bid_price, x.bid_size, x.ask_price, x.ask_size) for x in quotes],
+            columns=["timestamp", "bid_price", "bid_size", "ask_price", "ask_size"],
+        )
+        t = pd.DataFrame([(x.timestamp, x.price, x.size) for x in trades], columns=["timestamp", "price", "size"])
+        return (
+            q.set_index(pd.to_datetime(q.pop("timestamp"), utc=True)).sort_index(kind="stable"),
+            t.set_index(pd.to_datetime(t.pop("timestamp"), utc=True)).sort_index(kind="stable"),
+        )
+
     def _crypto_bars(self, symbols: list[str], start: object, end: object, timeframe: str) -> MarketData:
         from alpaca.data.requests import CryptoBarsRequest
         from alpaca.data.timeframe import TimeFrame, TimeFrameUnit

@@ -12,8 +12,8 @@ Penalva (2015), stepped in discrete time ``dt = horizon / n_steps``:
   ``lambda_{k+1} = mu + (lambda_k - mu) e^{-beta dt} + a n_k``.
 - **Fills**, ``fill_model="exponential"`` (Avellaneda-Stoikov): each market order reaching the side lifts
   the agent's quote with probability ``exp(-kappa delta)``, ``delta`` the quote's distance from the mid,
-  so a step's fills are ``Poisson(A exp(-kappa delta) dt)`` (independent of the orders that miss) and,
-  over steps, a Poisson process of intensity ``A exp(-kappa delta)``. ``fill_model="queue"``: a stylised full book, ``book_depth`` lots
+  so a step's fills are ``Binomial(n, exp(-kappa delta))`` of its ``n`` orders and, over steps, a Poisson
+  process of intensity ``A exp(-kappa delta)``. ``fill_model="queue"``: a stylised full book, ``book_depth`` lots
   resting at every tick level beyond the best quotes; market orders of geometric size (mean
   ``mo_size`` lots) sweep it level by level; the agent's order joins the back of its level's queue and
   fills only after the levels in front of it and the queue ahead of it are consumed; keeping the same
@@ -216,10 +216,15 @@ def _order_sizes(n: int, mean: float) -> tuple[float, float]:  # pragma: no cove
 @_inline
 def _thinned(lam: float, p: float) -> tuple[int, int]:  # pragma: no cover - compiled
     """Of ``Poisson(lam)`` orders each filling with probability ``min(p, 1)``: the fills and the orders."""
-    p = min(p, 1.0)
-    filled = np.random.poisson(lam * p) if p > 0.0 else 0
-    missed = np.random.poisson(lam * (1.0 - p)) if p < 1.0 else 0
-    return filled, filled + missed
+    n = np.random.poisson(lam)
+    if p >= 1.0:
+        return n, n
+    filled = 0
+    # Mostly zero or one order per step: a uniform per order is cheaper than a binomial draw.
+    for _ in range(n):
+        if np.random.random() < p:
+            filled += 1
+    return filled, n
 
 
 @_inline
@@ -268,8 +273,7 @@ def step_one(
     ask_fill = 0.0
     bid_fill = 0.0
     if p[P_QUEUE] == 0.0:
-        # The orders that reach a quote are a thinned Poisson process, independent of those that do not:
-        # two Poisson draws give the same law as a count and a binomial thinning, for less work.
+        # The step's orders, each lifting the quote with probability exp(-kappa delta).
         lifted, n_buy = _thinned(lam_buy, math.exp(-p[P_KAPPA] * (ask_px - mid)) if ask_px == ask_px else 0.0)
         hit, n_sell = _thinned(lam_sell, math.exp(-p[P_KAPPA] * (mid - bid_px)) if bid_px == bid_px else 0.0)
         ask_fill = lifted * ask_lots

@@ -75,7 +75,7 @@ def _match(name: str, mc: tuple[float, float], closed: float, what: str, goal: b
 def run(quick: bool = False) -> list[str]:
     """Measure and return the summary lines."""
     n_paths = 2048 if quick else 16384
-    speed = _steps_per_second(256, 500 if quick else 5000, 1 if quick else 3)
+    speed = _steps_per_second(256, 500 if quick else 1000, 1 if quick else 20)
     logger.info("MarketMaking-v0 vector env, N=256: %.0f env-steps/s", speed)
     lines = [
         f"lob: MarketMaking-v0 vector env N=256 {speed / 1e6:.2f}M env-steps/s "
