@@ -604,6 +604,7 @@ def run_command(args: argparse.Namespace) -> int:
             (result.run_dir / TRIALS_FILE).write_text(json.dumps({"n_trials": len(runs)}))
         print(f"agent's validation scores over {len(runs)} seeds:")
         print(seeds_table(runs))
-    print("test scores: python -m experiments.evaluate RUN (each look at the test period is counted)")
+    if config.env not in LOB_ENVS:  # a simulated market's run was scored on its test episodes already
+        print("test scores: python -m experiments.evaluate RUN (each look at the test period is counted)")
     return 0
 

@@ -140,3 +140,26 @@ def test_put_call_ratio_by_hand() -> None:
     assert ratio["d1"] == pytest.approx(1.0) and np.isnan(ratio["d2"])
     with pytest.raises(ValueError, match="volume"):
         sn.put_call_ratio(chain.drop(columns="volume"))
+
+
+def test_features_of_the_simulator_events_see_hawkes_clustering_and_sweeps() -> None:
+    from envs.sim import lob
+
+    def flow(book: dict) -> tuple[np.ndarray, np.ndarray]:
+        sim = lob.OrderBookSim(lob.BookConfig(**book), 1)  # the simulator itself runs past n_steps
+        rng = np.random.default_rng(0)
+        far = np.full(1, 50.0)
+        net, levels = [], []
+        for _ in range(4000):
+            ev = sim.step(rng, far, far, np.ones(1), np.ones(1))
+            net.append(ev[lob.N_BUY, 0] - ev[lob.N_SELL, 0])
+            levels.append(max(ev[lob.BUY_LEVELS, 0], ev[lob.SELL_LEVELS, 0]))
+        return np.sign(np.array(net)), np.array(levels)
+
+    poisson, _ = flow({})
+    hawkes, _ = flow({"arrival_process": "hawkes", "hawkes_excitation": 60.0, "hawkes_decay": 80.0})
+    ac_poisson = ms.sign_autocorrelation(poisson, window=3000)[-1]
+    ac_hawkes = ms.sign_autocorrelation(hawkes, window=3000)[-1]
+    assert abs(ac_poisson) < 0.05 < ac_hawkes, "self-exciting order flow is autocorrelated"
+    _, levels = flow({"fill_model": "queue", "book_depth": 2.0, "mo_size": 3.0})
+    assert (levels >= 3).any(), "large market orders in a thin book sweep several levels"
