@@ -28,6 +28,8 @@ A run is the folder ``runs/<algo>/<run_name>/``::
     checkpoints/       every checkpoint_freq steps
     tb/                TensorBoard: SB3's curves, validation/* metrics and equity curves, time/sps_recent
     metrics.json       periods, validation history, best model's validation scores, baselines, speed
+    report.html        the best model and the baselines backtested over the validation period (interactive;
+                       the test period stays sealed); stats.json, trades.csv and equity.csv beside it
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ from envs.environments.vector import TradingVectorEnv
 from envs.features import OBSERVATION_FEATURES, FeatureConfig
 from envs.options.account import OptionCosts
 from envs.options.chains import SyntheticChains
-from experiments.engine import MINIMAL_FEATURES
+from experiments.engine import MINIMAL_FEATURES, run_backtest, start_bar
+from experiments.report import write_report
 from experiments.rl_config import (
     ALGOS,
     LOB_ENVS,
@@ -92,6 +95,7 @@ from experiments.sealed import TRIALS_FILE
 from experiments.spec import (
     ExperimentSpec,
     add_spec_arguments,
+    backtest_config,
     policy_defaults,
     save_spec,
     spec_from_args,
@@ -466,8 +470,40 @@ def train(
         "baselines": compare_baselines(config, data, (val_period,), spec),
     }
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    write_run_report(config, spec, data, run_dir, agent, val_period)
     logger.info("run written to %s", run_dir)
     return TrainResult(run_dir, metrics)
+
+
+def write_run_report(
+    config: RLConfig, spec: ExperimentSpec, data: MarketData, run_dir: Path, agent: Any, period: Period
+) -> Path:
+    """Backtest the saved agent and the config's baselines over ``period`` (the validation period: the one the
+    model was selected on, so in-sample for that choice; the test period stays sealed for
+    ``experiments.evaluate``) with the spec's costs, risk rules and sizing, and write ``report.html``,
+    ``stats.json``, ``trades.csv`` and ``equity.csv`` into the run folder.
+
+    :param config: the run config.
+    :param spec: the experiment spec.
+    :param data: the traded data.
+    :param run_dir: the run folder.
+    :param agent: the saved agent, reloaded.
+    :param period: the period to backtest.
+    """
+    backtest = backtest_config(spec, commission_per_contract=config.commission_per_contract)
+    window = data.iloc(slice(0, period.stop))
+    policies = [agent, *(make_policy(n, policy_defaults(policy_class(n), spec)) for n in config.baseline_names)]
+    # Every curve starts on the same bar: the period's first, or the latest warm-up if that is later.
+    start = max(period.start, start_bar(policies, window, backtest))
+    results = [run_backtest(p, window, backtest, start=start) for p in policies]
+    return write_report(
+        results, window, run_dir,
+        title=f"{config.algo.upper()} {run_dir.name}: validation period (model selection; test sealed)",
+        settings={"data": config.data, "env": config.env, "timesteps": config.total_timesteps,
+                  "period": f"{window.index[start]:%Y-%m-%d} to {window.index[-1]:%Y-%m-%d}",
+                  "execution": backtest.execution, "risk": backtest.risk, "sizing": spec.sizing},
+        periods_per_year=backtest.periods_per_year,
+    )
 
 
 def _save_model(model: BaseAlgorithm, folder: Path) -> None:

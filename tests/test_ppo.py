@@ -142,6 +142,13 @@ def test_run_folder_has_everything(tiny_run: tuple[RLConfig, Path, dict]) -> Non
     assert set(saved["baselines"]) == {"buy_and_hold"}
     periods = saved["periods"]
     assert periods["train"]["end"] < periods["validation"]["start"] < periods["test"]["start"]
+    # The report backtests the best model over the validation period (the test period stays sealed): the same
+    # Sharpe as metrics.json's validation score.
+    assert (run_dir / "report.html").is_file() and (run_dir / "trades.csv").is_file()
+    stats = json.loads((run_dir / "stats.json").read_text())
+    agent, bot = stats[f"ppo:{run_dir.name}"], stats["buy_and_hold"]
+    assert agent["start"][:10] == periods["validation"]["start"][:10] == bot["start"][:10]
+    assert agent["sharpe"] == pytest.approx(saved["best"]["validation"]["sharpe"], abs=1e-6)
 
 
 def test_saved_config_reloads(tiny_run: tuple[RLConfig, Path, dict]) -> None:
