@@ -63,16 +63,6 @@ from experiments.analysis import monte_carlo, parameter_grid, walk_forward
 from experiments.cli import Parser, UserError, command
 from experiments.compare import comparison_rows
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
-from experiments.report import (
-    TABLE_FIELDS,
-    clock_label,
-    format_value,
-    plot_heatmap,
-    readable,
-    run_notes,
-    short_env_id,
-    write_report,
-)
 from experiments.sealed import (
     PERIODS,
     count_test_evaluation,
@@ -372,6 +362,14 @@ def print_table(
     :param seed: seed of the bootstrap.
     :param extra_trials: configurations tried beyond the columns (for the Deflated Sharpe Ratio).
     """
+    from experiments.report import (
+        TABLE_FIELDS,
+        clock_label,
+        format_value,
+        run_notes,
+        short_env_id,
+    )
+
     table = Table(title=title, show_lines=False)
     table.add_column("metric")
     for r in results:
@@ -416,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.policies:
         build_parser().error("give at least one POLICY (or --list)")
+
+    # Imported here, not at the top: bokeh and matplotlib take seconds to import and --list needs neither.
+    from experiments.report import plot_heatmap, readable, write_report
 
     spec = resolve_spec(args, console)  # a ConfigError names the field; @command prints it
     from_file = load_param_file(args.params) if args.params else {}

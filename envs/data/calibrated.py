@@ -37,8 +37,8 @@ from typing import Literal
 
 import numba
 import numpy as np
-from scipy.signal import lfilter
 
+from envs.data.filters import lfilter
 from envs.data.market_data import FIELDS, MarketData, validate
 from envs.data.synthetic import TRADING_DAYS, SyntheticConfig, _bars, _Calendar, _volume
 

@@ -28,8 +28,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
+from envs.data.filters import lfilter
 from envs.data.market_data import FIELDS, MarketData, validate
 
 Model = Literal["gbm", "merton", "heston", "regime"]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
+
+from envs.data.filters import lfilter
 
 _LN2 = np.log(2.0)
 
