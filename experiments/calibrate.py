@@ -43,6 +43,7 @@ from baselines.oracles import Oracle
 from envs.data.calibrated import FAMILIES
 from envs.data.market_data import MarketData
 from envs.data.sources import load_data
+from experiments.cli import Parser, command
 from experiments.engine import BacktestConfig, run_backtest, start_bar
 from experiments.rl_config import RLConfig, resolve
 from experiments.rl_config import load_config as load_rl_config
@@ -431,7 +432,7 @@ def _items(text: str, kind: type = str) -> tuple[Any, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m experiments.calibrate",
         description="Train PPO and xgboost on calibrated markets (training seeds) and measure the share of "
         "the oracle's Sharpe they capture on held-out seeds.",
@@ -448,7 +449,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one training seed, three held-out markets, 20,000 PPO steps: a smoke run")
     p.add_argument("--out", default="reports/calibrate", help="output folder (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
 
 
@@ -459,30 +459,25 @@ def _seeds(text: str) -> tuple[int, ...]:
     return _items(text, int)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command.
+    """Run the command (bad input: one ``error:`` line, exit 2; ``--debug`` for the traceback).
 
     :param argv: arguments (default: ``sys.argv[1:]``).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        values: dict[str, Any] = {
-            "families": _items(args.families), "learners": _items(args.learners),
-            "train_seeds": _seeds(args.train_seeds), "heldout_seeds": _seeds(args.heldout_seeds),
-            "n_symbols": args.n_symbols, "timesteps": args.timesteps, "out": args.out,
-            "progress": not args.no_progress,
-        }
-        if args.quick:
-            values.update(QUICK)
-            values["timesteps"] = args.timesteps or QUICK["timesteps"]
-        config = CalibrateConfig(**values)
-        result = calibrate(config)
-    except (ValueError, OSError) as err:
-        if args.debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    values: dict[str, Any] = {
+        "families": _items(args.families), "learners": _items(args.learners),
+        "train_seeds": _seeds(args.train_seeds), "heldout_seeds": _seeds(args.heldout_seeds),
+        "n_symbols": args.n_symbols, "timesteps": args.timesteps, "out": args.out,
+        "progress": not args.no_progress,
+    }
+    if args.quick:
+        values.update(QUICK)
+        values["timesteps"] = args.timesteps or QUICK["timesteps"]
+    config = CalibrateConfig(**values)
+    result = calibrate(config)
     print(render_text(result))
     print(f"\nreport: {Path(config.out) / 'report.html'}\njson: {Path(config.out) / 'calibration.json'}"
           f"\ntensorboard --logdir {Path(config.out) / 'tb'}")
