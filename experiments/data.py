@@ -45,6 +45,34 @@ def build_source(name: str, cache_dir: str | Path | None = None) -> BarSource:
     raise ValueError(f"unknown source {name!r}; use alpaca, yfinance or minio://bucket/prefix")
 
 
+class UnavailableSource:
+    """A listed source that could not be set up (e.g. Alpaca without credentials): fetching raises why, so a
+    fallback list tries the next source and reports this one's reason at the end.
+
+    :param name: the source's name as listed.
+    :param reason: the set-up error.
+    """
+
+    def __init__(self, name: str, reason: Exception) -> None:
+        self.name = name
+        self.reason = reason
+
+    def fetch(self, symbols: Sequence[str], start: object, end: object, timeframe: str = "1Day") -> MarketData:
+        """Raise the set-up error."""
+        raise self.reason
+
+
+def _deferred(name: str, cache_dir: str | Path | None) -> BarSource:
+    """:func:`build_source`, with a set-up failure (missing credentials, no such package) turned into an
+    :class:`UnavailableSource`; an unknown source name is still an immediate error."""
+    if name not in ("alpaca", "yfinance") and not name.startswith(("minio://", "s3://")):
+        return build_source(name, cache_dir)
+    try:
+        return build_source(name, cache_dir)
+    except (ValueError, RuntimeError, ImportError, OSError) as err:
+        return UnavailableSource(name, err)
+
+
 def sync(
     source: BarSource,
     store: ParquetStore,
@@ -130,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"synced {len(done)} symbol(s) from {args.source} to {store.url}")
             return 0
         names = [n.strip() for n in args.sources.split(",") if n.strip()]
-        loader = FallbackSource([build_source(n, args.cache_dir) for n in names])
+        loader = FallbackSource([_deferred(n, args.cache_dir) for n in names])
         data = loader.fetch(symbols, args.start, args.end, args.timeframe)
         print(f"served by {loader.last_served}: {data!r}")
         if args.out:

@@ -152,6 +152,7 @@ def test_cli_sync_then_load(
     market: MarketData,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     alpaca_env.set_bars(alpaca_daily(market.to_long()))
     url = f"minio://{s3_env}/bars"
@@ -172,6 +173,12 @@ def test_cli_sync_then_load(
     assert "served by minio" in capsys.readouterr().out
     saved = load_data(f"parquet:{out_file}")
     assert saved.index.equals(market.slice(None, "2024-06-28").index)
+    # Alpaca listed first but without credentials: the store still serves, and no traceback or early exit.
+    monkeypatch.delenv("APCA_API_KEY_ID")
+    assert data_cli.main(["load", "--sources", f"alpaca,{url}", *common]) == 0
+    assert "served by minio" in capsys.readouterr().out
+    assert data_cli.main(["load", "--sources", "alpaca", *common]) == 2
+    assert "alpaca: Alpaca data needs credentials" in capsys.readouterr().err
 
 
 def test_cli_help_and_errors(capsys: pytest.CaptureFixture[str]) -> None:
