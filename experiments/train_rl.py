@@ -445,7 +445,7 @@ def train(
     )
     started = time.perf_counter()
     model.learn(
-        config.total_timesteps,
+        whole_rollouts(model, config.total_timesteps),
         callback=[evaluator, checkpoints, StepsPerSecondCallback(), *extra_callbacks],
         progress_bar=config.progress,
     )
@@ -504,6 +504,22 @@ def write_run_report(
                   "execution": backtest.execution, "risk": backtest.risk, "sizing": spec.sizing},
         periods_per_year=backtest.periods_per_year,
     )
+
+
+def whole_rollouts(model: BaseAlgorithm, total_timesteps: int) -> int:
+    """``total_timesteps`` rounded up to whole rollouts (``n_steps`` x envs for PPO/A2C, one step of every env
+    for SAC): SB3 always finishes the rollout it started, so this is what it trains for, and what its
+    progress bar then counts to (it would otherwise end at e.g. 204,800/200,000).
+
+    :param model: the algorithm, with its env.
+    :param total_timesteps: the steps asked for.
+    """
+    rollout = int(getattr(model, "n_steps", 1)) * model.get_env().num_envs
+    steps = -(-total_timesteps // rollout) * rollout
+    if steps != total_timesteps:
+        logger.info("training %s steps: whole rollouts of %s (n_steps x envs) covering the %s asked for",
+                    f"{steps:,}", f"{rollout:,}", f"{total_timesteps:,}")
+    return steps
 
 
 def _save_model(model: BaseAlgorithm, folder: Path) -> None:

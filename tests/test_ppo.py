@@ -340,3 +340,15 @@ def test_paper_trading_a_run_uses_its_spec(tiny_run: tuple[RLConfig, Path, dict]
     out = capsys.readouterr().out
     assert "spec: execution.spread_bps: 0.0 -> 3.0" in out and "data.data" not in out
     assert "bar(s) decided" in out
+
+
+def test_training_steps_are_whole_rollouts_so_the_progress_bar_ends_at_its_total() -> None:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from experiments.train_rl import whole_rollouts
+
+    model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=8, batch_size=16, device="cpu")
+    assert whole_rollouts(model, 20) == 32 and whole_rollouts(model, 32) == 32
+    model.learn(whole_rollouts(model, 20))
+    assert model.num_timesteps == 32  # what SB3 trains for a request of 20 steps
