@@ -94,7 +94,9 @@ def walk_forward(
     schedule: list[ScheduledModel] = []
     fold_metrics = []
     n_fits = len(folds) + int(refit_final)
-    with tqdm(total=n_fits, desc="walk-forward", unit="fit", disable=not progress) as bar:
+    # The bar counts fits: one per fold, plus the final refit on the latest window (which is not a fold).
+    desc = f"walk-forward: {len(folds)} folds" + (" + final refit" if refit_final else "")
+    with tqdm(total=n_fits, desc=desc, unit="fit", disable=not progress) as bar:
         for split in folds:
             fitted = copy.deepcopy(pipeline).fit(inputs, labels, split.train.stop, split.train.start)
             test = split.test_index
