@@ -51,10 +51,14 @@ from experiments.train_rl import train
 
 logger = logging.getLogger(__name__)
 
-METRIC = "validation_sharpe"
+METRIC = "best_validation_sharpe"
+"""What Tune ranks and ASHA compares: the trial's best validation Sharpe so far, the same figure the trial's
+run keeps its best model by, so Ray's status table and this command report one "best"."""
 RUN_SUBDIR = "run"
 # Everything a loadable agent needs; checkpoints skip TensorBoard logs and intermediate checkpoints.
 AGENT_FILES = ("policy.yaml", "config.yaml", "spec.yaml", "best")
+
+NO_DEFAULT_LOGGERS = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 Reporter = Callable[[dict[str, float], Path | None], None]
 
@@ -92,10 +96,11 @@ def run_trial(
     def on_evaluation(timesteps: int, evaluation: Evaluation) -> None:
         nonlocal best
         sharpe = selection_sharpe(evaluation)
-        metrics = {METRIC: sharpe, "timesteps": timesteps}
+        improved = sharpe > best
+        best = max(best, sharpe)
+        metrics = {METRIC: best, "validation_sharpe": sharpe, "timesteps": timesteps}
         metrics.update({f"validation_{k}": v for k, v in evaluation.scalars().items() if math.isfinite(v)})
-        if sharpe > best:
-            best = sharpe
+        if improved:
             with tempfile.TemporaryDirectory() as folder:
                 for name in AGENT_FILES:
                     _copy(run_dir / name, Path(folder) / name)
@@ -128,6 +133,19 @@ def _trainable(params: dict[str, Any], base: RLConfig, spec: ExperimentSpec | No
     run_trial(params, base, run_dir, report, spec)
 
 
+def trial_name(trial: Any) -> str:
+    """A readable trial name from its sampled values, e.g.
+    ``t00003_lr=3.2e-04_ent=1.1e-03_n=256_g=0.99_net=64x64_log_return`` (Ray's default abbreviates values to
+    ``learning_rate=0.0000``).
+
+    :param trial: the Ray Tune trial.
+    """
+    c = trial.config
+    net = "x".join(str(n) for n in c.get("net_arch", []))
+    return (f"t{trial.trial_id.split('_')[-1]}_lr={c['learning_rate']:.1e}_ent={c['ent_coef']:.1e}_n={c['n_steps']}"
+            f"_g={c['gamma']}_net={net}_{c['reward']}")
+
+
 def sweep(
     base: RLConfig,
     samples: int,
@@ -151,6 +169,7 @@ def sweep(
     """
     import ray
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler
 
     if samples < 1:
@@ -173,10 +192,26 @@ def sweep(
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trainable, base=base, spec=spec), {"cpu": cpus_per_trial}),
             param_space=search_space(),
-            tune_config=tune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler, num_samples=samples),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1),
+            tune_config=tune.TuneConfig(
+                metric=METRIC, mode="max", scheduler=scheduler, num_samples=samples,
+                trial_name_creator=trial_name, trial_dirname_creator=trial_name,
+            ),
+            # Ray's own TensorBoard logger would show every trial a second time next to the run's tb/ logs:
+            # keep only its CSV and JSON results (read back by the result grid).
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(storage), verbose=1,
+                callbacks=[CSVLoggerCallback(), JsonLoggerCallback()],
+            ),
         )
-        results = tuner.fit()
+        previous = os.environ.get(NO_DEFAULT_LOGGERS)
+        os.environ[NO_DEFAULT_LOGGERS] = "1"
+        try:
+            results = tuner.fit()
+        finally:
+            if previous is None:
+                os.environ.pop(NO_DEFAULT_LOGGERS, None)
+            else:
+                os.environ[NO_DEFAULT_LOGGERS] = previous
     finally:
         ray.shutdown()
     return write_best(results, base, storage / name, spec)
@@ -207,9 +242,10 @@ def write_best(results: Any, base: RLConfig, folder: Path, spec: ExperimentSpec 
     save_spec(resolve(base, spec)[1], agent_dir)
     (agent_dir / TRIALS_FILE).write_text(json.dumps({"n_trials": len(results)}))
     table = results.get_dataframe(filter_metric=METRIC, filter_mode="max")
-    columns = [c for c in table.columns if c.startswith(("config/", "validation_")) or c in ("timesteps", "trial_id")]
+    columns = [c for c in table.columns
+               if c.startswith(("config/", "validation_")) or c in (METRIC, "timesteps", "trial_id")]
     table[columns].sort_values(METRIC, ascending=False).to_csv(folder / "trials.csv", index=False)
-    logger.info("best trial: %s=%.3f with %s", METRIC, best.metrics_dataframe[METRIC].max(), params)
+    logger.info("best trial %s: validation Sharpe %.3f", Path(best.path).name, best.metrics_dataframe[METRIC].max())
     return folder
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from rl_fixtures import TINY_RL
 
@@ -51,4 +53,13 @@ def test_two_trial_sweep_end_to_end(tmp_path: Path) -> None:
     assert isinstance(load_policy(folder / "best_agent"), SB3Agent)
     trials = (folder / "trials.csv").read_text().splitlines()
     assert len(trials) == 3 and METRIC in trials[0]
-    assert list(folder.glob("_trainable*/run/tb/events.out.tfevents.*"))
+    trial_dirs = [d for d in folder.iterdir() if d.is_dir() and d.name.startswith("t")]
+    assert len(trial_dirs) == 2
+    assert all(re.fullmatch(r"t\d+_lr=\d\.\de-\d\d_ent=\d\.\de-\d\d_n=\d+_g=[\d.]+_net=[\dx]+_\w+", d.name)
+               for d in trial_dirs), [d.name for d in trial_dirs]
+    # Each trial once in TensorBoard: its run's tb/ logs, no second copy from Ray's own logger.
+    events = sorted(folder.rglob("events.out.tfevents.*"))
+    assert len(events) == 2 and all(e.parent.name == "tb" for e in events), events
+    # One "best": trials.csv ranks by the best validation Sharpe each trial reached.
+    rows = pd.read_csv(folder / "trials.csv")
+    assert rows[METRIC].is_monotonic_decreasing and rows[METRIC].iloc[0] >= rows["validation_sharpe"].max()
