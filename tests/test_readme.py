@@ -19,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)
 def test_readme_runs_as_written(scratch: Path) -> None:
     """Every command in README order, then every Python block, in one scratch folder (offline)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
@@ -173,7 +175,10 @@ def test_readme_runs_as_written(scratch: Path) -> None:
             continue  # placeholders for credentials; nothing here needs them
         if words[0] == "python":
             words[0] = PYTHON
-        done = subprocess.run(words, cwd=scratch, env=env, capture_output=True, text=True, timeout=1800)
+        started = time.perf_counter()
+        done = subprocess.run(words, cwd=scratch, env=env, capture_output=True, text=True, timeout=3600)
+        status = "ok" if done.returncode == 0 else f"exit {done.returncode}"
+        print(f"line {command.line}: {text} -> {status} in {time.perf_counter() - started:.0f} s", flush=True)
         if done.returncode != 0:
             failures.append(f"line {command.line}: {text}\n{done.stderr[-2000:]}")
     code = "\n".join(code for lang, code, _ in readme_blocks() if lang == "python")
