@@ -40,11 +40,14 @@ NOT_RUN: tuple[tuple[str, str], ...] = (
 # Commands the slow path shrinks (regex -> replacement, reason): the README shows real sizes.
 QUICK: tuple[tuple[str, str, str], ...] = (
     (r"--total-timesteps 1000000", "--total-timesteps 2048", "a million steps take an hour on 2 cores"),
-    (r"^(python -m experiments\.train ppo)$", r"\1 --total-timesteps 2048", "the default 200k steps take minutes"),
+    (r"^(python -m experiments\.train (?:ppo|a2c|sac)(?!.*--total-timesteps).*)$", r"\1 --total-timesteps 2048",
+     "the default 200k steps per run take minutes"),
     (r"^(python -m experiments\.train xgboost)", r"\1 --set train_size=504", "smaller walk-forward windows"),
     (r"--samples 8", "--samples 2 --total-timesteps 1024", "eight full trials take an hour"),
     (r"^python -m experiments\.calibrate$", "python -m experiments.calibrate --quick",
      "the full study takes hours; --quick is the README's own smoke run"),
+    (r"^python -m experiments\.leaderboard$", "python -m experiments.leaderboard --quick",
+     "the full board takes hours; --quick is the README's own smoke run"),
     (r"^make demo", "python -m experiments.demo --timesteps 2048", "make demo also sets up the venv"),
 )
 
