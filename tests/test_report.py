@@ -13,7 +13,7 @@ import pytest
 from agents.registry import make_policy
 from envs.data.synthetic import generate_market
 from envs.sim.execution import ExecutionConfig
-from experiments.engine import BacktestConfig, run_backtest
+from experiments.engine import BacktestConfig, run_backtest, start_bar
 from experiments.report import (
     format_value,
     monthly_returns,
@@ -255,3 +255,21 @@ def test_report_renders_offline_in_a_real_browser(tmp_path, runs, chromium):
         assert "equity" in tooltip and re.search(r"\d{1,3}(,\d{3})+\.\d\d", tooltip), tooltip
         assert loaded.problems() == []
         assert "browser check" in page.title()
+
+
+def test_options_and_stock_report_renders_in_a_real_browser(tmp_path, chromium):
+    """An options bot next to a stock bot: option legs drawn at their strikes, every chart painted, no error."""
+    data = generate_market(n_symbols=1, n_days=320, seed=3)
+    config = BacktestConfig()
+    policies = [make_policy("covered_calls"), make_policy("buy_and_hold")]
+    start = start_bar(policies, data, config)
+    results = [run_backtest(p, data, config, start=start) for p in policies]
+    path = write_report(results, data, tmp_path, title="options check")
+    page_text = path.read_text()
+    assert "premium paid or received" in page_text and "(Options-v0)" in page_text
+    with chromium.open(path.resolve().as_uri()) as loaded:
+        loaded.page.wait_for_function("document.querySelectorAll('div.chart').length > 0")
+        loaded.page.wait_for_timeout(1000)
+        drawn = loaded.page.evaluate(CHARTS_DRAWN)
+        assert drawn and all(drawn), drawn
+        assert loaded.problems() == []
