@@ -146,7 +146,10 @@ def policy_env_id(policy: Policy, data: MarketData) -> str:
     env_id = getattr(policy, "env_id", None) or STOCK_ENV_IDS[data.n_symbols > 1]
     known = (*STOCK_ENV_IDS, OPTIONS_ENV_ID)
     if env_id not in known:
-        raise ValueError(f"{_name(policy)} names env_id {env_id!r}; the backtest runs {known}")
+        hint = ""
+        if env_id in ("AlpacaGym/MarketMaking-v0", "AlpacaGym/Execution-v0"):
+            hint = f"; score it with python -m experiments.microstructure --env {env_id.split('/')[1]} {_name(policy)}"
+        raise ValueError(f"{_name(policy)} names env_id {env_id!r}; the backtest runs {known}{hint}")
     return env_id
 
 

@@ -34,3 +34,19 @@ def test_command_prints_the_table_and_refuses_other_policies(capsys: pytest.Capt
     assert "closed-form optimum" in out and "glft" in out and "fill rate" in out
     assert main(["sma_crossover", "--episodes", "16"]) == 2
     assert "error: sma_crossover is not a AlpacaGym/MarketMaking-v0 policy" in capsys.readouterr().err
+
+
+def test_execution_report_schedules_and_closed_form(capsys: pytest.CaptureFixture) -> None:
+    from experiments.microstructure import execution_report
+
+    twap = execution_report(make_policy("twap"), episodes=256, seed=3)
+    for q in ("traded_q1", "traded_q2", "traded_q3", "traded_q4"):
+        assert twap[q] == pytest.approx(0.25)
+    ac = execution_report(make_policy("almgren_chriss"), episodes=256, seed=3)
+    assert ac["traded_q1"] > 0.5 > ac["traded_q4"] * 5, "risk aversion front-loads the schedule"
+    assert abs(ac["mean_reward"] - ac["optimum"]) < 2 * ac["ci95"]
+    assert main(["--env", "Execution-v0", "--episodes", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "almgren_chriss" in out and "twap" in out and "IS bps" in out
+    assert main(["--env", "Execution-v0", "glft", "--episodes", "16"]) == 2
+    assert "glft is not a AlpacaGym/Execution-v0 policy" in capsys.readouterr().err
