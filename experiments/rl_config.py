@@ -182,7 +182,8 @@ class RLConfig(YamlConfig):
             raise ConfigError(f"RLConfig.net_arch must list positive layer sizes, got {self.net_arch}")
         if self.algo == "sac" and self.action_mode == "discrete" and self.env not in LOB_ENVS:
             raise ConfigError("RLConfig.action_mode: sac needs 'weights' or 'continuous', got 'discrete'")
-        if self.train_symbols and self.env == "Portfolio-v0":
+        # [all] (the default config's) is what Portfolio-v0 does anyway; a list of symbols is not.
+        if self.train_symbols and self.train_symbols != ("all",) and self.env == "Portfolio-v0":
             raise ConfigError("RLConfig.train_symbols applies to one-symbol envs (Portfolio-v0 trades every symbol)")
         if self.env == "Options-v0" and self.action_mode != "discrete":
             raise ConfigError(

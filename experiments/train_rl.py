@@ -147,7 +147,7 @@ def training_data(config: RLConfig, data: MarketData, train: Period) -> list[Mar
     """
     markets = [data.iloc(slice(train.start, train.stop))]
     markets += [load_data(spec) for spec in config.extra_train_data]
-    if not config.train_symbols:
+    if not config.train_symbols or config.env == "Portfolio-v0":
         return [_traded(config, market) for market in markets]
     symbols = data.symbols if config.train_symbols == ("all",) else config.train_symbols
     datasets = []

@@ -240,7 +240,9 @@ def test_train_symbols_learn_from_every_symbol(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="SYN9"):
         train(config.replace(train_symbols=("SYN0", "SYN9")))
     with pytest.raises(ConfigError, match="train_symbols"):
-        config.replace(env="Portfolio-v0", action_mode="continuous")
+        config.replace(env="Portfolio-v0", action_mode="continuous", train_symbols=("SYN0",))
+    # [all], the default config's, is what Portfolio-v0 trades anyway (`train ppo --env Portfolio-v0` works).
+    assert config.replace(env="Portfolio-v0", action_mode="continuous").train_symbols == ("all",)
 
 
 def test_training_metrics_match_the_backtest_engine(tiny_run: tuple[RLConfig, Path, dict]) -> None:
