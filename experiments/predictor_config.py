@@ -47,8 +47,10 @@ class PredictorConfig(YamlConfig):
     :param switch: fit one model per regime and route each bar to its regime's model.
     :param min_regime_samples: train samples a regime needs for its own model.
     :param params: keyword arguments of the model (e.g. n_estimators, epochs, window; members for ensemble).
-    :param horizon: forecast horizon the policy trades on.
-    :param threshold: up-probability needed to go long (1 - threshold to go short).
+    :param horizon: forecast horizon the policy trades on; empty (null): with threshold, chosen by the best
+        net Sharpe of the walk-forward's out-of-sample forecasts on the training data.
+    :param threshold: up-probability needed to go long (1 - threshold to go short); empty (null): chosen
+        with the horizon, among 0.51, 0.53, 0.55, 0.6 and 0.65.
     :param allow_short: go short on bearish forecasts instead of flat.
     :param sizing: fixed, volatility or kelly position sizing.
     :param fraction: fixed weight per position, or the cap of the other sizers.
@@ -81,8 +83,10 @@ class PredictorConfig(YamlConfig):
     switch: bool = False
     min_regime_samples: int = 500
     params: dict[str, Any] = field(default_factory=dict)
-    horizon: int = 20
-    threshold: float = 0.6
+    # A fixed 20-bar rule at 0.6 traded nothing learnable on the calibrated momentum market, whose forecasts
+    # carry skill at one bar only (training seed 1: out-of-sample IC 0.116 at h1, -0.015 at h5, 0.008 at h20).
+    horizon: int | None = None
+    threshold: float | None = None
     allow_short: bool = False
     sizing: Literal["fixed", "volatility", "kelly"] = "fixed"
     fraction: float = 0.1
@@ -106,9 +110,9 @@ class PredictorConfig(YamlConfig):
             raise ConfigError("PredictorConfig.gap and min_regime_samples must be >= 0")
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"PredictorConfig.horizons must list positive bar counts, got {self.horizons}")
-        if self.horizon not in self.horizons:
+        if self.horizon is not None and self.horizon not in self.horizons:
             raise ConfigError(f"PredictorConfig.horizon must be one of horizons {self.horizons}, got {self.horizon}")
-        if not 0.5 < self.threshold < 1:
+        if self.threshold is not None and not 0.5 < self.threshold < 1:
             raise ConfigError(f"PredictorConfig.threshold must be in (0.5, 1), got {self.threshold}")
         if not self.fraction > 0:
             raise ConfigError(f"PredictorConfig.fraction must be > 0, got {self.fraction}")

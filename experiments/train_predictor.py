@@ -43,6 +43,7 @@ from agents.predictors.models import MODELS, make_predictor
 from agents.predictors.pipeline import PredictorPipeline
 from agents.predictors.policy import PredictorPolicy
 from agents.predictors.regime import RegimeConfig
+from agents.predictors.scoring import THRESHOLDS, choose_rule
 from agents.predictors.walk_forward import WalkForwardResult, walk_forward
 from agents.registry import load_policy, make_policy, policy_class, save_policy
 from envs.data.market_data import MarketData
@@ -162,6 +163,9 @@ def train(
         )
         seconds = time.perf_counter() - started
         _log_metrics(writer, "oos_total", result.metrics, 0)
+        config, rule_sharpe = choose_trading_rule(config, result, data)
+        writer.add_scalar("rule/horizon", config.horizon, 0)
+        writer.add_scalar("rule/threshold", config.threshold, 0)
         policy = PredictorPolicy.from_schedule(
             config.model, result.schedule, config.feature_names, config.regime_window,
             horizon=config.horizon, threshold=config.threshold, allow_short=config.allow_short,
@@ -176,6 +180,7 @@ def train(
             "train_seconds": seconds,
             "folds": _fold_records(result, data),
             "oos": result.metrics,
+            "rule": {"horizon": config.horizon, "threshold": config.threshold, "oos_sharpe_per_bar": rule_sharpe},
         }
         backtests = []
         if config.backtest:
@@ -194,6 +199,32 @@ def train(
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
     logger.info("run written to %s", run_dir)
     return TrainResult(run_dir, policy_dir, metrics, backtests)
+
+
+def choose_trading_rule(
+    config: PredictorConfig, result: WalkForwardResult, data: MarketData
+) -> tuple[PredictorConfig, float]:
+    """The config with its empty horizon and/or threshold filled in from the walk-forward's test windows.
+
+    Every forecast scored there came from a model fitted before its window, so choosing on them uses the
+    training data only. Costs are the backtest's default commission.
+
+    :param config: the run config.
+    :param result: the walk-forward result.
+    :param data: the bars.
+    :return: the completed config and the chosen rule's out-of-sample Sharpe ratio per bar.
+    """
+    horizons = config.horizons if config.horizon is None else (config.horizon,)
+    columns = [config.horizons.index(h) for h in horizons]
+    thresholds = THRESHOLDS if config.threshold is None else (config.threshold,)
+    next_returns = Labels.from_opens(data.open, (1,)).returns[..., 0]
+    horizon, threshold, sharpe = choose_rule(
+        result.probabilities[..., columns], next_returns, horizons, config.allow_short,
+        BacktestConfig().execution.commission, thresholds,
+    )
+    if (config.horizon, config.threshold) != (horizon, threshold):
+        logger.info("trading rule chosen out of sample: horizon %d, threshold %.2f", horizon, threshold)
+    return replace(config, horizon=horizon, threshold=threshold), sharpe
 
 
 def _log_metrics(writer: Any, prefix: str, metrics: dict[str, dict[str, float]], step: int) -> None:
