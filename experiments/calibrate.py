@@ -69,6 +69,7 @@ class CalibrateConfig:
     :param heldout_seeds: market seeds to score on; never used for training or model selection.
     :param n_symbols: independent symbols in each training market (more data per run).
     :param n_days: daily bars per market.
+    :param snr: signal-to-noise of every family but null (default: each family's default difficulty).
     :param timesteps: PPO environment steps per run (default: the default config's).
     :param out: output folder.
     :param progress: show a progress bar.
@@ -80,6 +81,7 @@ class CalibrateConfig:
     heldout_seeds: tuple[int, ...] = tuple(range(101, 111))
     n_symbols: int = 5
     n_days: int = 2520
+    snr: float | None = None
     timesteps: int | None = None
     out: str = "reports/calibrate"
     progress: bool = True
@@ -98,6 +100,8 @@ class CalibrateConfig:
             raise ValueError(f"seeds {shared} are both training and held-out seeds")
         if self.n_symbols < 1 or self.n_days < 400:
             raise ValueError(f"n_symbols must be >= 1 and n_days >= 400, got {self.n_symbols} and {self.n_days}")
+        if self.snr is not None and self.snr < 0:
+            raise ValueError(f"snr must be >= 0, got {self.snr}")
         if self.timesteps is not None and self.timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {self.timesteps}")
 
@@ -108,19 +112,24 @@ not a measurement."""
 
 
 # ---------------------------------------------------------------------------------------------- markets
-def market_spec(family: str, seed: int, n_symbols: int, n_days: int, start: str | None = None) -> str:
+def market_spec(family: str, seed: int, config: CalibrateConfig, n_symbols: int | None = None,
+                start: str | None = None) -> str:
     """The data spec of one calibrated market.
 
     :param family: the family.
     :param seed: the market seed.
-    :param n_symbols: independent symbols (a pair always has two).
-    :param n_days: daily bars.
+    :param config: the calibration (days, symbols, snr).
+    :param n_symbols: independent symbols (default: the config's; a pair always has two).
     :param start: first date (default: the generator's).
     """
-    spec = f"synthetic:model={family},seed={seed},n_days={n_days}"
+    spec = f"synthetic:model={family},seed={seed},n_days={config.n_days}"
     if family != "pair":
-        spec += f",n_symbols={n_symbols}"
-    return spec + (f",start={start}" if start else "")
+        spec += f",n_symbols={n_symbols or config.n_symbols}"
+    return spec + _snr(family, config) + (f",start={start}" if start else "")
+
+
+def _snr(family: str, config: CalibrateConfig) -> str:
+    return f",snr={config.snr}" if config.snr is not None and family != "null" else ""
 
 
 # Whether a learner finds a known signal is measured without the risk layer, at full position size: the
@@ -136,7 +145,7 @@ def ppo_config(family: str, seed: int, config: CalibrateConfig) -> RLConfig:
     :param config: the calibration.
     """
     changes: dict[str, Any] = {
-        "data": market_spec(family, seed, config.n_symbols, config.n_days),
+        "data": market_spec(family, seed, config),
         "seed": seed, "runs_dir": str(Path(config.out) / "runs"), "run_name": f"{family}-seed{seed}",
         "progress": False, "baselines": (),
     }
@@ -179,7 +188,7 @@ def train_xgboost(family: str, seed: int, config: CalibrateConfig) -> tuple[Poli
     from experiments.train_predictor import train
 
     overrides = {
-        "data": market_spec(family, seed, config.n_symbols, config.n_days), "seed": seed, "backtest": False,
+        "data": market_spec(family, seed, config), "seed": seed, "backtest": False,
         "progress": False, "runs_dir": str(Path(config.out) / "runs"), "run_name": f"{family}-seed{seed}",
     }
     if family == "pair":
@@ -304,10 +313,11 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
         for family in config.families:
             rl = ppo_config(family, config.train_seeds[0], config)
             backtest = backtest_config(rl)
-            heldout = [load_data(market_spec(family, s, 1, config.n_days, HELDOUT_START))
+            heldout = [load_data(market_spec(family, s, config, 1, HELDOUT_START))
                        for s in config.heldout_seeds]
             references: dict[str, Policy] = {
-                "oracle": Oracle(market=f"synthetic:model={family}", allow_short=rl.allow_short),
+                "oracle": Oracle(market=f"synthetic:model={family}{_snr(family, config)}",
+                                 allow_short=rl.allow_short),
                 "buy_and_hold": make_policy("buy_and_hold"),
                 "flat": Oracle(market="synthetic:model=null"),
             }
@@ -444,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout-seeds", default="101-110",
                    help="held-out market seeds, comma-separated or a range A-B (default: %(default)s)")
     p.add_argument("--n-symbols", type=int, default=5, help="symbols per training market (default: 5)")
+    p.add_argument("--snr", type=float, help="signal-to-noise of every family but null (default: each one's)")
     p.add_argument("--timesteps", type=int, help="PPO steps per run (default: the default config's)")
     p.add_argument("--quick", action="store_true",
                    help="one training seed, three held-out markets, 20,000 PPO steps: a smoke run")
@@ -470,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     values: dict[str, Any] = {
         "families": _items(args.families), "learners": _items(args.learners),
         "train_seeds": _seeds(args.train_seeds), "heldout_seeds": _seeds(args.heldout_seeds),
-        "n_symbols": args.n_symbols, "timesteps": args.timesteps, "out": args.out,
+        "n_symbols": args.n_symbols, "snr": args.snr, "timesteps": args.timesteps, "out": args.out,
         "progress": not args.no_progress,
     }
     if args.quick:

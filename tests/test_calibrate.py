@@ -14,7 +14,7 @@ from experiments.calibrate import CalibrateConfig, bootstrap_interval, calibrate
 def test_tiny_ppo_learns_momentum_and_beats_the_flat_policy(tmp_path) -> None:
     config = CalibrateConfig(
         families=("momentum",), learners=("ppo",), train_seeds=(1,), heldout_seeds=(101, 102, 103),
-        n_symbols=2, n_days=1500, timesteps=16_000, out=str(tmp_path), progress=False,
+        n_symbols=2, n_days=1500, snr=0.4, timesteps=16_000, out=str(tmp_path), progress=False,
     )
     row = calibrate(config)["families"][0]
     ppo = row["learners"]["ppo"]
