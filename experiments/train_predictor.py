@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +163,7 @@ def train(
         )
         seconds = time.perf_counter() - started
         _log_metrics(writer, "oos_total", result.metrics, 0)
-        config, rule_sharpe = choose_trading_rule(config, result, data)
+        config, rule_sharpe = choose_trading_rule(config, result, data, spec.execution.commission)
         writer.add_scalar("rule/horizon", config.horizon, 0)
         writer.add_scalar("rule/threshold", config.threshold, 0)
         policy = PredictorPolicy.from_schedule(
@@ -202,16 +202,17 @@ def train(
 
 
 def choose_trading_rule(
-    config: PredictorConfig, result: WalkForwardResult, data: MarketData
+    config: PredictorConfig, result: WalkForwardResult, data: MarketData, commission: float
 ) -> tuple[PredictorConfig, float]:
     """The config with its empty horizon and/or threshold filled in from the walk-forward's test windows.
 
     Every forecast scored there came from a model fitted before its window, so choosing on them uses the
-    training data only. Costs are the backtest's default commission.
+    training data only.
 
     :param config: the run config.
     :param result: the walk-forward result.
     :param data: the bars.
+    :param commission: the run's commission, a fraction of traded notional.
     :return: the completed config and the chosen rule's out-of-sample Sharpe ratio per bar.
     """
     horizons = config.horizons if config.horizon is None else (config.horizon,)
@@ -220,7 +221,7 @@ def choose_trading_rule(
     next_returns = Labels.from_opens(data.open, (1,)).returns[..., 0]
     horizon, threshold, sharpe = choose_rule(
         result.probabilities[..., columns], next_returns, horizons, config.allow_short,
-        BacktestConfig().execution.commission, thresholds,
+        commission, thresholds,
     )
     if (config.horizon, config.threshold) != (horizon, threshold):
         logger.info("trading rule chosen out of sample: horizon %d, threshold %.2f", horizon, threshold)
