@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 import envs  # noqa: F401  (registers AlpacaGym/*)
 from agents.rl_eval import split_periods
 from envs.data.sources import load_data
-from experiments.rl_config import load_config
+from experiments.rl_config import load_config, resolve
 from experiments.train_rl import build_model, make_train_env, training_data
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ def _sb3_default_run(env_id: str, timesteps: int, **env_kwargs: Any) -> tuple[fl
 
 def _train_config_run(timesteps: int) -> tuple[float, float]:
     """fps and env share of the default ``train ppo`` config, as ``experiments.train_rl`` builds it."""
-    config = load_config(algo="ppo")
+    # Completed from the default experiment spec, which owns the data, costs and seed.
+    config = resolve(load_config(algo="ppo"))[0]
     data = load_data(config.data)
     train, _, _ = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
     venv = TimedVecEnv(make_train_env(config, training_data(config, data, train)))
