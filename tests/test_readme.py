@@ -35,6 +35,7 @@ NOT_RUN: tuple[tuple[str, str], ...] = (
     (r"--source yfinance|--sources .*yfinance", "downloads from Yahoo (tests/test_data_yfinance.py serves it locally)"),
     (r"--broker alpaca", "needs an Alpaca account (tests/test_brokers_alpaca.py runs it against the local server)"),
     (r"^tensorboard ", "a server that runs until stopped; `tensorboard --version` is checked instead"),
+    (r"^python -m experiments\.monitor (?!.*--summary)", "a server that runs until stopped (the dashboard tests serve it)"),
     (r"^make test", "the test suite itself"),
 )
 # Commands the slow path shrinks (regex -> replacement, reason): the README shows real sizes.
