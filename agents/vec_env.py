@@ -96,63 +96,6 @@ class ConcatVecEnv(VecEnv):
         return [flag for venv, local in self._split(indices) for flag in venv.env_is_wrapped(wrapper_class, local)]
 
 
-class SB3VecEnv(VecEnv):
-    """Stable-baselines3 ``VecEnv`` view of a :class:`TradingVectorEnv` (no subprocesses, no copies).
-
-    :param env: the batched env.
-    """
-
-    def __init__(self, env: TradingVectorEnv) -> None:
-        self.env = env
-        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
-        self._actions: np.ndarray | None = None
-        self._seed: int | None = None
-
-    def reset(self) -> VecEnvObs:
-        obs, _ = self.env.reset(seed=self._seed)
-        self._seed = None
-        return obs
-
-    def seed(self, seed: int | None = None) -> Sequence[None | int]:
-        self._seed = seed
-        return [seed] * self.num_envs
-
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = actions
-
-    def step_wait(self) -> VecEnvStepReturn:
-        obs, rewards, terminated, truncated, info = self.env.step(self._actions)
-        dones = terminated | truncated
-        infos: list[dict[str, Any]] = [{"equity": e} for e in info["equity"].tolist()]
-        if dones.any():
-            for i in np.flatnonzero(dones):
-                infos[i]["terminal_observation"] = info["final_obs"][i]
-                infos[i]["TimeLimit.truncated"] = bool(truncated[i])
-                infos[i]["episode_final_equity"] = float(info["final_info"]["equity"][i])
-        return obs, rewards.astype(np.float32), dones, infos
-
-    def close(self) -> None:
-        self.env.close()
-
-    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.env.template, attr_name)] * len(self._indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self.env.template, attr_name, value)
-
-    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
-        result = getattr(self.env.template, method_name)(*args, **kwargs)
-        return [result] * len(self._indices(indices))
-
-    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._indices(indices))
-
-    def _indices(self, indices: Any) -> list[int]:
-        if indices is None:
-            return list(range(self.num_envs))
-        return [indices] if isinstance(indices, int) else list(indices)
-
-
 class GymVecEnv(VecEnv):
     """Stable-baselines3 ``VecEnv`` view of a native gymnasium ``VectorEnv`` with same-step autoreset
     (``MarketMaking-v0``'s and ``Execution-v0``'s): no subprocesses, no copies.
@@ -192,14 +135,18 @@ class GymVecEnv(VecEnv):
     def close(self) -> None:
         self.env.close()
 
+    def _attribute_owner(self) -> Any:
+        """The object attribute and method calls go to (every copy shares it)."""
+        return self.env
+
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.env, attr_name)] * len(self._indices(indices))
+        return [getattr(self._attribute_owner(), attr_name)] * len(self._indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
-        setattr(self.env, attr_name, value)
+        setattr(self._attribute_owner(), attr_name, value)
 
     def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
-        result = getattr(self.env, method_name)(*args, **kwargs)
+        result = getattr(self._attribute_owner(), method_name)(*args, **kwargs)
         return [result] * len(self._indices(indices))
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
@@ -209,3 +156,27 @@ class GymVecEnv(VecEnv):
         if indices is None:
             return list(range(self.num_envs))
         return [indices] if isinstance(indices, int) else list(indices)
+
+
+class SB3VecEnv(GymVecEnv):
+    """Stable-baselines3 ``VecEnv`` view of a :class:`TradingVectorEnv` (no subprocesses, no copies); each
+    step's infos carry the equity, and finished episodes their final equity.
+
+    :param env: the batched env.
+    """
+
+    env: TradingVectorEnv
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, terminated, truncated, info = self.env.step(self._actions)
+        dones = terminated | truncated
+        infos: list[dict[str, Any]] = [{"equity": e} for e in info["equity"].tolist()]
+        if dones.any():
+            for i in np.flatnonzero(dones):
+                infos[i]["terminal_observation"] = info["final_obs"][i]
+                infos[i]["TimeLimit.truncated"] = bool(truncated[i])
+                infos[i]["episode_final_equity"] = float(info["final_info"]["equity"][i])
+        return obs, rewards.astype(np.float32), dones, infos
+
+    def _attribute_owner(self) -> Any:
+        return self.env.template

@@ -17,17 +17,40 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numba
 import numpy as np
 
 FillAt = Literal["next_open", "next_close"]
+_Config = TypeVar("_Config")
 
 
 class ConfigError(ValueError):
     """A configuration value is out of range; the message names the field."""
+
+
+def config_from(cls: type[_Config], value: "_Config | Mapping[str, Any] | None", label: str) -> _Config:
+    """A config dataclass from itself, a dict of its fields (unknown names refused by name) or ``None``
+    (the defaults): how the envs accept their ``book=``/``impact=``-style arguments.
+
+    :param cls: the dataclass.
+    :param value: an instance, a mapping of field values, or ``None``.
+    :param label: the argument's name, for the error messages.
+    """
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{label} must be a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ConfigError(f"unknown {label} setting(s) {unknown}; known: {sorted(known)}")
+    return cls(**value)
 
 
 @dataclass(frozen=True)

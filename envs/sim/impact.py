@@ -21,7 +21,7 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
-from envs.sim.execution import ConfigError
+from envs.sim.execution import ConfigError, config_from
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,7 @@ class ImpactConfig:
 
         :param value: the config or its fields.
         """
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"impact must be an ImpactConfig or a dict of its fields, got {type(value).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ConfigError(f"unknown impact setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**value)
+        return config_from(cls, value, "impact")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain values."""

@@ -37,7 +37,7 @@ from typing import Any, Literal, Mapping
 import numba
 import numpy as np
 
-from envs.sim.execution import ConfigError
+from envs.sim.execution import ConfigError, config_from
 
 # Rows of the state block (one column per episode).
 MID, ALPHA, CASH, INV, LAM_BUY, LAM_SELL, QUEUE_BID, QUEUE_ASK, POSTED_BID, POSTED_ASK = range(10)
@@ -154,17 +154,7 @@ class BookConfig:
 
         :param value: the config or its fields.
         """
-        if value is None:
-            return cls()
-        if isinstance(value, cls):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"book must be a BookConfig or a dict of its fields, got {type(value).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ConfigError(f"unknown book setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**value)
+        return config_from(cls, value, "book")
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain values."""
