@@ -185,6 +185,7 @@ def run_job(job: Job, spec_values: dict[str, Any], plan: Plan) -> dict[str, Any]
     return {
         "policy": job.policy, "kind": job.kind, "market": job.market, "seed": job.seed,
         "test_start": str(result.equity.index[0].date()), "test_end": str(result.equity.index[-1].date()),
+        "calendar": s.calendar, "bar": s.bar, "periods_per_year": s.periods_per_year,
         "sharpe": s.sharpe, "total_return": s.total_return, "max_drawdown": s.max_drawdown,
         "exposure": s.exposure, "n_trades": s.n_trades,
         "vol_matched_return": vol_matched_return(returns, bench_returns, s.periods_per_year),
@@ -291,6 +292,16 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     }, index=table.index)
 
 
+def market_table(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per market: its calendar, bar, annualisation and test period (from the jobs that ran on it).
+
+    :param rows: every job's numbers.
+    """
+    columns = ["market", "calendar", "bar", "periods_per_year", "test_start", "test_end"]
+    frame = pd.DataFrame([{k: r[k] for k in columns} for r in rows], columns=columns)
+    return frame.drop_duplicates("market").reset_index(drop=True)
+
+
 def write_outputs(table: pd.DataFrame, rows: Sequence[dict[str, Any]], spec: ExperimentSpec, out: Path, title: str) -> Path:
     """Write ``leaderboard.html``, ``leaderboard.csv``, ``jobs.csv`` and ``leaderboard.json``.
 
@@ -304,8 +315,10 @@ def write_outputs(table: pd.DataFrame, rows: Sequence[dict[str, Any]], spec: Exp
     table.to_csv(out / "leaderboard.csv", index_label="rank")
     jobs = pd.DataFrame([{k: v for k, v in r.items() if k != "returns"} for r in rows])
     jobs.to_csv(out / "jobs.csv", index=False)
+    markets = market_table(rows)
     (out / "leaderboard.json").write_text(json.dumps(
         {"spec": spec.to_dict(), "table": json.loads(table.to_json(orient="records")),
+         "markets": json.loads(markets.to_json(orient="records")),
          "jobs": json.loads(jobs.to_json(orient="records"))}, indent=2))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -315,6 +328,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:first-child,th
 <p>Test-period scores under one spec (every policy: the same sizing, costs and risk rules); ranked by mean
 Sharpe across jobs (policy x market x seed). Spec:</p><pre>{html.escape(spec.to_yaml())}</pre>
 {format_table(table).to_html(index_names=False)}
+<h2>Markets</h2><p>Each market's calendar, bar and the bars per year its statistics annualise with.</p>
+{markets.to_html(index=False)}
 <h2>Jobs</h2>{jobs.to_html(index=False, float_format=lambda v: f"{v:.4f}")}
 </body></html>"""
     path = out / "leaderboard.html"
@@ -360,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(f"\n{title}, {time.perf_counter() - started:.0f} s\n")
         print(format_table(table).to_string())
+        print("\nmarkets (statistics annualised on each market's calendar):")
+        print(market_table(rows).to_string(index=False))
     print(f"\nreport: {path}")
     return 0
 

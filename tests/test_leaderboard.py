@@ -39,6 +39,11 @@ def test_ranking_and_outputs(rows: list[dict], tmp_path) -> None:
     saved = json.loads((tmp_path / "leaderboard.json").read_text())
     assert len(saved["jobs"]) == 4 and saved["spec"] == SPEC.to_dict()
     assert pd.read_csv(tmp_path / "leaderboard.csv")["policy"].tolist() == table["policy"].tolist()
+    # Each market says how its statistics were annualised.
+    markets = {m["market"]: m for m in saved["markets"]}
+    assert markets["sample:GOOG"]["calendar"] == "XNYS" and markets["sample:GOOG"]["periods_per_year"] == 252
+    assert set(markets) == {r["market"] for r in rows}
+    assert "<h2>Markets</h2>" in page.read_text()
 
 
 @pytest.mark.slow
