@@ -46,7 +46,6 @@ def test_ranking_and_outputs(rows: list[dict], tmp_path) -> None:
     assert "<h2>Markets</h2>" in page.read_text()
 
 
-@pytest.mark.slow
 def test_the_board_on_local_ray_matches_the_jobs_run_in_process(rows: list[dict], tmp_path, capsys) -> None:
     code = board.main(["--quick", "--policies", "buy_and_hold,sma_crossover", "--cpus", "2", "--out", str(tmp_path)])
     assert code == 0 and "Leaderboard (quick)" in capsys.readouterr().out
@@ -56,7 +55,6 @@ def test_the_board_on_local_ray_matches_the_jobs_run_in_process(rows: list[dict]
         assert on_ray[column].tolist() == pytest.approx(in_process[column].tolist(), rel=1e-12)
 
 
-@pytest.mark.slow
 def test_quick_board_end_to_end(tmp_path) -> None:
     assert board.main(["--quick", "--out", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "leaderboard.csv")
