@@ -10,6 +10,24 @@ from typing import Any
 from brokers.journal import KILLED, PLANNED, Journal
 
 
+RUN_END = "run_end"
+
+
+def record_run_end(journal: Journal, run_id: str, equity: float) -> None:
+    """Journal the account's equity when the run stops, after its last orders filled: the journal's own
+    last figure is the last decision's, one bar earlier, so without it a summary read from the journal
+    alone (``experiments.monitor``) would show another P/L than the run printed.
+
+    :param journal: the run's journal.
+    :param run_id: the run.
+    :param equity: the broker's equity now.
+    """
+    decisions = journal.decisions(run_id)
+    last_bar = str(decisions[-1][0]) if decisions else None
+    journal.record_event(run_id, RUN_END, f"run stopped with equity {equity:,.2f}",
+                         {"equity": float(equity), "last_bar": last_bar})
+
+
 def summarize(
     journal: Journal,
     run_id: str,
@@ -37,6 +55,14 @@ def summarize(
     ends = [e for e in events if e["kind"] == "outage_end"]
     start_equity = equities[0] if equities else None
     journalled = [p["equity"] for p in kills if "equity" in p] or equities
+    # A run_end recorded after the run's last decision is the equity the run printed; a run that resumed
+    # since has newer decisions, and then the journalled figures are the latest word.
+    last_bar = str(decisions[-1][0]) if decisions else None
+    stopped = [
+        e["data"]["equity"] for e in events if e["kind"] == RUN_END and e["data"].get("last_bar") == last_bar
+    ]
+    if equity_now is None and stopped:
+        equity_now = stopped[-1]
     end_equity = equity_now if equity_now is not None else (journalled[-1] if journalled else None)
     return {
         "bars": len(bars),

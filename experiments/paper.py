@@ -42,7 +42,7 @@ from brokers.market_hours import trading_window
 from brokers.reconcile import reconcile
 from brokers.retry import RetryPolicy
 from brokers.runner import LiveRunner, RunnerConfig
-from brokers.summary import format_summary, summarize
+from brokers.summary import format_summary, record_run_end, summarize
 from brokers.sim import SimBroker
 from envs.data.fallback import (
     BarSource,
@@ -489,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"P/L {equity - initial_cash:+,.2f} ({equity / initial_cash - 1:+.2%}) on "
                   f"{initial_cash:,.2f} initial cash")
         print(f"run {run_id}: {decided} bar(s) decided; journal {journal.path}")
-        print("\n".join(format_summary(run_id, summarize(journal, run_id, broker.account().equity))))
+        record_run_end(journal, run_id, broker.account().equity)
+        print("\n".join(format_summary(run_id, summarize(journal, run_id))))
         return 0
     except (RegistryError, ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
