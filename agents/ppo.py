@@ -130,6 +130,25 @@ class SB3Agent:
         if seed is not None:
             torch.manual_seed(seed)
 
+    def act_vector(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for a batch of observations ``(N, *obs_shape)`` of a native vector env, one network call
+        (a market-making or execution agent scored on thousands of simulated episodes at once).
+
+        :param obs: the batch of observations.
+        """
+        if self.env_id not in RAW_ACTION_ENV_IDS:
+            raise ValueError(f"{self.name}: act_vector is for agents of {list(RAW_ACTION_ENV_IDS)}, "
+                             f"not {self.env_id or 'a stock env'}")
+        obs = np.asarray(obs, dtype=np.float32)
+        if obs.shape[1:] != self._obs_shape:
+            raise ValueError(f"{self.name} was trained on observations of shape {self._obs_shape}, "
+                             f"got a batch of {obs.shape[1:]}")
+        if self.normalizer is not None:
+            obs = self.normalizer.normalize_obs(obs)
+        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        space = self.model.action_space
+        return np.clip(action, space.low, space.high).astype(np.float32)
+
     def act(self, obs: np.ndarray, info: Mapping[str, Any] | None = None) -> np.ndarray | int:
         """Target weights ``(S,)`` for the bar that just closed, or an options agent's action index.
 

@@ -25,6 +25,16 @@ Options bots (``covered_calls``, ``weekly_puts``, ``iron_condors``, ``iv_timing`
 
 The risk layer and the stock-only execution flags do not apply to them; the run says so under the table
 (see :mod:`experiments.engine` for what each metric means for an options run).
+
+Market makers and execution schedules run on the simulated microstructure envs, every policy on the same
+``--episodes`` episodes (seed: the spec's), into the same table, report and results with the env's metrics
+(P/L, inventory path, fill rate, spread captured, adverse selection; implementation shortfall and schedule;
+see :mod:`experiments.microstructure`)::
+
+    python -m experiments.backtest avellaneda_stoikov glft fixed_spread --env MarketMaking-v0
+    python -m experiments.backtest runs/ppo/<run> almgren_chriss twap --env Execution-v0
+
+The data, costs, risk rules and sizing of the spec do not apply there (the env simulates its own market).
 """
 
 from __future__ import annotations
@@ -63,6 +73,8 @@ from experiments.analysis import monte_carlo, parameter_grid, walk_forward
 from experiments.cli import Parser, UserError, command
 from experiments.compare import comparison_rows
 from experiments.engine import BacktestConfig, BacktestResult, run_backtest, start_bar
+from experiments.microstructure import DEFAULT_POLICIES as LOB_DEFAULT_POLICIES
+from experiments.microstructure import LOB_ENV_IDS, LobResult, run_lob, table_rows
 from experiments.sealed import (
     PERIODS,
     count_test_evaluation,
@@ -81,6 +93,9 @@ from experiments.spec import (
 )
 
 logger = logging.getLogger("experiments.backtest")
+
+LOB_ENVS = {env_id.split("/")[1]: env_id for env_id in LOB_ENV_IDS}
+"""Short names of the simulated microstructure envs -> their ids."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--anchored", action="store_true", help="anchored (growing) walk-forward train windows")
     p.add_argument("--metric", default="sharpe", help="metric to tune and to draw in the heatmap")
     p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    lob = p.add_argument_group("simulated microstructure envs (market making, execution)")
+    lob.add_argument("--env", choices=[short for short in LOB_ENVS],
+                     help="run the policies on this simulated env (default: the env the policies name; "
+                          "stock and options policies trade the data)")
+    lob.add_argument("--episodes", type=int, default=2048, help="simulated episodes per policy")
+    lob.add_argument("--running-penalty", type=float, help="MarketMaking-v0's phi (default: the env's)")
+    lob.add_argument("--terminal-penalty", type=float, help="MarketMaking-v0's alpha (default: the env's)")
+    lob.add_argument("--alpha-impact", type=float,
+                     help="MarketMaking-v0: short-term alpha kick per net market order, the source of adverse "
+                          "selection (default: the env's, 0)")
     add_spec_arguments(p)
     return p
 
@@ -388,6 +413,109 @@ def print_table(
         console.print(f"note ({', '.join(names)}): {note}")
 
 
+def _policy_env(name: str) -> str | None:
+    """The env id a policy names (a registered class's ``env_id``, a saved agent's ``env_kwargs.env_id``)."""
+    if Path(name).is_dir():
+        manifest = Path(name) / MANIFEST
+        saved = yaml.safe_load(manifest.read_text()) if manifest.is_file() else None
+        return ((saved or {}).get("env_kwargs") or {}).get("env_id")
+    return getattr(policy_class(name), "env_id", None)
+
+
+def _lob_env(args: argparse.Namespace) -> str | None:
+    """The simulated microstructure env of this backtest: ``--env``, else the one every policy names; a mix
+    of microstructure and other policies is refused (they trade different markets)."""
+    if args.env is not None:
+        return LOB_ENVS[args.env]
+    envs = {name: _policy_env(name) for name in args.policies}
+    lob = {name: env for name, env in envs.items() if env in LOB_ENV_IDS}
+    if not lob:
+        return None
+    if len(lob) != len(envs) or len(set(lob.values())) > 1:
+        other = ", ".join(f"{n} ({(e or 'stocks').split('/')[-1]})" for n, e in envs.items())
+        raise UserError(f"these policies trade different markets: {other}; backtest the policies of one "
+                        f"simulated env together (--env {' or --env '.join(LOB_ENVS)})")
+    return next(iter(lob.values()))
+
+
+def lob_env_kwargs(args: argparse.Namespace, env_id: str) -> dict[str, Any]:
+    """The env arguments the flags set (the env's defaults otherwise).
+
+    :param args: the parsed arguments.
+    :param env_id: the microstructure env.
+    """
+    given = {"running_penalty": args.running_penalty, "terminal_penalty": args.terminal_penalty,
+             "alpha_impact": args.alpha_impact}
+    given = {k: v for k, v in given.items() if v is not None}
+    if env_id != LOB_ENVS["MarketMaking-v0"] and given:
+        raise UserError(f"--{next(iter(given)).replace('_', '-')} is a MarketMaking-v0 setting, not {env_id}'s")
+    kwargs: dict[str, Any] = {k: v for k, v in given.items() if k != "alpha_impact"}
+    if "alpha_impact" in given:
+        kwargs["book"] = {"alpha_impact": given["alpha_impact"]}
+    return kwargs
+
+
+def print_lob_table(results: Sequence[LobResult], console: Console, title: str) -> None:
+    """The comparison table of microstructure runs: one column per policy, one row per metric.
+
+    :param results: runs on one env.
+    :param console: where to print.
+    :param title: the table's title.
+    """
+    from experiments.report import short_env_id
+
+    table = Table(title=title, show_lines=False)
+    table.add_column("metric")
+    for r in results:
+        table.add_column(r.name, justify="right", overflow="fold")
+    table.add_row("env", *(short_env_id(r.env_id) for r in results))
+    for label, cells in table_rows(results):
+        table.add_row(label, *cells)
+    console.print(table)
+
+
+def run_lob_backtest(args: argparse.Namespace, env_id: str, console: Console) -> int:
+    """Backtest market makers or execution schedules on the simulated env ``env_id``: every policy on the same
+    episodes, the table printed, the report and results written to ``--out``.
+
+    :param args: the parsed arguments.
+    :param env_id: the microstructure env.
+    :param console: where to print.
+    """
+    from experiments.report import write_lob_report
+
+    for flag, value in (("--start", args.start), ("--end", args.end), ("--period", args.period),
+                        ("--walk-forward", args.walk_forward)):
+        if value:
+            raise UserError(f"{flag} does not apply to {env_id}: a simulated market has no bars (use --episodes)")
+    if args.grid or args.monte_carlo:
+        raise UserError(f"--grid and --monte-carlo do not apply to {env_id}")
+    if args.episodes < 2:
+        raise UserError(f"--episodes must be at least 2, got {args.episodes}")
+    names = args.policies or list(LOB_DEFAULT_POLICIES[env_id])
+    args.policies = names
+    spec = resolve_spec(args, console)
+    from_file = load_param_file(args.params) if args.params else {}
+    overrides = parse_overrides(args.param)
+    check_overrides(overrides, {name: _declared(name) for name in names})
+    policies = [_build(name, spec, from_file, overrides) for name in names]
+    for name, policy in zip(names, policies):
+        if getattr(policy, "env_id", None) != env_id:
+            raise UserError(f"{name} is not a {env_id} policy (it trades "
+                            f"{getattr(policy, 'env_id', None) or 'stocks'})")
+    kwargs = lob_env_kwargs(args, env_id)
+    results = [run_lob(p, env_id, args.episodes, spec.seed, progress=True, **kwargs)
+               for p in tqdm(policies, desc="policies", unit="policy", disable=len(policies) < 2)]
+    short = env_id.split("/")[1]
+    print_lob_table(results, console, f"Backtest comparison ({short}, {args.episodes:,} episodes, seed {spec.seed})")
+    console.print(f"equal footing: every policy ran the same {args.episodes:,} simulated {short} episodes; the "
+                  "spec's data, costs, risk rules and sizing do not apply (the env simulates its market)")
+    settings: dict[str, object] = {"env": env_id, **results[0].settings}
+    path = write_lob_report(results, args.out, settings=settings)
+    console.print(f"report: {path}")
+    return 0
+
+
 def _list_policies(console: Console) -> None:
     table = Table(title="Registered policies")
     table.add_column("name")
@@ -412,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         _list_policies(console)
         return 0
+    lob_env = _lob_env(args)
+    if lob_env is not None:
+        return run_lob_backtest(args, lob_env, console)
     if not args.policies:
         build_parser().error("give at least one POLICY (or --list)")
 

@@ -148,7 +148,7 @@ def policy_env_id(policy: Policy, data: MarketData) -> str:
     if env_id not in known:
         hint = ""
         if env_id in ("AlpacaGym/MarketMaking-v0", "AlpacaGym/Execution-v0"):
-            hint = f"; score it with python -m experiments.microstructure --env {env_id.split('/')[1]} {_name(policy)}"
+            hint = f"; backtest it with python -m experiments.backtest --env {env_id.split('/')[1]} {_name(policy)}"
         raise ValueError(f"{_name(policy)} names env_id {env_id!r}; the backtest runs {known}{hint}")
     return env_id
 

@@ -44,7 +44,10 @@ from envs.data.market_data import MarketData  # noqa: E402
 from envs.environments.options import ENV_ID as OPTIONS_ENV_ID  # noqa: E402
 from envs.sim.metrics import PERIODS_PER_YEAR, drawdown  # noqa: E402
 from experiments.engine import BacktestResult  # noqa: E402
-from experiments.results import write_results  # noqa: E402
+from experiments.microstructure import ENV_ID as MARKET_MAKING_ENV_ID  # noqa: E402
+from experiments.microstructure import EXECUTION_ENV_ID, LobResult  # noqa: E402
+from experiments.microstructure import table_rows as lob_table_rows  # noqa: E402
+from experiments.results import write_lob_results, write_results  # noqa: E402
 from experiments.tearsheet import (  # noqa: E402
     attribution,
     benchmark_stats,
@@ -297,11 +300,13 @@ def _figure(title: str, y_label: str, y_format: str, height: int = 320, y_log: b
     return fig
 
 
-def _line_hover(fig: Any, value_label: str, value_format: str) -> None:
-    fig.add_tools(HoverTool(
-        tooltips=[("", "$name"), ("date", "@x{%F}"), (value_label, f"@y{{{value_format}}}")],
-        formatters={"@x": "datetime"}, mode="vline",
-    ))
+def _line_hover(fig: Any, value_label: str, value_format: str, x_label: str | None = None) -> None:
+    if x_label is None:
+        tooltips = [("", "$name"), ("date", "@x{%F}"), (value_label, f"@y{{{value_format}}}")]
+        fig.add_tools(HoverTool(tooltips=tooltips, formatters={"@x": "datetime"}, mode="vline"))
+    else:
+        tooltips = [("", "$name"), (x_label, "@x{0.000}"), (value_label, f"@y{{{value_format}}}")]
+        fig.add_tools(HoverTool(tooltips=tooltips, mode="vline"))
 
 
 def _colors(n: int) -> list[str]:
@@ -311,6 +316,7 @@ def _colors(n: int) -> list[str]:
 def chart_lines(
     curves: dict[str, pd.Series], title: str, y_label: str, y_format: str, hover_format: str,
     y_log: bool = False, dashed: Sequence[str] = (), zero_line: bool = False, height: int = 300,
+    x_label: str | None = None,
 ) -> Any:
     """One line per curve on a shared time axis, with hover values, zoom and a clickable legend.
 
@@ -323,19 +329,24 @@ def chart_lines(
     :param dashed: labels drawn dashed and grey (benchmarks).
     :param zero_line: draw a horizontal line at 0.
     :param height: pixels.
+    :param x_label: the x axis of curves indexed by numbers (e.g. time in a simulated episode) rather
+        than dates.
     """
-    fig = _figure(title, y_label, y_format, height=height, y_log=y_log)
+    fig = _figure(title, y_label, y_format, height=height, y_log=y_log, x_datetime=x_label is None)
+    if x_label is not None:
+        fig.xaxis.axis_label = x_label
     # Policies keep the same colour in every chart: benchmarks (dashed, grey) take none.
     colors = iter(_colors(len(curves)))
     for label, series in curves.items():
         color = "#888888" if label in dashed else next(colors)
         clean = series.dropna()
-        source = ColumnDataSource({"x": _x(clean.index), "y": clean.to_numpy(dtype=float)})
+        x = _x(clean.index) if x_label is None else clean.index.to_numpy(dtype=float)
+        source = ColumnDataSource({"x": x, "y": clean.to_numpy(dtype=float)})
         style = {"line_dash": "dashed", "color": color} if label in dashed else {"color": color}
         fig.line("x", "y", source=source, legend_label=label, name=label, line_width=1.4, **style)
     if zero_line:
         fig.add_layout(Span(location=0.0, dimension="width", line_color="#444444", line_width=1))
-    _line_hover(fig, y_label, hover_format)
+    _line_hover(fig, y_label, hover_format, x_label)
     return fig
 
 
@@ -746,9 +757,15 @@ def write_report(
     write_results(results, out)
     ctx = ReportContext(results, data, out, settings, extras, log_scale, periods_per_year)
     body = "\n".join(section(ctx) for section in SECTIONS)
+    return _write_page(out, title, body, ctx.charts)
+
+
+def _write_page(out: Path, title: str, body: str, charts: dict[str, Any]) -> Path:
+    """``report.html`` in ``out``: the body with its charts' placeholders filled and Bokeh's JavaScript
+    inlined (no request of any kind)."""
     script = ""
-    if ctx.charts:
-        script, divs = components(ctx.charts)
+    if charts:
+        script, divs = components(charts)
         for key, div in divs.items():
             body = body.replace(f"@@{key}@@", div)
     bokeh_js = Resources(mode="inline", components=["bokeh"]).render_js()
@@ -760,3 +777,113 @@ def write_report(
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------------------------------- microstructure envs
+def _episode_histogram(results: Sequence[LobResult], column: str, title: str, x_label: str, bins: int = 50) -> Any:
+    """Overlaid histograms of one per-episode column of each run."""
+    values = [r.episodes[column].to_numpy(dtype=float) for r in results]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values])
+    edges = np.histogram_bin_edges(finite, bins=bins) if finite.size else np.linspace(-1, 1, bins + 1)
+    fig = _figure(title, "share of episodes", "0%", height=280, x_datetime=False)
+    fig.xaxis.axis_label = x_label
+    for r, v, color in zip(results, values, _colors(len(results))):
+        counts, _ = np.histogram(v[np.isfinite(v)], bins=edges)
+        share = counts / max(v.size, 1)
+        source = ColumnDataSource({"left": edges[:-1], "right": edges[1:], "top": share})
+        fig.quad(top="top", bottom=0, left="left", right="right", source=source, fill_alpha=0.35,
+                 line_alpha=0.6, color=color, legend_label=r.name, name=r.name)
+    fig.add_tools(HoverTool(tooltips=[("", "$name"), (x_label, "@left{0.000} to @right{0.000}"),
+                                      ("share", "@top{0.0%}")]))
+    return fig
+
+
+def write_lob_report(
+    results: Sequence[LobResult], out_dir: str | Path, title: str | None = None,
+    settings: dict[str, object] | None = None,
+) -> Path:
+    """Write the report of runs on a simulated microstructure env (``MarketMaking-v0`` or ``Execution-v0``):
+    ``report.html`` (settings, the metrics table as in the console, the P/L and inventory paths or the
+    execution schedule and shortfall, per-episode distributions), and ``stats.json``, ``paths.csv`` and
+    ``episodes.csv`` (:func:`experiments.results.write_lob_results`); return the HTML's path.
+
+    :param results: one run per policy, same env and episodes.
+    :param out_dir: output folder (created if needed).
+    :param title: page title (default: names the env).
+    :param settings: settings shown at the top (the env's market, episodes, seed).
+    """
+    if not results:
+        raise ValueError("write_lob_report needs at least one result")
+    envs = {r.env_id for r in results}
+    if len(envs) != 1:
+        raise ValueError(f"write_lob_report compares runs on one env, got {sorted(envs)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_lob_results(results, out)
+    env = short_env_id(results[0].env_id)
+    title = title or f"Backtest report: {env}"
+    charts: dict[str, Any] = {}
+
+    def chart(fig: Any) -> str:
+        key = f"chart{len(charts)}"
+        charts[key] = fig
+        return f"<div class='chart' data-chart='{key}'>@@{key}@@</div>"
+
+    first = results[0].settings
+    parts = [f"<p class='note'>{first.get('episodes', len(results[0].episodes)):,} simulated episodes per "
+             f"policy (seed {first.get('seed')}), the same for every policy, stepped at once in the native "
+             "vector env.</p>"]
+    if settings:
+        rows = settings_rows(settings)
+        frame = pd.DataFrame({"value": [v for _, v in rows]}, index=pd.Index([k for k, _ in rows], name="setting"))
+        parts.append("<h2>Settings</h2>" + table_html(frame, formats=lambda v: str(v)))
+    rows = lob_table_rows(results)
+    table = pd.DataFrame({r.name: [cells[i] for _, cells in rows] for i, r in enumerate(results)},
+                         index=pd.Index([label for label, _ in rows], name="metric"))
+    parts.append("<h2>Summary</h2>" + table_html(table, formats=lambda v: str(v)))
+    time_label = "time (episode time units)"
+    if results[0].env_id == MARKET_MAKING_ENV_ID:
+        parts.append("<h2>P/L and inventory paths</h2>")
+        parts.append(chart(chart_lines({r.name: r.paths["pnl_mean"] for r in results}, "Mean P/L",
+                                       "P/L", "0,0.00", "0,0.000", zero_line=True, x_label=time_label)))
+        band = {}
+        for r in results:
+            band[f"{r.name} 5%"] = r.paths["pnl_p05"]
+            band[f"{r.name} 95%"] = r.paths["pnl_p95"]
+        parts.append(chart(chart_lines(band, "P/L, 5th and 95th percentiles over episodes", "P/L", "0,0.00",
+                                       "0,0.000", zero_line=True, x_label=time_label)))
+        parts.append(chart(chart_lines({r.name: r.paths["abs_inventory_mean"] for r in results},
+                                       "Mean absolute inventory", "|inventory|", "0.00", "0.000",
+                                       x_label=time_label)))
+        parts.append(chart(chart_lines({r.name: r.paths["inventory_mean"] for r in results}, "Mean inventory",
+                                       "inventory", "0.00", "0.000", zero_line=True, x_label=time_label)))
+        parts.append("<h2>Episodes</h2>")
+        parts.append(chart(_episode_histogram(results, "pnl", "P/L per episode", "P/L")))
+        parts.append(chart(_episode_histogram(results, "terminal_inventory", "Terminal inventory", "inventory")))
+    else:
+        parts.append("<h2>Schedule and shortfall</h2>")
+        parts.append(chart(chart_lines({r.name: r.paths["shares_left"] for r in results},
+                                       "Share of the block left", "left", "0%", "0.0%", x_label=time_label)))
+        parts.append(chart(chart_lines({r.name: r.paths["shortfall_bps"] for r in results},
+                                       "Mean implementation shortfall so far (bps)", "bps", "0.0", "0.00",
+                                       zero_line=True, x_label=time_label)))
+        parts.append("<h2>Episodes</h2>")
+        parts.append(chart(_episode_histogram(results, "shortfall_bps", "Implementation shortfall per episode",
+                                              "bps")))
+    parts.append(f"<p class='note'>{html.escape(LOB_NOTES[results[0].env_id])}</p>")
+    return _write_page(out, title, "".join(parts), charts)
+
+
+LOB_NOTES = {
+    MARKET_MAKING_ENV_ID: (
+        "Reward = change in mark-to-market P/L less the running and terminal inventory penalties; the "
+        "closed-form optimum is the optimal policy's expected reward. Fill rate: fills per market order "
+        "reaching the quotes' side. Spread captured: the fill's distance from the mid, per unit filled. "
+        "Adverse selection: the mid's move against the maker over the 10 steps after a fill, per unit filled."
+    ),
+    EXECUTION_ENV_ID: (
+        "Reward = minus the implementation shortfall and the risk penalty; the closed-form optimum is "
+        "Almgren-Chriss's minus E[cost] + lambda Var, and the share of it is optimum / mean (a cost). "
+        "Shortfall in bps of the block's notional at the arrival price."
+    ),
+}

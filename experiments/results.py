@@ -9,6 +9,17 @@
 - ``equity.csv``: ``timestamp`` then one column per policy and ``benchmark`` (equal-weight buy-and-hold).
 
 ``pd.read_json``/``json.load`` and ``pd.read_csv(..., parse_dates=[...])`` read them back.
+
+Runs on the simulated microstructure envs (:mod:`experiments.microstructure`) have no bars and no round
+trips; :func:`write_lob_results` writes:
+
+- ``stats.json``: ``{policy name: {metric: value}}`` as above (``env`` first, then the keys of
+  :data:`~experiments.microstructure.MARKET_MAKING_METRICS` or :data:`~experiments.microstructure.EXECUTION_METRICS`:
+  ``mean_reward``, ``pnl``, ``fill_rate``, ``spread_captured``, ``adverse_selection``, ...).
+- ``paths.csv``: ``policy``, ``time`` (episode time units) and the mean paths (``pnl_mean``, ``pnl_p05``,
+  ``pnl_p95``, ``inventory_mean``, ``abs_inventory_mean``; or ``shares_left``, ``shortfall_bps``).
+- ``episodes.csv``: ``policy``, ``episode`` and each episode's ``reward``, ``pnl``, ``terminal_inventory``
+  (or ``shortfall_bps``).
 """
 
 from __future__ import annotations
@@ -23,8 +34,10 @@ import numpy as np
 import pandas as pd
 
 from experiments.engine import BacktestResult
+from experiments.microstructure import LobResult
 
 FILES = ("stats.json", "trades.csv", "equity.csv")
+LOB_FILES = ("stats.json", "paths.csv", "episodes.csv")
 
 
 def _plain(value: Any) -> Any:
@@ -85,4 +98,25 @@ def write_results(results: Sequence[BacktestResult], out_dir: str | Path) -> dic
     paths["stats.json"].write_text(json.dumps(stats_dict(results), indent=2))
     trades_frame(results).to_csv(paths["trades.csv"], index=False)
     equity_frame(results).to_csv(paths["equity.csv"])
+    return paths
+
+
+def write_lob_results(results: Sequence[LobResult], out_dir: str | Path) -> dict[str, Path]:
+    """Write ``stats.json``, ``paths.csv`` and ``episodes.csv`` of microstructure runs into ``out_dir``; return
+    their paths.
+
+    :param results: runs on one microstructure env.
+    :param out_dir: output folder (created if needed).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in LOB_FILES}
+    stats = {r.name: {"env": r.env_id, **{k: _plain(v) for k, v in r.metrics.items()}} for r in results}
+    paths["stats.json"].write_text(json.dumps(stats, indent=2))
+    pd.concat([r.paths.reset_index().assign(policy=r.name) for r in results], ignore_index=True).pipe(
+        lambda f: f[["policy", *[c for c in f.columns if c != "policy"]]]
+    ).to_csv(paths["paths.csv"], index=False)
+    pd.concat([r.episodes.reset_index().assign(policy=r.name) for r in results], ignore_index=True).pipe(
+        lambda f: f[["policy", *[c for c in f.columns if c != "policy"]]]
+    ).to_csv(paths["episodes.csv"], index=False)
     return paths
