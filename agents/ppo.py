@@ -35,6 +35,7 @@ from envs.environments.optimal_execution import ENV_ID as EXECUTION_ENV_ID
 from envs.environments.options import ENV_ID as OPTIONS_ENV_ID
 from envs.features import DEFAULT_FEATURES, FeatureConfig
 from envs.sim.actions import ActionAdapter
+from envs.sim.sizing import sizer_of
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
 RAW_ACTION_ENV_IDS: tuple[str, ...] = (MARKET_MAKING_ENV_ID, EXECUTION_ENV_ID)
@@ -50,7 +51,9 @@ class SB3Agent:
     :param env_kwargs: the single-env settings that shape observations (``window_size``, ``features`` as
         a list of names; ``None`` means what agents of earlier versions trained on, all 63 features;
         ``symbol`` or ``symbols``) plus the training
-        ``action_mode``, ``allow_short`` and ``position_size``; plain values, as stored in ``policy.yaml``. An
+        ``action_mode``, ``allow_short`` and ``position_size``, or ``sizing`` (the spec's sizing section, for a
+        volatility or Kelly rule: the agent's weights are then the signal, which the env sizes as it did in
+        training); plain values, as stored in ``policy.yaml``. An
         options agent has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is
         fixed); a market-making or execution agent has that env's ``env_id`` and its arguments.
     :param normalizer: the ``VecNormalize`` whose observation statistics the model was trained with, or
@@ -119,11 +122,15 @@ class SB3Agent:
         # Agents saved before their settings were always written down trained on the envs' defaults of that
         # time: 10 bars of every feature.
         features = self.env_kwargs.get("features") or DEFAULT_FEATURES
-        return {
+        options: dict[str, Any] = {
             "window_size": self.env_kwargs.get("window_size", 10),
             "features": FeatureConfig(features=tuple(features)),
             "action_mode": "weights",
         }
+        if self.env_kwargs.get("sizing"):
+            # The agent's weights are its signal; the env sizes it with the rule it trained under.
+            options["sizing"] = sizer_of(**self.env_kwargs["sizing"])
+        return options
 
     def reset(self, seed: int | None = None) -> None:
         """Seed the sampling of non-deterministic actions (the network keeps no episode state)."""

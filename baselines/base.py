@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from agents.params import Parameterised
-from agents.sizing import Sizer, make_sizer, on_calendar
+from envs.sim.sizing import Sizer, on_calendar, sizer_of
 
 
 class Bars(Protocol):
@@ -38,7 +38,7 @@ class SignalBot(Parameterised):
 
     :param allow_short: act on bearish signals by going short; otherwise they mean flat.
     :param sizing: ``"fixed"`` (weight = signal x fraction), ``"volatility"`` (target each position's
-        volatility) or ``"kelly"`` (capped fractional Kelly); see :mod:`agents.sizing`.
+        volatility) or ``"kelly"`` (capped fractional Kelly); see :mod:`envs.sim.sizing`.
     :param fraction: the fixed weight, or the weight cap for the volatility and Kelly sizers.
     :param target_vol: annualised volatility per position for ``sizing="volatility"``.
     :param sizing_lookback: bars used by the volatility and Kelly estimates.
@@ -52,10 +52,7 @@ class SignalBot(Parameterised):
 
     def validate(self) -> None:
         """Build the sizer once, which also checks the sizing parameters."""
-        options = {"target_vol": self.target_vol} if self.sizing == "volatility" else {}
-        if self.sizing != "fixed":
-            options["lookback"] = self.sizing_lookback
-        self._sizer: Sizer = make_sizer(self.sizing, self.fraction, **options)
+        self._sizer: Sizer = sizer_of(self.sizing, self.fraction, self.target_vol, self.sizing_lookback)
 
     def signal(self, bars: Bars) -> np.ndarray:
         """The rule: ``(T, S)`` signal in ``[-1, 1]``, row ``t`` from bars ``<= t`` only."""

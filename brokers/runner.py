@@ -7,8 +7,9 @@ On every new bar:
 2. **observe**: a shadow env (:class:`brokers.shadow.ShadowEnv`), built once by the factory the backtest
    uses and stepped once per bar with the run's decisions, gives the policy exactly the observation and
    ``info`` the backtest env would give it after the same decisions;
-3. **decide**: ``policy.act(obs, info)``, turned into target weights by the env's action adapter, then the
-   risk layer (:class:`envs.sim.risk.RiskManager`) on the broker's real account;
+3. **decide**: ``policy.act(obs, info)``, turned into target weights by the env's action adapter and sizing
+   rule (:meth:`envs.environments.base.TradingEnvBase.signal_weights`), then the risk layer
+   (:class:`envs.sim.risk.RiskManager`) on the broker's real account;
 4. **order**: as in the env, only symbols whose target changed trade, plus those whose previous orders
    ended unfilled (a flip's opening leg waits for its closing leg, so against a broker that fills at the
    next bar it goes out one bar later than in the backtest); orders are planned from the broker's
@@ -370,7 +371,7 @@ class LiveRunner:
 
     def _decide(self, data: MarketData, rec: Reconciliation, equity: float) -> dict[str, Any]:
         action = self.policy.act(self.shadow.obs, self.shadow.info)
-        requested = self.shadow.env.adapter.to_weights(action)
+        requested = self.shadow.env.signal_weights(action)
         allowed, events = requested, []
         if self.risk is not None:
             positions = np.array([rec.positions.get(s, 0.0) for s in self.symbols])

@@ -310,10 +310,6 @@ def resolve(config: RLConfig, spec: ExperimentSpec | None = None) -> tuple[RLCon
     if config.seed is not None:
         overrides["seeds"] = (config.seed,)
     spec = spec.replace(**overrides)
-    if spec.sizing.sizing != "fixed":
-        raise ConfigError(
-            f"sizing.sizing: an RL agent trades a fixed position size (sizing.fraction), got {spec.sizing.sizing!r}"
-        )
     ex = spec.execution
     symbol = config.symbol
     if symbol is None and spec.data.symbols and config.env != "Portfolio-v0":

@@ -38,7 +38,7 @@ import yaml
 
 from agents.params import coerce, declared_params, param_docs
 from agents.rl_eval import Period, split_periods
-from agents.sizing import FixedFraction, VolatilityTarget
+from envs.sim.sizing import FixedFraction, Sizer, VolatilityTarget, sizer_of
 from envs.data.calendar import resample
 from envs.data.market_data import MarketData
 from envs.data.sources import load_data
@@ -155,7 +155,7 @@ class SizingSpec:
     """The one sizing rule every policy trades with: a signal in [-1, 1] per symbol becomes a weight.
 
     :param sizing: fixed (weight = signal x fraction), volatility (each position targets target_vol) or
-        kelly (capped fractional Kelly); see agents.sizing.
+        kelly (capped fractional Kelly); see envs.sim.sizing.
     :param fraction: the weight of a full-conviction position (fixed), or the cap of the other sizers.
     :param target_vol: annualised volatility per position for sizing=volatility.
     :param sizing_lookback: bars used by the volatility and Kelly estimates.
@@ -177,6 +177,10 @@ class SizingSpec:
     def params(self) -> dict[str, Any]:
         """The sizing parameters as a policy declares them (rule bots and predictors share these names)."""
         return dataclasses.asdict(self)
+
+    def sizer(self) -> Sizer:
+        """The rule itself (:mod:`envs.sim.sizing`), as an RL agent's env applies it to the agent's signal."""
+        return sizer_of(self.sizing, self.fraction, self.target_vol, self.sizing_lookback)
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,13 @@
 
 ``python -m experiments.train ppo [--spec FILE] [--config FILE] [--timesteps N] [--learning-rate X] ...``
 (every :class:`~experiments.rl_config.RLConfig` field and every experiment-spec field is a flag). The
-agent trains under the spec's costs (every ``ExecutionConfig`` field), risk rules and position size
-(``sizing.fraction``: a full-conviction action holds that share of equity), the ones it is evaluated and
-paper-traded with. The data is split in time order into train, validation and test periods (the spec's
+agent trains under the spec's costs (every ``ExecutionConfig`` field), risk rules and sizing rule (fixed:
+a full-conviction action holds ``sizing.fraction`` of equity; volatility or Kelly: the action is the
+signal, which the env sizes bar by bar with :mod:`envs.sim.sizing`, the rule bots' and predictors' code),
+the ones it is evaluated and paper-traded with. The data is split in time order into train, validation and test periods (the spec's
 dates or fractions). Training runs on the train period, episodes of ``episode_length`` bars starting at
 random train bars: through the batched vector env (:class:`~envs.environments.vector.TradingVectorEnv`)
-when the risk layer is off, else through copies of the single env, which runs the risk layer bar by bar
+when the risk layer is off and sizing fixed, else through copies of the single env, which runs the risk layer bar by bar
 (``envs/sim/risk.py``, the code the backtest and the live runner call), both behind SB3's ``VecNormalize``. ``Options-v0`` has no batched env: SB3's
 ``DummyVecEnv`` steps copies of :class:`~envs.environments.options.OptionsEnv` (sharing one set of option chains
 per data set) behind the same ``VecNormalize``. Every ``eval_freq`` steps the policy trades the
@@ -179,13 +180,21 @@ def env_kwargs(config: RLConfig, data: MarketData, spec: ExperimentSpec | None =
         "features": list(config.features or OBSERVATION_FEATURES),
         "action_mode": config.action_mode,
         "allow_short": config.allow_short,
-        "position_size": spec.sizing.fraction,
+        **_sizing_kwargs(spec),
     }
     if config.env == "Stocks-v0":
         kwargs["symbol"] = data.symbols[0]
     else:
         kwargs["symbols"] = list(data.symbols)
     return kwargs
+
+
+def _sizing_kwargs(spec: ExperimentSpec) -> dict[str, Any]:
+    """How the agent's actions are sized, as plain values: a fixed fraction is its position size; a volatility
+    or Kelly rule is the spec's sizing section, which the env applies to the agent's signal bar by bar."""
+    if spec.sizing.sizing == "fixed":
+        return {"position_size": spec.sizing.fraction}
+    return {"position_size": 1.0, "sizing": spec.sizing.params()}
 
 
 def _single_env_kwargs(config: RLConfig, spec: ExperimentSpec) -> dict[str, Any]:
@@ -207,7 +216,9 @@ def _options_env_kwargs(config: RLConfig, spec: ExperimentSpec) -> dict[str, Any
     return {"costs": costs, "reward": config.reward, "initial_cash": spec.initial_cash}
 
 
-def eval_env_factory(config: RLConfig, env: str | None = None, spec: ExperimentSpec | None = None) -> EnvFactory:
+def eval_env_factory(
+    config: RLConfig, env: str | None = None, spec: ExperimentSpec | None = None, agent: bool = False
+) -> EnvFactory:
     """Builds the single env policies are scored in, with the training costs and risk rules: a stock env in
     ``weights`` action mode, or the options env (whose actions are strategy indices).
 
@@ -215,6 +226,8 @@ def eval_env_factory(config: RLConfig, env: str | None = None, spec: ExperimentS
     :param env: the env to build (default: ``config.env``), e.g. Stocks-v0 for a stock bot compared with an
         options agent.
     :param spec: the experiment spec (default: the one :func:`~experiments.rl_config.resolve` gives).
+    :param agent: the agent's env: under a volatility or Kelly rule it sizes the agent's signal, as the
+        training env does (rule bots and predictors size their own signals).
     """
     config, spec = resolve(config, spec)
     env = env or config.env
@@ -227,6 +240,8 @@ def eval_env_factory(config: RLConfig, env: str | None = None, spec: ExperimentS
         return make_options
     env_cls: type[TradingEnvBase] = StocksEnv if env == "Stocks-v0" else PortfolioEnv
     kwargs = _single_env_kwargs(config, spec)
+    if agent and spec.sizing.sizing != "fixed":
+        kwargs["sizing"] = spec.sizing.sizer()
     if config.env == "Options-v0":
         # A stock bot next to an options agent reads only the raw history, as in a backtest; the config's
         # features (which Options-v0 ignores) would only delay its first bar.
@@ -240,7 +255,8 @@ def eval_env_factory(config: RLConfig, env: str | None = None, spec: ExperimentS
 
 def make_train_env(config: RLConfig, datasets: Sequence[MarketData], spec: ExperimentSpec | None = None) -> VecEnv:
     """The training env over the training data sets, behind ``VecNormalize``: batched when the spec's risk
-    layer is off, copies of the single env (which runs the risk layer) when it is on.
+    layer is off and its sizing fixed, copies of the single env (which runs the risk layer and sizes each
+    action by a volatility or Kelly rule bar by bar) otherwise.
 
     :param config: the run config.
     :param datasets: the data the agent may learn from (see :func:`training_data`).
@@ -252,7 +268,7 @@ def make_train_env(config: RLConfig, datasets: Sequence[MarketData], spec: Exper
     sizes = [len(part) for part in np.array_split(np.arange(config.num_envs), len(datasets))]
     if config.env == "Options-v0":
         venv: VecEnv = _options_train_env(config, spec, datasets, sizes)
-    elif spec.risk is not None:
+    elif spec.risk is not None or spec.sizing.sizing != "fixed":
         venv = _risk_train_env(config, spec, datasets, sizes)
     else:
         venv = _stock_train_env(config, spec, datasets, sizes)
@@ -300,7 +316,7 @@ def _stock_train_env(
             data=data,
             action_mode=config.action_mode,
             episode_length=_episode_length(config, spec, data),
-            position_size=spec.sizing.fraction,
+            sizing=spec.sizing.sizer(),
             **{**_single_env_kwargs(config, spec), "risk": None},
         )
         venvs.append(SB3VecEnv(vector))
@@ -310,7 +326,7 @@ def _stock_train_env(
 def _risk_train_env(
     config: RLConfig, spec: ExperimentSpec, datasets: Sequence[MarketData], sizes: Sequence[int]
 ) -> VecEnv:
-    """``sizes[k]`` copies of the single stock env on ``datasets[k]`` with the spec's risk layer.
+    """``sizes[k]`` copies of the single stock env on ``datasets[k]`` with the spec's risk layer and sizing rule.
 
     The risk layer keeps state from bar to bar (high-water mark, halts, stop blocks), which the compiled
     vector kernel does not carry; the single env runs the layer's own code, so training meets exactly the
@@ -318,7 +334,7 @@ def _risk_train_env(
     """
     env_cls: type[TradingEnvBase] = StocksEnv if config.env == "Stocks-v0" else PortfolioEnv
     kwargs = {**_single_env_kwargs(config, spec), "action_mode": config.action_mode,
-              "position_size": spec.sizing.fraction}
+              "sizing": spec.sizing.sizer()}
     factories = []
     for data, n in zip(datasets, sizes):
         length = _episode_length(config, spec, data)
@@ -428,7 +444,7 @@ def train(
     data = _traded(config, full)
     train_period, val_period, test_period = spec.splits.periods(data.index)
     kwargs = env_kwargs(config, data, spec)
-    make_env = eval_env_factory(config, spec=spec)
+    make_env = eval_env_factory(config, spec=spec, agent=True)
     venv = make_train_env(config, training_data(config, full, train_period), spec)
     model = build_model(config, venv)
     model.set_logger(configure(str(run_dir / "tb"), ["tensorboard", "csv"]))

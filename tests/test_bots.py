@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from agents.registry import make_policy, policy_class, policy_names
-from agents.sizing import CappedKelly, FixedFraction, VolatilityTarget, make_sizer
+from envs.sim.sizing import CappedKelly, FixedFraction, VolatilityTarget, make_sizer
 from baselines.consensus import Consensus
 from baselines.pairs_trading import PairsTrading
 from baselines.rsi_reversion import RsiReversion

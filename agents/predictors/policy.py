@@ -7,7 +7,7 @@ Before the first model is active it stays flat.
 
 The signal is long (+1) where the probability that the ``horizon``-bar return is up reaches ``threshold``,
 short (-1) where it is at most ``1 - threshold`` (flat instead unless ``allow_short``), and flat between.
-A sizer from :mod:`agents.sizing` turns it into weights, exactly as for the rule bots.
+A sizer from :mod:`envs.sim.sizing` turns it into weights, exactly as for the rule bots.
 
 ``act`` recomputes the causal inputs from ``info["history"]`` (one call per bar in live trading);
 ``act_batch`` computes them once for a whole data set and gives the same weights at every bar.
@@ -29,7 +29,7 @@ import pandas as pd
 from agents.params import Parameterised
 from agents.predictors.inputs import Inputs
 from agents.predictors.walk_forward import ScheduledModel
-from agents.sizing import Sizer, make_sizer, on_calendar
+from envs.sim.sizing import Sizer, on_calendar, sizer_of
 from envs.data.market_data import MarketData
 
 ARTIFACT = "predictor.joblib"
@@ -41,7 +41,7 @@ class PredictorPolicy(Parameterised):
     :param horizon: which forecast horizon (bars) drives the signal; one the models were trained for.
     :param threshold: up-probability needed to go long (``1 - threshold`` to go short), in ``(0.5, 1)``.
     :param allow_short: act on bearish forecasts by going short; otherwise they mean flat.
-    :param sizing: ``"fixed"``, ``"volatility"`` or ``"kelly"`` (see :mod:`agents.sizing`).
+    :param sizing: ``"fixed"``, ``"volatility"`` or ``"kelly"`` (see :mod:`envs.sim.sizing`).
     :param fraction: the fixed weight, or the weight cap for the volatility and Kelly sizers.
     :param target_vol: annualised volatility per position for ``sizing="volatility"``.
     :param sizing_lookback: bars used by the volatility and Kelly estimates.
@@ -65,10 +65,7 @@ class PredictorPolicy(Parameterised):
     def validate(self) -> None:
         if not 0.5 < self.threshold < 1:
             raise ValueError(f"{self.name}.threshold must be in (0.5, 1), got {self.threshold}")
-        options: dict[str, float] = {"target_vol": self.target_vol} if self.sizing == "volatility" else {}
-        if self.sizing != "fixed":
-            options["lookback"] = self.sizing_lookback
-        self._sizer: Sizer = make_sizer(self.sizing, self.fraction, **options)
+        self._sizer: Sizer = sizer_of(self.sizing, self.fraction, self.target_vol, self.sizing_lookback)
 
     @classmethod
     def from_schedule(

@@ -15,9 +15,10 @@ from envs.data.history import History
 from envs.data.market_data import CLOSE, MarketData
 from envs.environments.rewards import Reward
 from envs.features import OBS_BOUND, OBSERVATION_FEATURES, FeatureConfig, Features, compute_features
-from envs.sim.actions import ActionAdapter
+from envs.sim.actions import ActionAdapter, cap_gross
 from envs.sim.execution import ExecutionConfig
 from envs.sim.risk import RiskManager, RiskState
+from envs.sim.sizing import FixedFraction, Sizer, SizingState, on_calendar
 
 DEFAULT_INITIAL_CASH = 100_000.0
 WINDOW_TABLE_MAX_FLOATS = 64_000_000
@@ -88,6 +89,7 @@ class TradingEnvBase(gym.Env):
         risk: Any,
         render_mode: str | None,
         position_size: float = 1.0,
+        sizing: Sizer | None = None,
     ) -> None:
         if not isinstance(window_size, (int, np.integer)) or window_size < 1:
             raise ValueError(f"window_size must be a positive integer, got {window_size!r}")
@@ -109,6 +111,7 @@ class TradingEnvBase(gym.Env):
             None if isinstance(features, Features) else features or FeatureConfig(OBSERVATION_FEATURES)
         )
         self._n_state = n_state
+        self._sizing: SizingState | None = None
         self._load(data, features if isinstance(features, Features) else compute_features(data, self._feature_config))
         if self.last_t - self.first_t < 1:
             raise ValueError(
@@ -126,6 +129,17 @@ class TradingEnvBase(gym.Env):
             -OBS_BOUND, OBS_BOUND, shape=(self._n_window + n_state,), dtype=np.float32
         )
         self._fill_field = self.execution.fill_field
+        if sizing is not None:
+            if position_size != 1.0:
+                raise ValueError(f"give sizing or position_size, not both (position_size={position_size!r})")
+            sizing = on_calendar(sizing, data.periods_per_year)
+            # A fixed fraction is the action adapter's position size (the arithmetic of FixedFraction), which the
+            # compiled vector env reads too; the other rules size each action from the bars (and signals) so far.
+            if isinstance(sizing, FixedFraction):
+                position_size = sizing.fraction
+            else:
+                self._sizing = SizingState(sizing, data.close)
+        self.sizing = sizing
         self.adapter = ActionAdapter(
             action_mode, data.n_symbols, self.execution.allow_short, self.execution.max_leverage, position_size
         )
@@ -151,6 +165,8 @@ class TradingEnvBase(gym.Env):
             )
         self.data = data
         self.features = features
+        if self._sizing is not None:
+            self._sizing.load(data.close)
         # Whether each symbol's market is open on each bar: a closed bar never fills (the one trade rule).
         tradable = data.tradable
         self._tradable = np.ones(data.values.shape[:2], dtype=bool) if tradable is None else tradable
@@ -255,6 +271,26 @@ class TradingEnvBase(gym.Env):
 
     def _account_state(self) -> tuple[np.ndarray, np.ndarray, float]:
         raise NotImplementedError
+
+    def signal_weights(self, action: Any) -> np.ndarray:
+        """Target weights ``(S,)`` the env trades for ``action`` at the current bar, before the risk layer: the
+        action adapter's weights, sized by the env's sizing rule when it has one (the live runner asks this
+        of its shadow env, so paper trading sizes as the backtest does).
+
+        :param action: an action of the env's action space.
+        """
+        weights = self.adapter.to_weights(action)
+        return weights if self._sizing is None else self._sized(weights, record=False)
+
+    def _sized(self, signal: np.ndarray, record: bool = True) -> np.ndarray:
+        """The sizing rule's weights for ``signal`` (the adapter's weights) at the current bar, within the
+        leverage cap as a rule bot's weights are in a ``weights`` env; the signal is recorded for the rule's
+        later bars unless ``record`` is False."""
+        assert self._sizing is not None
+        weights = cap_gross(self._sizing.weights(self._t, signal), self.adapter.max_leverage)
+        if record:
+            self._sizing.record(self._t, signal)
+        return weights
 
     def _risk_check(
         self, target: np.ndarray, entry_prices: np.ndarray

@@ -12,6 +12,7 @@ from envs.environments.base import DEFAULT_INITIAL_CASH, TradingEnvBase, resolve
 from envs.features import FeatureConfig, Features
 from envs.sim.execution import ExecutionConfig, rebalance, should_trade_batch
 from envs.sim.portfolio import Fill, Portfolio
+from envs.sim.sizing import Sizer
 
 
 class PortfolioEnv(TradingEnvBase):
@@ -59,6 +60,10 @@ class PortfolioEnv(TradingEnvBase):
     :param render_mode: ``"rgb_array"`` or ``"ansi"``.
     :param position_size: weight of a full-conviction action (see :class:`~envs.sim.actions.ActionAdapter`);
         the experiment spec's sizing fraction, so an agent trades the notional the rule bots do.
+    :param sizing: a sizing rule of :mod:`envs.sim.sizing` (instead of ``position_size``): the action's
+        weights are the signal, sized bar by bar by the rule the rule bots and predictors use
+        (:class:`~envs.sim.sizing.SizingState`), so an RL agent trades under the spec's volatility or Kelly
+        sizing too. A fixed fraction is the position size.
 
     ## Version History
     * v0: initial version.
@@ -80,6 +85,7 @@ class PortfolioEnv(TradingEnvBase):
         risk: Any = None,
         render_mode: str | None = None,
         position_size: float = 1.0,
+        sizing: Sizer | None = None,
     ) -> None:
         data = resolve_data(data)
         if symbols is not None and tuple(symbols) != data.symbols:
@@ -99,6 +105,7 @@ class PortfolioEnv(TradingEnvBase):
             risk=risk,
             render_mode=render_mode,
             position_size=position_size,
+            sizing=sizing,
         )
         self.symbols = data.symbols
         self.portfolio = Portfolio(self.symbols, self.initial_cash)
@@ -132,6 +139,8 @@ class PortfolioEnv(TradingEnvBase):
         self.equity_curve = [self.initial_cash]
         if self._risk is not None:
             self._risk.reset(self.initial_cash)
+        if self._sizing is not None:
+            self._sizing.reset()
         self.reward_fn.reset(self.initial_cash)
         return self._observation(self._state()), self._info()
 
@@ -139,6 +148,8 @@ class PortfolioEnv(TradingEnvBase):
         if self._t >= self._end_t:
             raise RuntimeError("step() called after the episode ended; call reset()")
         target = self.adapter.to_weights(action)
+        if self._sizing is not None:
+            target = self._sized(target)
         reasons = np.full(self.data.n_symbols, "policy", dtype=object)
         force = np.zeros(self.data.n_symbols, dtype=bool)
         risk_events: tuple = ()

@@ -22,6 +22,7 @@ from envs.features import FeatureConfig, Features
 from envs.sim.actions import InvalidActionError
 from envs.sim.execution import ExecutionConfig, fill_one, should_trade, update_cost_basis_one
 from envs.sim.portfolio import Fill
+from envs.sim.sizing import Sizer
 
 # The namedtuple's own constructor parses keywords; the tuple constructor skips that (half the cost).
 _new_fill = partial(tuple.__new__, Fill)
@@ -87,6 +88,10 @@ class StocksEnv(TradingEnvBase):
     :param render_mode: ``"rgb_array"`` or ``"ansi"``.
     :param position_size: weight of a full-conviction action (see :class:`~envs.sim.actions.ActionAdapter`);
         the experiment spec's sizing fraction, so an agent trades the notional the rule bots do.
+    :param sizing: a sizing rule of :mod:`envs.sim.sizing` (instead of ``position_size``): the action's
+        weights are the signal, sized bar by bar by the rule the rule bots and predictors use
+        (:class:`~envs.sim.sizing.SizingState`), so an RL agent trades under the spec's volatility or Kelly
+        sizing too. A fixed fraction is the position size.
 
     ## Version History
     * v0: initial version.
@@ -108,6 +113,7 @@ class StocksEnv(TradingEnvBase):
         risk: Any = None,
         render_mode: str | None = None,
         position_size: float = 1.0,
+        sizing: Sizer | None = None,
     ) -> None:
         data = resolve_data(data)
         if symbol is None:
@@ -131,6 +137,7 @@ class StocksEnv(TradingEnvBase):
             risk=risk,
             render_mode=render_mode,
             position_size=position_size,
+            sizing=sizing,
         )
         self.symbol = symbol
         self._discrete = action_mode == "discrete"
@@ -228,6 +235,8 @@ class StocksEnv(TradingEnvBase):
         self._reset_account()
         if self._risk is not None:
             self._risk.reset(self.initial_cash)
+        if self._sizing is not None:
+            self._sizing.reset()
         self.reward_fn.reset(self.initial_cash)
         return self._observe()
 
@@ -252,6 +261,8 @@ class StocksEnv(TradingEnvBase):
         target = self._weight_of_choice.get(action) if action.__class__ is int else None
         if target is None:
             target = self._target_weight(action)
+        if self._sizing is not None:
+            target = float(self._sized(np.array((target,)))[0])
         reason = "policy"
         force = False
         risk_events: tuple = ()

@@ -75,6 +75,10 @@ class TradingVectorEnv(VectorEnv):
         template_cls = StocksEnv if kind == "stocks" else PortfolioEnv
         self.template = template_cls(**env_kwargs)
         t = self.template
+        if t._sizing is not None:
+            raise ValueError(
+                f"the vector env sizes by a fixed fraction only, got {t.sizing!r}; the single env sizes by any rule"
+            )
         self.kind = kind
         self.num_envs = int(num_envs)
         # One generator per copy when reset got per-env seeds; None: the batch's generator draws every start.

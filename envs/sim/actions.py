@@ -17,6 +17,16 @@ from gymnasium import spaces
 ACTION_MODES = ("discrete", "weights", "continuous")
 
 
+def cap_gross(weights: np.ndarray, max_leverage: float) -> np.ndarray:
+    """Weights ``(..., S)`` scaled down by one factor per row where their gross exceeds ``max_leverage``.
+
+    :param weights: target weights, one row per account.
+    :param max_leverage: cap on the sum of absolute weights.
+    """
+    gross = np.abs(weights).sum(axis=-1, keepdims=True)
+    return np.where(gross > max_leverage, weights * (max_leverage / np.maximum(gross, 1e-12)), weights)
+
+
 class InvalidActionError(ValueError):
     """The action is outside the env's action space; the message says what was expected."""
 
@@ -111,8 +121,7 @@ class ActionAdapter:
             with np.errstate(divide="ignore", invalid="ignore"):
                 weights = np.where(total > 1e-12, arr[:, :-1] / total, 0.0)
             return weights * (self.max_leverage * self.position_size)
-        gross = np.abs(arr).sum(axis=1, keepdims=True)
-        capped = np.where(gross > self.max_leverage, arr * (self.max_leverage / np.maximum(gross, 1e-12)), arr)
+        capped = cap_gross(arr, self.max_leverage)
         return capped * self.position_size if self.position_size != 1.0 else capped
 
     def _batch_invalid(self, actions: Any, bad: np.ndarray, why: str, batch: bool) -> InvalidActionError:

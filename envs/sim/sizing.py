@@ -1,7 +1,9 @@
-"""Position sizing: turn a bot's signal (direction and conviction in ``[-1, 1]``) into target weights.
+"""Position sizing: turn a policy's signal (direction and conviction in ``[-1, 1]``) into target weights.
 
 Every sizer is a causal, vectorised function of the signal and the closes up to each bar, so it serves a
-bot's ``act`` (last row of the history) and ``act_batch`` (all rows) alike.
+bot's ``act`` (last row of the history) and ``act_batch`` (all rows) alike, and the envs, which size an RL
+agent's actions bar by bar with the same rule (:class:`SizingState`). The weight at bar ``t`` depends on
+the last :attr:`window` rows only.
 
 - :class:`FixedFraction`: ``weight = signal * fraction`` (the seed's position size, 0.1).
 - :class:`VolatilityTarget`: scales each position so its own annualised volatility, measured over a
@@ -25,6 +27,10 @@ from envs.features.indicators import log_returns, rolling_mean, rolling_std
 class Sizer(Protocol):
     """Maps a signal ``(T, S)`` and closes ``(T, S)`` to target weights ``(T, S)``."""
 
+    @property
+    def window(self) -> int:
+        """Rows (bars) the weight at a bar depends on, that bar included."""
+
     def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
         """Target weights for every bar, using rows ``<= t`` only for row ``t``."""
 
@@ -45,6 +51,11 @@ class FixedFraction:
 
     def __post_init__(self) -> None:
         _check_positive("fraction", self.fraction)
+
+    @property
+    def window(self) -> int:
+        """One row: the weight is the signal's."""
+        return 1
 
     def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
         return signal * self.fraction
@@ -72,6 +83,11 @@ class VolatilityTarget:
         _check_positive("max_weight", self.max_weight)
         if self.lookback < 2:
             raise ValueError(f"lookback must be at least 2, got {self.lookback}")
+
+    @property
+    def window(self) -> int:
+        """``lookback`` log returns need ``lookback + 1`` closes."""
+        return self.lookback + 1
 
     def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
         if self.periods_per_year is None:
@@ -102,6 +118,11 @@ class CappedKelly:
         _check_positive("max_weight", self.max_weight)
         if self.lookback < 2:
             raise ValueError(f"lookback must be at least 2, got {self.lookback}")
+
+    @property
+    def window(self) -> int:
+        """``lookback`` earned returns need the signal and close of ``lookback + 1`` bars."""
+        return self.lookback + 1
 
     def __call__(self, signal: np.ndarray, close: np.ndarray) -> np.ndarray:
         # The return the unit-sized signal earned at bar t was decided at bar t-1.
@@ -141,3 +162,84 @@ def make_sizer(method: str, fraction: float, **options: float) -> Sizer:
     if method == "fixed":
         return FixedFraction(fraction)
     return SIZERS[method](max_weight=fraction, **options)
+
+
+def sizer_of(sizing: str, fraction: float, target_vol: float, sizing_lookback: int) -> Sizer:
+    """The sizer named by the sizing parameters every policy declares (rule bots, predictors, and the
+    experiment spec's ``sizing`` section, which an RL agent's env sizes with).
+
+    :param sizing: ``"fixed"``, ``"volatility"`` or ``"kelly"``.
+    :param fraction: the fixed weight, or the weight cap of the other sizers.
+    :param target_vol: annualised volatility per position (volatility sizing).
+    :param sizing_lookback: bars of the volatility and Kelly estimates.
+    """
+    options: dict[str, float] = {"target_vol": target_vol} if sizing == "volatility" else {}
+    if sizing != "fixed":
+        options["lookback"] = sizing_lookback
+    return make_sizer(sizing, fraction, **options)
+
+
+# Sizers whose weight is the signal times a factor of the closes alone: the factor is computed once per data.
+_SIGNAL_FREE_SCALE = (FixedFraction, VolatilityTarget)
+
+
+class SizingState:
+    """A sizing rule applied bar by bar, as an env sizes an RL agent's actions: the agent's action is the
+    signal, and the target weight is what the sizer gives for the episode's signals so far.
+
+    The weight at bar ``t`` is row ``t`` of ``sizer(signals, close)`` over the env's bars, where
+    ``signals`` holds the signals recorded at earlier bars of the episode (zero, i.e. flat, before its
+    start) and the new one at ``t``; clipped to ``[-1, 1]`` like a rule bot's. Sizers whose factor depends
+    on the closes only (fixed, volatility) compute it once for the whole data; the others (Kelly, whose
+    factor is the signal's own track record) run on the last :attr:`Sizer.window` rows.
+
+    :param sizer: the sizing rule (already on the data's calendar, see :func:`on_calendar`).
+    :param close: ``(T, S)`` closes of the env's data.
+    """
+
+    def __init__(self, sizer: Sizer, close: np.ndarray) -> None:
+        self.sizer = sizer
+        self.signals = np.zeros_like(close, dtype=np.float64)
+        self.load(close)
+
+    def load(self, close: np.ndarray) -> None:
+        """Take the env's (possibly extended) closes; the signals recorded so far are kept.
+
+        :param close: ``(T, S)`` closes.
+        """
+        kept = self.signals
+        self.close = np.asarray(close, dtype=np.float64)
+        self.signals = np.zeros_like(self.close)
+        n = min(len(kept), len(self.signals))
+        self.signals[:n] = kept[:n]
+        self._scale = (
+            self.sizer(np.ones_like(self.close), self.close) if isinstance(self.sizer, _SIGNAL_FREE_SCALE) else None
+        )
+
+    def reset(self) -> None:
+        """A new episode: no signal recorded yet."""
+        self.signals[:] = 0.0
+
+    def weights(self, t: int, signal: np.ndarray) -> np.ndarray:
+        """Target weights ``(S,)`` for ``signal`` at bar ``t`` (nothing is recorded).
+
+        :param t: the bar that just closed.
+        :param signal: ``(S,)`` signal in ``[-1, 1]``.
+        """
+        signal = np.asarray(signal, dtype=np.float64)
+        if self._scale is not None:
+            weights = signal * self._scale[t]
+        else:
+            lo = max(0, t - self.sizer.window + 1)
+            signals = self.signals[lo : t + 1].copy()
+            signals[-1] = signal
+            weights = self.sizer(signals, self.close[lo : t + 1])[-1]
+        return np.clip(weights, -1.0, 1.0)
+
+    def record(self, t: int, signal: np.ndarray) -> None:
+        """Keep the signal acted on at bar ``t`` (the Kelly sizer's track record reads it later).
+
+        :param t: the bar.
+        :param signal: ``(S,)`` signal.
+        """
+        self.signals[t] = signal
