@@ -7,9 +7,10 @@ a full-conviction action holds ``sizing.fraction`` of equity; volatility or Kell
 signal, which the env sizes bar by bar with :mod:`envs.sim.sizing`, the rule bots' and predictors' code),
 the ones it is evaluated and paper-traded with. The data is split in time order into train, validation and test periods (the spec's
 dates or fractions). Training runs on the train period, episodes of ``episode_length`` bars starting at
-random train bars: through the batched vector env (:class:`~envs.environments.vector.TradingVectorEnv`)
-when the risk layer is off and sizing fixed, else through copies of the single env, which runs the risk layer bar by bar
-(``envs/sim/risk.py``, the code the backtest and the live runner call), both behind SB3's ``VecNormalize``. ``Options-v0`` has no batched env: SB3's
+random train bars: through the batched vector env (:class:`~envs.environments.vector.TradingVectorEnv`),
+which runs the spec's risk layer on every copy with the rules the backtest and the live runner apply
+(``envs/sim/risk.py``); under a volatility or Kelly sizing rule through copies of the single env, which
+sizes each action bar by bar; both behind SB3's ``VecNormalize``. ``Options-v0`` has no batched env: SB3's
 ``DummyVecEnv`` steps copies of :class:`~envs.environments.options.OptionsEnv` (sharing one set of option chains
 per data set) behind the same ``VecNormalize``. Every ``eval_freq`` steps the policy trades the
 validation period and the model with the best validation Sharpe is kept; it is scored on validation
@@ -254,9 +255,9 @@ def eval_env_factory(
 
 
 def make_train_env(config: RLConfig, datasets: Sequence[MarketData], spec: ExperimentSpec | None = None) -> VecEnv:
-    """The training env over the training data sets, behind ``VecNormalize``: batched when the spec's risk
-    layer is off and its sizing fixed, copies of the single env (which runs the risk layer and sizes each
-    action by a volatility or Kelly rule bar by bar) otherwise.
+    """The training env over the training data sets, behind ``VecNormalize``: the batched vector env, with
+    the spec's risk layer, when its sizing is fixed; copies of the single env (which sizes each action by a
+    volatility or Kelly rule bar by bar) otherwise.
 
     :param config: the run config.
     :param datasets: the data the agent may learn from (see :func:`training_data`).
@@ -268,8 +269,8 @@ def make_train_env(config: RLConfig, datasets: Sequence[MarketData], spec: Exper
     sizes = [len(part) for part in np.array_split(np.arange(config.num_envs), len(datasets))]
     if config.env == "Options-v0":
         venv: VecEnv = _options_train_env(config, spec, datasets, sizes)
-    elif spec.risk is not None or spec.sizing.sizing != "fixed":
-        venv = _risk_train_env(config, spec, datasets, sizes)
+    elif spec.sizing.sizing != "fixed":
+        venv = _sized_train_env(config, spec, datasets, sizes)
     else:
         venv = _stock_train_env(config, spec, datasets, sizes)
     return VecNormalize(
@@ -307,7 +308,8 @@ def _options_env_maker(
 def _stock_train_env(
     config: RLConfig, spec: ExperimentSpec, datasets: Sequence[MarketData], sizes: Sequence[int]
 ) -> VecEnv:
-    """One batched :class:`TradingVectorEnv` of ``sizes[k]`` envs per data set, side by side (risk layer off)."""
+    """One batched :class:`TradingVectorEnv` of ``sizes[k]`` envs per data set, side by side, each copy
+    trading through the spec's risk layer."""
     venvs = []
     for data, n in zip(datasets, sizes):
         vector = TradingVectorEnv(
@@ -317,20 +319,19 @@ def _stock_train_env(
             action_mode=config.action_mode,
             episode_length=_episode_length(config, spec, data),
             sizing=spec.sizing.sizer(),
-            **{**_single_env_kwargs(config, spec), "risk": None},
+            **_single_env_kwargs(config, spec),
         )
         venvs.append(SB3VecEnv(vector))
     return venvs[0] if len(venvs) == 1 else ConcatVecEnv(venvs)
 
 
-def _risk_train_env(
+def _sized_train_env(
     config: RLConfig, spec: ExperimentSpec, datasets: Sequence[MarketData], sizes: Sequence[int]
 ) -> VecEnv:
     """``sizes[k]`` copies of the single stock env on ``datasets[k]`` with the spec's risk layer and sizing rule.
 
-    The risk layer keeps state from bar to bar (high-water mark, halts, stop blocks), which the compiled
-    vector kernel does not carry; the single env runs the layer's own code, so training meets exactly the
-    rules the backtest and the live runner apply.
+    A volatility or Kelly rule sizes each signal from state the compiled vector kernel does not carry (the
+    episode's own signals for Kelly); the single env runs the sizers' own code.
     """
     env_cls: type[TradingEnvBase] = StocksEnv if config.env == "Stocks-v0" else PortfolioEnv
     kwargs = {**_single_env_kwargs(config, spec), "action_mode": config.action_mode,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from rl_fixtures import TINY_RL
 
 from agents.registry import make_policy, policy_class
 from envs.data.sources import load_data
+from envs.sim.risk import risk_params
 from experiments.engine import make_env
 from experiments.paper import main as paper_main
 from experiments.rl_config import RLConfig
@@ -25,12 +27,13 @@ def test_the_training_env_trades_under_the_spec(risk: bool) -> None:
     full = load_data(TINY_RL["data"])
     train, _, _ = spec.replace(data=TINY_RL["data"]).splits.periods(full.index)
     venv = make_train_env(config, training_data(config, full, train), spec)
-    if risk:  # copies of the single env, which run the risk layer
-        env = venv.venv.envs[0].unwrapped
+    vector = venv.venv.env  # the batched env, which runs the risk layer on every copy
+    env = vector.template
+    if risk:
         assert env.risk_config == spec.risk and env.risk_config.max_drawdown == 0.3
-    else:  # the batched env (no risk layer)
-        env = venv.venv.env.template
-        assert env.risk_config is None
+        np.testing.assert_array_equal(vector._risk_params, risk_params(spec.risk))
+    else:
+        assert env.risk_config is None and vector._risk_params.size == 0
     assert env.execution == spec.execution and env.execution.spread_bps == 7 and env.execution.commission == 0.002
     assert env.initial_cash == 50_000 and env.adapter.position_size == 0.2
 

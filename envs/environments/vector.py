@@ -3,10 +3,13 @@
 Training throughput comes from here. Every account is a row of ``(N,)`` / ``(N, S)`` arrays. One symbol
 (``Stocks-v0``) steps in one compiled loop (:func:`envs.sim.vector_kernel.step_stocks`) that fills through the
 single env's own compiled ``fill_one``; several symbols (``Portfolio-v0``) fill with one call of
-:func:`envs.sim.execution.rebalance` in numpy, as ``PortfolioEnv`` does. Either way a one-env batch
-reproduces :class:`~envs.environments.stocks.StocksEnv` or :class:`~envs.environments.portfolio.PortfolioEnv` exactly (tests
-check it). Finished episodes reset in the same step (``AutoresetMode.SAME_STEP``); the last observation
-is in ``info["final_obs"]``, which is also what SB3 expects.
+:func:`envs.sim.execution.rebalance` in numpy, as ``PortfolioEnv`` does. The risk layer, when given, runs
+on every copy through :func:`envs.sim.risk.apply_risk`, the compiled rules ``RiskManager`` runs for the
+single envs, the backtest and the live runner (inside the compiled step for one symbol, one call for the
+batch for several). Either way a one-env batch reproduces :class:`~envs.environments.stocks.StocksEnv` or
+:class:`~envs.environments.portfolio.PortfolioEnv` exactly, risk layer included (tests check it). Finished
+episodes reset in the same step (``AutoresetMode.SAME_STEP``); the last observation is in
+``info["final_obs"]``, which is also what SB3 expects.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from envs.data.market_data import CLOSE, HIGH, LOW
 from envs.environments.portfolio import PortfolioEnv
 from envs.environments.stocks import StocksEnv
 from envs.sim.execution import rebalance, should_trade_batch, update_cost_basis
+from envs.sim.risk import HALTED, HALTED_AT, PEAK, RULES, RiskConfig, apply_risk, risk_params
 from envs.sim.vector_kernel import (
     AVG_COST,
     CONTINUOUS,
@@ -52,8 +56,9 @@ class TradingVectorEnv(VectorEnv):
     Takes the single env's arguments (``data``, ``window_size``, ``action_mode``, ``reward``,
     ``episode_length``, ``execution``, ...) and builds one of them as a template, so data loading,
     features, spaces and validation are shared with the single env. With ``episode_length`` every copy
-    starts at its own random bar; without it every copy makes a full pass. The risk layer is not
-    supported here: it belongs to backtests, which use the single envs.
+    starts at its own random bar; without it every copy makes a full pass. With ``risk`` (a
+    :class:`~envs.sim.risk.RiskConfig`) every copy trades through its own risk layer, as the single env
+    does; :attr:`risk_counts` counts the interventions per copy and rule since :meth:`reset`.
 
     ``info`` holds ``equity``, ``cash`` and ``t`` (bar index) per copy; a step where copies finish adds
     ``final_obs`` / ``_final_obs`` and ``final_info`` (their final ``equity``) before they reset.
@@ -68,8 +73,11 @@ class TradingVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 8, kind: str = "stocks", **env_kwargs: Any) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if env_kwargs.get("risk") is not None:
-            raise ValueError("the vector env does not run the risk layer; use the single env for backtests")
+        risk = env_kwargs.get("risk")
+        if risk is not None and not isinstance(risk, RiskConfig):
+            raise ValueError(
+                f"the risk layer takes a RiskConfig (or None: no risk layer), got {type(risk).__name__}"
+            )
         if kind not in ("stocks", "portfolio"):
             raise ValueError(f"kind must be 'stocks' or 'portfolio', got {kind!r}")
         template_cls = StocksEnv if kind == "stocks" else PortfolioEnv
@@ -109,6 +117,13 @@ class TradingVectorEnv(VectorEnv):
         self._pos[AVG_COST] = np.nan
         self._clock = np.full((2, n), t.first_t, dtype=np.int64)
         self._clock[END] = t.last_t
+        # The risk layer's state of every copy, in apply_risk's layout; no limits: no risk layer.
+        self._risk_params = np.zeros(0) if risk is None else risk_params(risk)
+        self._risk_acct = np.zeros((3, n))
+        self._risk_pos = np.zeros((2, n, s), dtype=np.int64)
+        self.risk_counts = np.zeros((n, len(RULES)), dtype=np.int64)
+        """Interventions of the risk layer since :meth:`reset`, per copy and rule (columns in the order
+        of :data:`envs.sim.risk.RULES`)."""
         self._bind()
 
     def _bind(self) -> None:
@@ -127,7 +142,8 @@ class TradingVectorEnv(VectorEnv):
         layout, params = stock_step_settings(
             self._kernel_mode, choices, self.execution.for_symbol(t.data.symbols[0]), t.window_size
         )
-        tail = (params, self._values, t._feat, self._acct, self._pos, self._clock)
+        risk = (self._risk_params, self._risk_acct, self._risk_pos, self.risk_counts)
+        tail = (params, self._values, t._feat, self._acct, self._pos, self._clock, *risk)
         self._step_args = (layout, *tail)
         # Actions the compiled step cannot check cheaply arrive as target weights from the adapter.
         targets_layout = layout.copy()
@@ -159,6 +175,11 @@ class TradingVectorEnv(VectorEnv):
                 starts = np.array([self._row_rngs[i].integers(t.first_t, high) for i in rows], dtype=np.int64)
             ends = starts + t.episode_length
         reset_rows(rows, starts, ends, t.initial_cash, *self._account, obs, *self._observe_args)
+        if self._risk_params.size:
+            self._risk_acct[PEAK, rows] = t.initial_cash
+            self._risk_acct[HALTED, rows] = 0.0
+            self._risk_acct[HALTED_AT, rows] = -1.0
+            self._risk_pos[:, rows] = 0
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
@@ -181,6 +202,7 @@ class TradingVectorEnv(VectorEnv):
             self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seed)
         obs = np.empty(self._obs_shape, dtype=np.float32)
         self._reset_rows(np.arange(self.num_envs), obs)
+        self.risk_counts[...] = 0
         self._reward.reset(self._equity)
         return obs, {"equity": self._equity.copy(), "cash": self._cash.copy(), "t": self._t.copy()}
 
@@ -245,10 +267,20 @@ class TradingVectorEnv(VectorEnv):
         """The step of several symbols: ``PortfolioEnv.step``'s arithmetic over the batch."""
         obs, rewards, terminated, truncated, equity, cash, t_out = outputs
         target = self._adapter_targets(actions)
+        force = np.zeros(target.shape, dtype=bool)
+        if self._risk_params.size:
+            # The single env's RiskState of every copy: the account at bar t's close.
+            prices = self._values[self._t, :, CLOSE]
+            weights = self._shares * prices / self._equity[:, None]
+            apply_risk(
+                self._risk_params, self._t, self._equity, weights, self._shares, self._avg_cost, prices,
+                self._values[:, :, CLOSE], self._t, target, force, self._risk_acct, self._risk_pos,
+                self.risk_counts, np.empty((0, 7)),
+            )
         t1 = self._t + 1
         bar = self._values[t1]
         active = should_trade_batch(
-            target, self._target, self.execution.min_weight_change, self.template._tradable[t1], False
+            target, self._target, self.execution.min_weight_change, self.template._tradable[t1], force
         )
         if active.any():
             result = rebalance(

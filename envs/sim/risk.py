@@ -1,8 +1,9 @@
 """The risk layer: turns a policy's target weights into the weights it is allowed to hold.
 
-It sits between every policy and execution, in the backtest and in live trading (the env and the live
-runner call the same :meth:`RiskManager.apply`). It only reads the state up to the current bar, so it is
-causal by construction. Rules, each switched off by setting it to ``None``:
+It sits between every policy and execution, in the backtest, in training and in live trading: the
+single envs and the live runner call :meth:`RiskManager.apply`, the vector env steps every copy through
+the same compiled rules (:func:`apply_risk`), so there is one implementation of each rule. It only reads
+the state up to the current bar, so it is causal by construction. Rules, each switched off by setting it to ``None``:
 
 1. **max_drawdown** (circuit breaker): once equity falls this far below its high-water mark (the peak
    since ``reset`` or since the last resume), every position is flattened and trading stops. Resume rule:
@@ -31,13 +32,13 @@ weight; the env puts them into ``info["risk_events"]`` and the trade log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
 
+import numba
 import numpy as np
 import pandas as pd
-
-_Record = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,284 @@ class RiskState:
         )
 
 
+# ---------------------------------------------------------------------------------------------- the rules
+# One implementation of the rules above, compiled, over a batch of accounts: RiskManager.apply runs it on one
+# account (the single envs, the backtest and the live runner), the vector env on all of its copies at once
+# (inside its compiled step for one symbol). Nothing else implements a rule, so training meets exactly what
+# is backtested and traded.
+
+RULES: tuple[str, ...] = ("max_drawdown", "stop_loss", "max_position", "max_correlation", "max_positions", "max_heat")
+"""The rules by code, the column order of the intervention counts (the vector env's ``risk_counts``)."""
+DRAWDOWN, STOP, POSITION, CORRELATION, POSITIONS, HEAT = range(len(RULES))
+PEAK, HALTED, HALTED_AT = range(3)
+"""Rows of the per-account state block (``(3, N)`` float64): high-water mark, halted (0/1), bar of the halt."""
+BLOCKED, BLOCKED_AT = range(2)
+"""Rows of the per-symbol state block (``(2, N, S)`` int64): blocked direction (+1/-1/0), bar of the stop."""
+LOG_ROW, LOG_SYMBOL, LOG_RULE, LOG_ALLOWED, LOG_FORCE, LOG_VALUE, LOG_OTHER = range(7)
+"""Columns of the intervention log (``(E, 7)`` float64): account, symbol, rule code, allowed weight, forced
+(0/1), the number the reason quotes (drawdown, adverse move, weight, correlation or heat) and, for the
+correlation rule, the symbol it correlates with."""
+(_MAX_POSITION, _MAX_POSITIONS, _STOP, _MAX_DRAWDOWN, _COOLOFF, _MAX_HEAT, _MAX_CORRELATION, _LOOKBACK,
+ _STOP_COOLDOWN, _DRIFT) = range(10)
+
+
+def risk_params(config: RiskConfig) -> np.ndarray:
+    """The limits of ``config`` as the compiled rules read them (``NaN`` where a rule is off).
+
+    :param config: the limits.
+    """
+    def value(x: float | None) -> float:
+        return math.nan if x is None else float(x)
+
+    c = config
+    return np.array([
+        value(c.max_position), value(c.max_positions), value(c.stop_loss), value(c.max_drawdown),
+        value(c.drawdown_cooloff), value(c.max_heat), value(c.max_correlation), float(c.correlation_lookback),
+        value(c.stop_cooldown), float(c.position_drift),
+    ])
+
+
+_jit = numba.njit(cache=True, error_model="numpy")
+
+
+@_jit
+def _sign(x: float) -> float:  # pragma: no cover - compiled
+    return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
+
+
+@_jit
+def _record(log, n_log, counts, i, j, rule, allowed, force, value, other):  # pragma: no cover - compiled
+    counts[i, rule] += 1
+    if n_log < log.shape[0]:
+        log[n_log, LOG_ROW] = i
+        log[n_log, LOG_SYMBOL] = j
+        log[n_log, LOG_RULE] = rule
+        log[n_log, LOG_ALLOWED] = allowed
+        log[n_log, LOG_FORCE] = 1.0 if force else 0.0
+        log[n_log, LOG_VALUE] = value
+        log[n_log, LOG_OTHER] = other
+    return n_log + 1
+
+
+@_jit
+def _log_returns(closes, now, lookback):  # pragma: no cover - compiled
+    """Log returns of the last ``lookback + 1`` closes up to row ``now``; none below three closes."""
+    first = max(now - lookback, 0)
+    n = now - first
+    s = closes.shape[1]
+    if n < 2:
+        return np.empty((0, s))
+    out = np.empty((n, s))
+    for m in range(n):
+        for j in range(s):
+            out[m, j] = math.log(closes[first + m + 1, j]) - math.log(closes[first + m, j])
+    return out
+
+
+@_jit
+def _correlation(returns):  # pragma: no cover - compiled
+    """Pearson correlation of the columns (``np.corrcoef``); a flat column (no defined correlation) counts
+    as uncorrelated rather than blocking."""
+    n, s = returns.shape
+    centred = returns - np.sum(returns, axis=0)[None, :] / n
+    cov = np.empty((s, s))
+    for a in range(s):
+        for b in range(s):
+            acc = 0.0
+            for m in range(n):
+                acc += centred[m, a] * centred[m, b]
+            cov[a, b] = acc / (n - 1)
+    corr = np.empty((s, s))
+    for a in range(s):
+        for b in range(s):
+            c = cov[a, b] / math.sqrt(cov[a, a]) / math.sqrt(cov[b, b])
+            corr[a, b] = 0.0 if math.isnan(c) else min(max(c, -1.0), 1.0)
+    return corr
+
+
+@_jit
+def apply_risk_row(p, i, t, equity, weights, positions, entry, prices, closes, now, allowed, force,
+                   acct, pos, counts, log, n_log):  # pragma: no cover - compiled
+    """The rules on account ``i``: ``allowed`` comes in as the requested weights and leaves as the allowed
+    ones; ``force`` marks symbols that must trade even with an unchanged target. Returns the log's new
+    length. Arguments as :func:`apply_risk`'s, one account's row of each (the vector env's compiled step
+    calls it per copy)."""
+    s = allowed.shape[0]
+    for j in range(s):
+        force[j] = False
+    blocked, blocked_at = pos[BLOCKED, i], pos[BLOCKED_AT, i]
+    if acct[HALTED, i] != 0.0:
+        cooloff = p[_COOLOFF]
+        if math.isnan(cooloff) or t - acct[HALTED_AT, i] < cooloff:
+            allowed[:] = 0.0
+            return n_log
+        # The cool-off is over: resume, measuring drawdowns from here.
+        acct[HALTED, i] = 0.0
+        acct[HALTED_AT, i] = -1.0
+        acct[PEAK, i] = equity
+    if equity > acct[PEAK, i]:
+        acct[PEAK, i] = equity
+    drawdown = 1.0 - equity / acct[PEAK, i]
+    if drawdown >= p[_MAX_DRAWDOWN]:  # False when the rule is off (NaN)
+        acct[HALTED, i] = 1.0
+        acct[HALTED_AT, i] = t
+        for j in range(s):
+            if allowed[j] != 0.0 or positions[j] != 0.0:
+                n_log = _record(log, n_log, counts, i, j, DRAWDOWN, 0.0, False, drawdown, -1)
+        allowed[:] = 0.0
+        return n_log
+
+    stop = p[_STOP]
+    if not math.isnan(stop):
+        cooldown = p[_STOP_COOLDOWN]
+        for j in range(s):
+            # A block lifts once the policy stops asking for that direction, or after the cooldown.
+            if _sign(allowed[j]) != blocked[j] or (not math.isnan(cooldown) and t - blocked_at[j] >= cooldown):
+                blocked[j] = 0
+        for j in range(s):
+            side = _sign(positions[j])
+            adverse = side * (entry[j] - prices[j]) / entry[j]
+            # Only an intervention if the policy still wants the position it is losing on.
+            if side != 0.0 and adverse >= stop and _sign(allowed[j]) == side:
+                n_log = _record(log, n_log, counts, i, j, STOP, 0.0, False, adverse, -1)
+                blocked[j] = int(side)
+                blocked_at[j] = t
+        for j in range(s):
+            if blocked[j] != 0 and _sign(allowed[j]) == blocked[j]:
+                allowed[j] = 0.0
+
+    cap = p[_MAX_POSITION]
+    if not math.isnan(cap):
+        for j in range(s):
+            if abs(allowed[j]) > cap:
+                capped = _sign(allowed[j]) * cap
+                n_log = _record(log, n_log, counts, i, j, POSITION, capped, False, abs(allowed[j]), -1)
+                allowed[j] = capped
+        # A held position that the market carried well above the cap is trimmed back to it.
+        for j in range(s):
+            if abs(weights[j]) > cap * (1.0 + p[_DRIFT]) and _sign(allowed[j]) == _sign(weights[j]):
+                capped = _sign(allowed[j]) * min(abs(allowed[j]), cap)
+                n_log = _record(log, n_log, counts, i, j, POSITION, capped, True, abs(weights[j]), -1)
+                allowed[j] = capped
+                force[j] = True
+
+    max_positions, max_corr = p[_MAX_POSITIONS], p[_MAX_CORRELATION]
+    if not (math.isnan(max_positions) and math.isnan(max_corr)):
+        order = np.flatnonzero(allowed)
+        # Held positions first (no churn), then by size of request (a stable insertion sort: ties keep
+        # the symbol order).
+        for a in range(1, order.size):
+            j = order[a]
+            held_j = _sign(positions[j]) == _sign(allowed[j])
+            b = a
+            while b > 0:
+                k = order[b - 1]
+                held_k = _sign(positions[k]) == _sign(allowed[k])
+                if (held_j and not held_k) or (held_j == held_k and abs(allowed[j]) > abs(allowed[k])):
+                    order[b] = k
+                    b -= 1
+                else:
+                    break
+            order[b] = j
+        corr = np.empty((0, 0))
+        use_corr = False
+        if not math.isnan(max_corr) and order.size > 1:
+            returns = _log_returns(closes, now, int(p[_LOOKBACK]))
+            if returns.shape[0] > 0:
+                corr = _correlation(returns)
+                use_corr = True
+        accepted = np.empty(order.size, dtype=np.int64)
+        n_accepted = 0
+        for j in order:
+            if not math.isnan(max_positions) and n_accepted >= max_positions:
+                n_log = _record(log, n_log, counts, i, j, POSITIONS, 0.0, False, max_positions, -1)
+                allowed[j] = 0.0
+                continue
+            if use_corr and n_accepted > 0 and positions[j] == 0.0:
+                best, k = -np.inf, -1
+                for m in range(n_accepted):
+                    same_way = corr[j, accepted[m]] * _sign(allowed[j]) * _sign(allowed[accepted[m]])
+                    if same_way > best:
+                        best, k = same_way, accepted[m]
+                if best > max_corr:
+                    n_log = _record(log, n_log, counts, i, j, CORRELATION, 0.0, False, corr[j, k], k)
+                    allowed[j] = 0.0
+                    continue
+            accepted[n_accepted] = j
+            n_accepted += 1
+
+    max_heat = p[_MAX_HEAT]
+    if not math.isnan(max_heat):
+        # The stop distance, or with stops off one standard deviation of recent returns.
+        distance = np.full(s, stop)
+        if math.isnan(stop):
+            distance[:] = 0.0
+            returns = _log_returns(closes, now, int(p[_LOOKBACK]))
+            n = returns.shape[0]
+            if n > 0:
+                for j in range(s):
+                    mean = np.sum(returns[:, j]) / n
+                    squares = 0.0
+                    for m in range(n):
+                        squares += (returns[m, j] - mean) ** 2
+                    sd = math.sqrt(squares / (n - 1))
+                    distance[j] = 0.0 if math.isnan(sd) else sd
+        heat = 0.0
+        for j in range(s):
+            heat += abs(allowed[j]) * distance[j]
+        if heat > max_heat:
+            # What is already held (same direction, up to the new size) is kept; only increases shrink.
+            kept = np.zeros(s)
+            base_heat = 0.0
+            for j in range(s):
+                if _sign(allowed[j]) == _sign(weights[j]):
+                    kept[j] = min(abs(allowed[j]), abs(weights[j]))
+                base_heat += kept[j] * distance[j]
+            for j in range(s):
+                if base_heat >= max_heat:
+                    new = allowed[j] * (max_heat / heat)
+                else:
+                    scale = (max_heat - base_heat) / (heat - base_heat)
+                    new = _sign(allowed[j]) * (kept[j] + (abs(allowed[j]) - kept[j]) * scale)
+                # np.isclose's tolerances: a change too small to notice is no intervention.
+                if abs(new - allowed[j]) > 1e-8 + 1e-5 * abs(allowed[j]):
+                    n_log = _record(log, n_log, counts, i, j, HEAT, new, False, heat, -1)
+                allowed[j] = new
+    return n_log
+
+
+@_jit
+def apply_risk(p, t, equity, weights, positions, entry, prices, closes, now, allowed, force,
+               acct, pos, counts, log):  # pragma: no cover - compiled
+    """The risk rules on ``N`` accounts at once, in place; returns the number of interventions logged.
+
+    :param p: the limits (:func:`risk_params`).
+    :param t: ``(N,)`` bar index of each account (the clock of cool-offs and stop blocks).
+    :param equity: ``(N,)`` equity at the current close.
+    :param weights: ``(N, S)`` weights held (position value over equity).
+    :param positions: ``(N, S)`` shares (negative for shorts).
+    :param entry: ``(N, S)`` average entry prices, NaN when flat.
+    :param prices: ``(N, S)`` last closes.
+    :param closes: ``(T, S)`` closes, read up to row ``now[i]`` for account ``i`` (correlation, volatility).
+    :param now: ``(N,)`` each account's current row of ``closes``.
+    :param allowed: ``(N, S)`` requested weights in, allowed weights out.
+    :param force: ``(N, S)`` out: symbols to trade even with an unchanged target (a trim).
+    :param acct: ``(3, N)`` per-account state (:data:`PEAK`, :data:`HALTED`, :data:`HALTED_AT`), updated.
+    :param pos: ``(2, N, S)`` per-symbol state (:data:`BLOCKED`, :data:`BLOCKED_AT`), updated.
+    :param counts: ``(N, len(RULES))`` interventions per rule, incremented.
+    :param log: ``(E, 7)`` the interventions in order (see :data:`LOG_ROW`); those past ``E`` are counted only.
+    """
+    n_log = 0
+    for i in range(allowed.shape[0]):
+        n_log = apply_risk_row(p, i, t[i], equity[i], weights[i], positions[i], entry[i], prices[i], closes,
+                               now[i], allowed[i], force[i], acct, pos, counts, log, n_log)
+    return n_log
+
+
 @dataclass
 class RiskManager:
     """Applies a :class:`RiskConfig` bar by bar; keeps the high-water mark, the halt (and the bar it began)
-    and the stop blocks.
+    and the stop blocks. The rules themselves are :func:`apply_risk`'s, run here on one account.
 
     :param config: the limits.
     :param n_symbols: number of symbols traded.
@@ -185,37 +460,70 @@ class RiskManager:
     config: RiskConfig
     n_symbols: int
     symbols: Sequence[str] | None = None
-    peak_equity: float = field(default=float("nan"), init=False)
-    halted: bool = field(default=False, init=False)
-    # Bar at which the drawdown breaker tripped (the cool-off counts from it); -1 when not halted.
-    halted_at: int = field(default=-1, init=False)
-    # +1 / -1: a stop closed a long / short here and that direction stays blocked; 0: free.
-    blocked: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         if self.symbols is not None and len(self.symbols) != self.n_symbols:
             raise ValueError(f"{len(self.symbols)} symbol names for n_symbols={self.n_symbols}")
-        self.blocked = np.zeros(self.n_symbols, dtype=np.int8)
-        self.blocked_at = np.zeros(self.n_symbols, dtype=np.int64)
+        self._params = risk_params(self.config)
+        # The state of one account in the compiled rules' layout (see apply_risk).
+        self._acct = np.array([[math.nan], [0.0], [-1.0]])
+        self._pos = np.zeros((2, 1, self.n_symbols), dtype=np.int64)
+        self._counts = np.zeros((1, len(RULES)), dtype=np.int64)
+        # At most one event per symbol and rule, the position cap twice (cap, then drift).
+        self._log = np.zeros((len(RULES) * self.n_symbols, 7))
+
+    @property
+    def peak_equity(self) -> float:
+        """The high-water mark the drawdown is measured from (NaN before :meth:`reset`)."""
+        return float(self._acct[PEAK, 0])
+
+    @peak_equity.setter
+    def peak_equity(self, value: float) -> None:
+        self._acct[PEAK, 0] = value
+
+    @property
+    def halted(self) -> bool:
+        """Whether the drawdown breaker holds the account flat."""
+        return bool(self._acct[HALTED, 0])
+
+    @halted.setter
+    def halted(self, value: bool) -> None:
+        self._acct[HALTED, 0] = float(value)
+
+    @property
+    def halted_at(self) -> int:
+        """Bar at which the drawdown breaker tripped (the cool-off counts from it); -1 when not halted."""
+        return int(self._acct[HALTED_AT, 0])
+
+    @halted_at.setter
+    def halted_at(self, value: int) -> None:
+        self._acct[HALTED_AT, 0] = value
+
+    @property
+    def blocked(self) -> np.ndarray:
+        """Per symbol: +1 / -1 if a stop closed a long / short there and that direction stays blocked; 0 free."""
+        return self._pos[BLOCKED, 0]
+
+    @property
+    def blocked_at(self) -> np.ndarray:
+        """Per symbol: bar of the last stop (the stop cooldown counts from it)."""
+        return self._pos[BLOCKED_AT, 0]
 
     def reset(self, initial_equity: float) -> None:
         """Start a new episode.
 
         :param initial_equity: starting equity, the first peak for the drawdown breaker.
         """
-        self.peak_equity = float(initial_equity)
-        self.halted = False
-        self.halted_at = -1
-        self.blocked[:] = 0
-        self.blocked_at[:] = 0
+        self._acct[:, 0] = (float(initial_equity), 0.0, -1.0)
+        self._pos[...] = 0
 
     def snapshot(self) -> dict[str, Any]:
         """Everything the layer remembers between bars, as JSON-able values (the live runner journals it
         with every decision, so a restarted run continues with the same state)."""
         return {
-            "peak_equity": None if np.isnan(self.peak_equity) else float(self.peak_equity),
-            "halted": bool(self.halted),
-            "halted_at": int(self.halted_at),
+            "peak_equity": None if np.isnan(self.peak_equity) else self.peak_equity,
+            "halted": self.halted,
+            "halted_at": self.halted_at,
             "blocked": self.blocked.tolist(),
             "blocked_at": self.blocked_at.tolist(),
         }
@@ -226,13 +534,13 @@ class RiskManager:
         :param snapshot: the output of :meth:`snapshot` (``blocked_at`` and ``halted_at`` may be missing in
             journals written before they were recorded; they then count from bar 0).
         """
-        peak = snapshot.get("peak_equity")
-        self.peak_equity = float("nan") if peak is None else float(peak)
-        self.halted = bool(snapshot.get("halted", False))
-        self.halted_at = int(snapshot.get("halted_at", 0 if self.halted else -1))
-        blocked = np.asarray(snapshot.get("blocked") or np.zeros(self.n_symbols), dtype=np.int8)
+        blocked = np.asarray(snapshot.get("blocked") or np.zeros(self.n_symbols), dtype=np.int64)
         if blocked.shape != (self.n_symbols,):
             raise ValueError(f"risk snapshot has {blocked.size} symbols, the layer has {self.n_symbols}")
+        peak = snapshot.get("peak_equity")
+        self.peak_equity = math.nan if peak is None else float(peak)
+        self.halted = bool(snapshot.get("halted", False))
+        self.halted_at = int(snapshot.get("halted_at", 0 if self.halted else -1))
         self.blocked[:] = blocked
         self.blocked_at[:] = np.asarray(snapshot.get("blocked_at") or np.zeros(self.n_symbols), dtype=np.int64)
 
@@ -253,151 +561,51 @@ class RiskManager:
             raise ValueError(f"target_weights must be finite, got {requested.tolist()}")
         if np.isnan(self.peak_equity):
             raise RuntimeError("RiskManager.apply called before reset(initial_equity)")
+        allowed = requested.reshape(1, -1).copy()
+        force = np.zeros(allowed.shape, dtype=bool)
+        # Only the closes the correlation and volatility look at.
+        closes = np.ascontiguousarray(state.history.close[-(self.config.correlation_lookback + 1):], dtype=np.float64)
+
+        def row(values: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(values, dtype=np.float64).reshape(1, -1)
+
+        n_log = apply_risk(
+            self._params, np.array([state.t]), np.array([state.equity], dtype=np.float64), row(state.weights),
+            row(state.positions), row(state.entry_prices), row(state.prices), closes, np.array([len(closes) - 1]),
+            allowed, force, self._acct, self._pos, self._counts, self._log,
+        )
         names = self._names(state)
-        events: list[RiskEvent] = []
+        events = [
+            RiskEvent(state.timestamp, names[int(j)], RULES[int(rule)],
+                      self._reason(int(rule), int(j), value, int(other), bool(forced), state, names),
+                      float(requested[int(j)]), float(allowed_j), bool(forced))
+            for _, j, rule, allowed_j, forced, value, other in self._log[:n_log]
+        ]
+        return allowed[0], events
 
-        def record(j: int, rule: str, reason: str, allowed: float, force: bool = False) -> None:
-            events.append(
-                RiskEvent(state.timestamp, names[j], rule, reason, float(requested[j]), allowed, force)
-            )
-
+    def _reason(
+        self, rule: int, j: int, value: float, other: int, forced: bool, state: RiskState, names: Sequence[str]
+    ) -> str:
+        """An intervention's explanation, with the numbers the rule compared."""
         cfg = self.config
-        if self.halted:
-            if cfg.drawdown_cooloff is None or state.t - self.halted_at < cfg.drawdown_cooloff:
-                return np.zeros(self.n_symbols), events
-            # The cool-off is over: resume, measuring drawdowns from here.
-            self.halted = False
-            self.halted_at = -1
-            self.peak_equity = state.equity
-        weights = requested.copy()
-
-        self.peak_equity = max(self.peak_equity, state.equity)
-        drawdown = 1.0 - state.equity / self.peak_equity
-        if cfg.max_drawdown is not None and drawdown >= cfg.max_drawdown:
-            self.halted = True
-            self.halted_at = state.t
+        if rule == DRAWDOWN:
             pause = "for good" if cfg.drawdown_cooloff is None else f"for {cfg.drawdown_cooloff} bars"
-            for j in np.flatnonzero((weights != 0) | (state.positions != 0)):
-                record(j, "max_drawdown", f"drawdown {drawdown:.2%} >= {cfg.max_drawdown:.2%}: "
-                       f"flattened, trading stopped {pause}", 0.0)
-            return np.zeros(self.n_symbols), events
-
-        self._apply_stops(weights, state, record)
-        if cfg.max_position is not None:
-            over = np.abs(weights) > cfg.max_position
-            for j in np.flatnonzero(over):
-                capped = float(np.sign(weights[j]) * cfg.max_position)
-                record(j, "max_position", f"|weight| {abs(weights[j]):.4f} > {cfg.max_position}",
-                       capped)
-                weights[j] = capped
-            # A held position that the market carried well above the cap is trimmed back to it.
-            drifted = (np.abs(state.weights) > cfg.max_position * (1.0 + cfg.position_drift)) & (
-                np.sign(weights) == np.sign(state.weights)
-            )
-            for j in np.flatnonzero(drifted):
-                capped = float(np.sign(weights[j]) * min(abs(weights[j]), cfg.max_position))
-                record(j, "max_position", f"held |weight| {abs(state.weights[j]):.4f} drifted above "
-                       f"{cfg.max_position} by more than {cfg.position_drift:.0%}: trimmed", capped, True)
-                weights[j] = capped
-        self._apply_slots(weights, state, names, record)
-        if cfg.max_heat is not None:
-            self._apply_heat(weights, state, record)
-        return weights, events
+            return f"drawdown {value:.2%} >= {cfg.max_drawdown:.2%}: flattened, trading stopped {pause}"
+        if rule == STOP:
+            return (f"close {state.prices[j]:.4f} is {value:.2%} against entry {state.entry_prices[j]:.4f} "
+                    f"(stop {cfg.stop_loss:.2%}); re-entry blocked until the signal resets or "
+                    f"{cfg.stop_cooldown} bars pass")
+        if rule == POSITION and forced:
+            return (f"held |weight| {value:.4f} drifted above {cfg.max_position} by more than "
+                    f"{cfg.position_drift:.0%}: trimmed")
+        if rule == POSITION:
+            return f"|weight| {value:.4f} > {cfg.max_position}"
+        if rule == POSITIONS:
+            return f"already {cfg.max_positions} positions"
+        if rule == CORRELATION:
+            return f"correlation {value:.2f} with {names[other]} > {cfg.max_correlation}"
+        return f"open risk {value:.4f} > {cfg.max_heat}"
 
     def _names(self, state: RiskState) -> Sequence[str]:
         names = self.symbols or getattr(state.history, "symbols", None)
         return names if names is not None else [str(j) for j in range(self.n_symbols)]
-
-    def _apply_stops(self, weights: np.ndarray, state: RiskState, record: _Record) -> None:
-        stop = self.config.stop_loss
-        if stop is None:
-            return
-        # A block lifts once the policy stops asking for that direction, or after the cooldown.
-        lift = np.sign(weights) != self.blocked
-        if self.config.stop_cooldown is not None:
-            lift |= state.t - self.blocked_at >= self.config.stop_cooldown
-        self.blocked[lift] = 0
-        side = np.sign(state.positions)
-        with np.errstate(invalid="ignore"):
-            adverse = side * (state.entry_prices - state.prices) / state.entry_prices
-        # Only an intervention if the policy still wants the position it is losing on.
-        hit = (side != 0) & (adverse >= stop) & (np.sign(weights) == side)
-        for j in np.flatnonzero(hit):
-            record(j, "stop_loss", f"close {state.prices[j]:.4f} is {adverse[j]:.2%} against entry "
-                   f"{state.entry_prices[j]:.4f} (stop {stop:.2%}); re-entry blocked until the "
-                   f"signal resets or {self.config.stop_cooldown} bars pass", 0.0)
-            self.blocked[j] = side[j]
-            self.blocked_at[j] = state.t
-        weights[(self.blocked != 0) & (np.sign(weights) == self.blocked)] = 0.0
-
-    def _apply_slots(
-        self, weights: np.ndarray, state: RiskState, names: Sequence[str], record: _Record
-    ) -> None:
-        cfg = self.config
-        if cfg.max_positions is None and cfg.max_correlation is None:
-            return
-        wanted = np.flatnonzero(weights)
-        held = np.sign(state.positions[wanted]) == np.sign(weights[wanted])
-        # Held positions first (no churn), then by size of request.
-        order = wanted[np.lexsort((-np.abs(weights[wanted]), ~held))]
-        corr = None
-        if cfg.max_correlation is not None and len(order) > 1:
-            corr = self._correlation(state.history.close)
-        accepted: list[int] = []
-        for j in order:
-            if cfg.max_positions is not None and len(accepted) >= cfg.max_positions:
-                record(j, "max_positions", f"already {cfg.max_positions} positions", 0.0)
-                weights[j] = 0.0
-                continue
-            if corr is not None and accepted and state.positions[j] == 0:
-                same_way = corr[j, accepted] * np.sign(weights[j]) * np.sign(weights[accepted])
-                k = int(np.argmax(same_way))
-                if same_way[k] > cfg.max_correlation:
-                    record(j, "max_correlation", f"correlation {corr[j, accepted[k]]:.2f} with "
-                           f"{names[accepted[k]]} > {cfg.max_correlation}", 0.0)
-                    weights[j] = 0.0
-                    continue
-            accepted.append(int(j))
-
-    def _apply_heat(self, weights: np.ndarray, state: RiskState, record: _Record) -> None:
-        cfg = self.config
-        if cfg.stop_loss is not None:
-            distance = np.full(self.n_symbols, cfg.stop_loss)
-        else:
-            distance = np.nan_to_num(self._volatility(state.history.close), nan=0.0)
-        heat = float(np.abs(weights) @ distance)
-        if heat <= cfg.max_heat:
-            return
-        # What is already held (same direction, up to the new size) is kept; only increases shrink.
-        same_side = np.sign(weights) == np.sign(state.weights)
-        kept = np.where(same_side, np.minimum(np.abs(weights), np.abs(state.weights)), 0.0)
-        base_heat = float(kept @ distance)
-        if base_heat >= cfg.max_heat:
-            new = weights * (cfg.max_heat / heat)
-        else:
-            scale = (cfg.max_heat - base_heat) / (heat - base_heat)
-            new = np.sign(weights) * (kept + (np.abs(weights) - kept) * scale)
-        for j in np.flatnonzero(~np.isclose(new, weights)):
-            record(j, "max_heat", f"open risk {heat:.4f} > {cfg.max_heat}", float(new[j]))
-        weights[:] = new
-
-    def _returns(self, close: np.ndarray) -> np.ndarray | None:
-        window = np.asarray(close[-(self.config.correlation_lookback + 1):], dtype=np.float64)
-        if len(window) < 3:
-            return None
-        return np.diff(np.log(window), axis=0)
-
-    def _correlation(self, close: np.ndarray) -> np.ndarray | None:
-        returns = self._returns(close)
-        if returns is None:
-            return None
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.corrcoef(returns, rowvar=False)
-        # A flat price has no defined correlation; treat it as uncorrelated rather than blocking.
-        return np.nan_to_num(np.atleast_2d(corr), nan=0.0)
-
-    def _volatility(self, close: np.ndarray) -> np.ndarray:
-        returns = self._returns(close)
-        if returns is None:
-            return np.zeros(self.n_symbols)
-        return returns.std(axis=0, ddof=1)

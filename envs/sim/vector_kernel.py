@@ -27,6 +27,7 @@ from envs.sim.compiled import fill_one as _fill_one
 from envs.sim.compiled import should_trade as _should_trade
 from envs.sim.compiled import update_cost_basis_one as _update_cost_basis_one
 from envs.sim.execution import ExecutionConfig
+from envs.sim.risk import apply_risk_row
 
 DISCRETE, WEIGHTS, CONTINUOUS, TARGETS = range(4)
 """How :func:`step_stocks` reads its actions: a choice index, a weight, a weight plus a cash weight
@@ -230,14 +231,16 @@ def stock_step_settings(
 
 @_jit
 def step_stocks(
-    actions, layout, params, bars, feat, acct, pos, clock,
+    actions, layout, params, bars, feat, acct, pos, clock, risk_params, risk_acct, risk_pos, risk_counts,
     obs, rewards, terminated, truncated, equity_out, cash_out, t_out,
 ):  # pragma: no cover - compiled; parity with StocksEnv.step is tested through the vector env
     """One ``StocksEnv.step`` for every row, in place, without the autoreset.
 
     Converts and checks every action first and returns ``-1 - row`` for the first one outside the action
-    space, having changed nothing. Otherwise trades where the target changed (by more than the band, or
-    to flat), fills through ``fill_one``, charges the borrow fee, marks equity at the close, writes the
+    space, having changed nothing. Otherwise passes each target through the risk layer (when
+    ``risk_params`` is not empty: :func:`envs.sim.risk.apply_risk`'s rules, the very code the single env
+    runs), trades where the target changed (by more than the band, or to flat) or the risk layer forces
+    it, fills through ``fill_one``, charges the borrow fee, marks equity at the close, writes the
     observation at the new bar and the outputs, and returns the number of finished rows.
 
     :param actions: ``N`` actions of ``A`` values each, C-contiguous.
@@ -250,6 +253,10 @@ def step_stocks(
     :param acct: ``(3, N)`` cash, equity and peak equity, updated.
     :param pos: ``(3, N, 1)`` shares, average cost and last traded target weight, updated.
     :param clock: ``(2, N)`` current bar (advanced by one) and last bar of each episode.
+    :param risk_params: the risk limits (:func:`envs.sim.risk.risk_params`), empty for no risk layer.
+    :param risk_acct: ``(3, N)`` the risk layer's per-account state, updated (see :func:`~envs.sim.risk.apply_risk`).
+    :param risk_pos: ``(2, N, 1)`` the risk layer's per-symbol state, updated.
+    :param risk_counts: ``(N, len(RULES))`` the risk layer's interventions per rule, incremented.
     :param obs: the ``(N, D)`` float32 observations to write.
     :param rewards: out: the log return (``WIPED_OUT_REWARD`` on a wipe-out).
     :param terminated: out: wiped out.
@@ -273,15 +280,27 @@ def step_stocks(
         wants[i] = _target_weight(actions, i, mode, choices, low, max_leverage)
         if math.isnan(wants[i]):
             return -1 - i
+    risk = risk_params.size > 0
+    closes = bars[:, :, CLOSE]
+    weight, allowed, force = np.empty(1), np.empty(1), np.zeros(1, dtype=np.bool_)
+    no_log = np.empty((0, 7))
     n_done = 0
     for i in range(n):
         want = wants[i]
         held = shares[i, 0]
         money = cash[i]
-        t1 = t[i] + 1
+        t0 = t[i]
+        t1 = t0 + 1
         old = target[i, 0]
+        if risk:
+            # The single env's RiskState: the account at bar t0's close.
+            weight[0] = held * bars[t0, 0, CLOSE] / equity[i] if equity[i] > 0.0 else 0.0
+            allowed[0] = want
+            apply_risk_row(risk_params, i, t0, equity[i], weight, shares[i], avg_cost[i], closes[t0], closes, t0,
+                      allowed, force, risk_acct, risk_pos, risk_counts, no_log, 0)
+            want = allowed[0]
         # One symbol's data has one calendar, so each of its bars is open (MarketData.tradable is None).
-        if _should_trade(want, old, band, True, False):
+        if _should_trade(want, old, band, True, force[0]):
             filled_cash, filled, traded, price, _, _ = _fill_one(
                 money, held, want, bars[t1, 0, fill_field], bars[t1, 0, LOW], bars[t1, 0, HIGH], c,
                 per_share, k, whole, max_leverage, min_qty,
