@@ -21,6 +21,7 @@ from envs.features import (
 )
 from envs.features import indicators as ind
 from envs.features.library import MARKET_FEATURES
+from envs.features.microstructure import MICROSTRUCTURE_FEATURES
 
 MODES = ("none", "zscore_expanding", "zscore_rolling")
 
@@ -64,7 +65,7 @@ def test_default_set_has_at_least_50_features_including_regime_and_volatility_st
 
 def test_every_family_is_documented_and_in_the_default_set() -> None:
     docs = feature_families()
-    default_families = {FeatureSpec.parse(n).family for n in DEFAULT_FEATURES + MARKET_FEATURES}
+    default_families = {FeatureSpec.parse(n).family for n in DEFAULT_FEATURES + MARKET_FEATURES + MICROSTRUCTURE_FEATURES}
     assert {key.split("(")[0] for key in docs} == default_families
     assert all(isinstance(text, str) and text for text in docs.values())
     assert "rsi(n)" in docs and "vol_regime(n, m)" in docs

@@ -30,6 +30,7 @@ from envs.data.fallback import (
 from envs.data.calendar import calendar_for_symbol, combine
 from envs.data.market_data import FIELDS, MarketData
 from envs.data.sources import register_source
+from envs.data.ticks import with_microstructure
 
 KEY_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
@@ -45,6 +46,11 @@ class AlpacaSource:
     :param feed: ``"iex"`` (free plans) or ``"sip"``.
     :param adjustment: ``"raw"``, ``"split"``, ``"dividend"`` or ``"all"``.
     :param fill_gaps: forward-fill bars missing for some symbols instead of raising.
+    :param microstructure: with intraday bars, also fetch each stock's historical quotes and trades over the
+        range and attach their per-bar microstructure fields (:data:`envs.data.ticks.BAR_FIELDS`: order-flow
+        imbalance, Lee-Ready signed volume, sign autocorrelation, sweeps, effective and realised spread,
+        impact), which the feature library's microstructure families read. Quotes run to millions a day per
+        liquid symbol on the SIP feed: keep the range short. Crypto pairs get no fields (NaN).
     """
 
     name = "alpaca"
@@ -57,6 +63,7 @@ class AlpacaSource:
         feed: str = "iex",
         adjustment: str = "all",
         fill_gaps: bool = False,
+        microstructure: bool = False,
     ) -> None:
         from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDataClient
 
@@ -70,6 +77,7 @@ class AlpacaSource:
         self.feed = feed
         self.adjustment = adjustment
         self.fill_gaps = fill_gaps
+        self.microstructure = microstructure
         self._client = StockHistoricalDataClient(key, secret, url_override=self.url)
         self._crypto = CryptoHistoricalDataClient(key, secret, url_override=self.url)
 
@@ -86,6 +94,8 @@ class AlpacaSource:
         :param end: last timestamp (inclusive); None for now.
         :param timeframe: bar size, e.g. ``"1Day"``, ``"15Min"``.
         """
+        if self.microstructure and is_daily_or_longer(timeframe):
+            raise ValueError(f"microstructure fields need intraday bars (timeframe like 1Min), got {timeframe!r}")
         coins = [s for s in symbols if is_crypto_pair(s)]
         stocks = [s for s in symbols if s not in coins]
         parts = []
@@ -94,7 +104,21 @@ class AlpacaSource:
         if coins:
             parts.append(self._crypto_bars(coins, start, end, timeframe))
         data = parts[0] if len(parts) == 1 else combine(*parts)
-        return data if list(data.symbols) == list(symbols) else data.select(list(symbols))
+        data = data if list(data.symbols) == list(symbols) else data.select(list(symbols))
+        if self.microstructure:
+            data = self._with_microstructure(data, stocks, start, end, timeframe)
+        return data
+
+    def _with_microstructure(
+        self, data: MarketData, stocks: list[str], start: object, end: object, timeframe: str
+    ) -> MarketData:
+        """``data`` with the per-bar microstructure fields of each stock's quotes and trades."""
+        amount, unit = parse_timeframe(timeframe)
+        length = pd.Timedelta(amount, "min" if unit == "Min" else "h")
+        # Ticks of the last bar run to its end, past the range's last bar start.
+        lo, hi = time_range(start, end)
+        ticks = {s: self.quotes_and_trades(s, lo, hi + length) for s in stocks}
+        return with_microstructure(data, ticks, length)
 
     def quotes_and_trades(self, symbol: str, start: object, end: object) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Historical quotes and trades of one stock, each indexed by UTC timestamp in time order: quotes
@@ -198,8 +222,9 @@ def bars_to_market_data(
 
 
 def _from_spec(main: str, options: dict[str, str]) -> tuple[AlpacaSource, list[str]]:
-    known = ("feed", "adjustment", "url", "fill_gaps")
-    return AlpacaSource(**spec_options("alpaca", options, known, flags=("fill_gaps",))), split_symbols(main)
+    known = ("feed", "adjustment", "url", "fill_gaps", "microstructure")
+    flags = ("fill_gaps", "microstructure")
+    return AlpacaSource(**spec_options("alpaca", options, known, flags=flags)), split_symbols(main)
 
 
 register_source("alpaca", spec_loader(_from_spec), replace=True)

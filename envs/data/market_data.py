@@ -69,12 +69,17 @@ class MarketData:
     :param symbols: symbol names, length ``S``.
     :param calendars: declared trading calendar of each symbol (``"XNYS"``, ``"24/7"``, ``"24/5"``), or
         ``None`` to infer them (see :attr:`calendar`, :attr:`symbol_calendars`); set with :meth:`with_calendar`.
+    :param extra: further per-bar fields beyond OHLCV, name -> float ``(T, S)`` array, e.g. the
+        microstructure of each bar aggregated from quotes and trades (:mod:`envs.data.ticks`); NaN allowed
+        (a bar without trades has no spread). :meth:`select`, :meth:`slice`, :meth:`iloc` and pickling keep
+        them; set with :meth:`with_extra`, read with :meth:`extra_field`.
     """
 
     values: np.ndarray
     index: pd.DatetimeIndex
     symbols: tuple[str, ...]
     calendars: tuple[str, ...] | None = None
+    extra: Mapping[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         values = np.array(self.values, dtype=np.float64, copy=True)
@@ -104,6 +109,18 @@ class MarketData:
                     "misaligned", f"{len(calendars)} calendars for {len(symbols)} symbols"
                 )
         object.__setattr__(self, "calendars", calendars)
+        extra = {}
+        for name, array in (self.extra or {}).items():
+            if str(name) in FIELDS:
+                raise DataValidationError("duplicate_field", f"extra field {name!r} is an OHLCV field")
+            column = np.array(array, dtype=np.float64, copy=True)
+            if column.shape != values.shape[:2]:
+                raise DataValidationError(
+                    "misaligned", f"extra field {name!r} has shape {column.shape}, the bars {values.shape[:2]}"
+                )
+            column.setflags(write=False)
+            extra[str(name)] = column
+        object.__setattr__(self, "extra", extra or None)
         values.setflags(write=False)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "index", index)
@@ -112,7 +129,7 @@ class MarketData:
     def __reduce__(self) -> tuple:
         # Rebuild through __init__ so unpickled arrays are read-only again (pickle restores
         # numpy arrays as writeable).
-        return (type(self), (self.values, self.index, self.symbols, self.calendars))
+        return (type(self), (self.values, self.index, self.symbols, self.calendars, self.extra))
 
     # ------------------------------------------------------------------ shape and views
     @property
@@ -131,6 +148,29 @@ class MarketData:
             return self.values[:, :, FIELDS.index(name)]
         except ValueError:
             raise KeyError(f"unknown field {name!r}; expected one of {FIELDS}") from None
+
+    def extra_field(self, name: str) -> np.ndarray:
+        """Read-only ``(T, S)`` array of one extra per-bar field (see ``extra``).
+
+        :param name: the field, e.g. ``"ofi"``.
+        :raises KeyError: naming the fields the bars have.
+        """
+        if not self.extra or name not in self.extra:
+            have = sorted(self.extra or ())
+            raise KeyError(f"the bars have no {name!r} field; extra fields: {have or 'none'}")
+        return self.extra[name]
+
+    def with_extra(self, fields: Mapping[str, np.ndarray]) -> "MarketData":
+        """The same bars with more (or replaced) extra per-bar fields.
+
+        :param fields: name -> ``(T, S)`` array.
+        """
+        return MarketData(self.values, self.index, self.symbols, self.calendars, {**(self.extra or {}), **fields})
+
+    def _extra_rows(self, rows: slice | np.ndarray, cols: list[int] | None = None) -> dict[str, np.ndarray] | None:
+        if not self.extra:
+            return None
+        return {k: (v[rows] if cols is None else v[rows][:, cols]) for k, v in self.extra.items()}
 
     @property
     def open(self) -> np.ndarray:
@@ -171,7 +211,8 @@ class MarketData:
             rows = tradable[:, cols].any(axis=1)
         known = self._known_calendars()
         calendars = None if known is None else tuple(known[j] for j in cols)
-        return MarketData(self.values[rows][:, cols, :], self.index[rows], tuple(symbols), calendars)
+        return MarketData(self.values[rows][:, cols, :], self.index[rows], tuple(symbols), calendars,
+                          self._extra_rows(rows, cols))
 
     def slice(self, start: object = None, end: object = None) -> "MarketData":
         """Bars with ``start <= timestamp <= end`` (timestamps, strings or ``None``)."""
@@ -182,11 +223,13 @@ class MarketData:
             mask &= self.index <= _to_utc_index([end])[0]
         if not mask.any():
             raise DataValidationError("empty", f"no bars between {start} and {end}")
-        return MarketData(self.values[mask], self.index[mask], self.symbols, self._known_calendars())
+        return MarketData(self.values[mask], self.index[mask], self.symbols, self._known_calendars(),
+                          self._extra_rows(mask))
 
     def iloc(self, rows: slice) -> "MarketData":
         """Bars by integer position."""
-        return MarketData(self.values[rows], self.index[rows], self.symbols, self._known_calendars())
+        return MarketData(self.values[rows], self.index[rows], self.symbols, self._known_calendars(),
+                          self._extra_rows(rows))
 
     def _known_calendars(self) -> tuple[str, ...] | None:
         """Declared calendars, or those inferred already: a slice keeps its parent's clock (a short slice
@@ -212,7 +255,7 @@ class MarketData:
             names = tuple(calendar.get(s, inferred[j].name) for j, s in enumerate(self.symbols))
         else:
             names = tuple(calendar)
-        return MarketData(self.values, self.index, self.symbols, tuple(names))
+        return MarketData(self.values, self.index, self.symbols, tuple(names), self.extra)
 
     @cached_property
     def frequency(self) -> "BarFrequency":

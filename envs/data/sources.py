@@ -12,6 +12,8 @@ NaN).
 
 ``load_data`` picks a source by scheme: ``"synthetic"`` or ``"synthetic:seed=3,n_symbols=2"`` (a
 calibrated market: ``"synthetic:model=momentum,snr=0.2,seed=3"``, see :mod:`envs.data.calibrated`),
+``"synthetic_ticks:n_days=5"`` (1-minute bars with quotes-and-trades microstructure fields, see
+:mod:`envs.data.synthetic_ticks`),
 ``"csv:PATH"``, ``"parquet:PATH"``, ``"file:PATH"`` and ``"sample:NAME"``. Other modules add schemes
 with :func:`register_source`.
 """
@@ -563,6 +565,14 @@ def _needs_path(load: Callable[..., MarketData]) -> Loader:
     return loader
 
 
+def _load_synthetic_ticks(argument: str, **kwargs: Any) -> MarketData:
+    """``synthetic_ticks:key=value,...`` with :class:`~envs.data.synthetic_ticks.TickConfig` fields: 1-minute
+    bars with their quotes-and-trades microstructure fields."""
+    from envs.data.synthetic_ticks import TickConfig, generate_ticks
+
+    return generate_ticks(TickConfig(**{**_parse_options(argument, TickConfig), **kwargs})).data
+
+
 def _load_synthetic_crypto(argument: str, **kwargs: Any) -> MarketData:
     """``synthetic_crypto:key=value,...`` with :class:`~envs.data.crypto.CryptoConfig` fields."""
     from envs.data.crypto import CryptoConfig, generate_crypto_market
@@ -572,6 +582,7 @@ def _load_synthetic_crypto(argument: str, **kwargs: Any) -> MarketData:
 
 register_source("synthetic", _load_synthetic)
 register_source("synthetic_crypto", _load_synthetic_crypto)
+register_source("synthetic_ticks", _load_synthetic_ticks)
 register_source("csv", _needs_path(load_csv))
 register_source("parquet", _needs_path(load_parquet))
 register_source("file", _needs_path(load_path))

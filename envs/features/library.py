@@ -29,6 +29,7 @@ import pandas as pd
 
 from envs.data.market_data import MarketData
 from envs.features import indicators as ind
+from envs.features import microstructure as micro
 from envs.features.sentiment import advance_decline, share_above_average
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,20 @@ class _Bars:
     def __init__(self, data: MarketData) -> None:
         self.open, self.high, self.low = data.open, data.high, data.low
         self.close, self.volume = data.close, data.volume
+        self._data = data
         self._memo: dict[tuple, object] = {}
+
+    def extra(self, name: str, feature: str) -> np.ndarray:
+        """An extra per-bar field of the bars (quotes-and-trades microstructure), or a clear error naming the
+        feature that needs it."""
+        if not self._data.extra or name not in self._data.extra:
+            raise ValueError(
+                f"feature {feature} needs the per-bar microstructure field {name!r} of intraday bars loaded with "
+                "quotes and trades (data synthetic_ticks, or alpaca:SYMBOL;start=...;timeframe=1Min;"
+                "microstructure=true); these bars have "
+                f"{'extra fields ' + str(sorted(self._data.extra)) if self._data.extra else 'OHLCV only'}"
+            )
+        return self._data.extra[name]
 
     def memo(self, key: tuple, make: Callable[[], _T]) -> _T:
         if key not in self._memo:
@@ -374,6 +388,43 @@ def _breadth_ad(b: _Bars) -> np.ndarray:
 @_family("breadth_sma", ("n",), "share of the data's symbols closing above their n-bar SMA (market breadth)")
 def _breadth_sma(b: _Bars, n: int) -> np.ndarray:
     return np.repeat(share_above_average(b.close, n)[:, None], b.close.shape[1], axis=1)
+
+
+# Microstructure: per-bar aggregates of quotes and trades (intraday bars with the extra fields) --------
+@_family("ofi", ("n",), "order-flow imbalance (Cont-Kukanov-Stoikov) over n bars, in units of best-level depth")
+def _ofi(b: _Bars, n: int) -> np.ndarray:
+    return micro.ofi_depth(b.extra("ofi", f"ofi_{n}"), b.extra("depth", f"ofi_{n}"), n)
+
+
+@_family("trade_imb", ("n",), "(buy - sell) / (buy + sell) Lee-Ready signed volume over n bars")
+def _trade_imb(b: _Bars, n: int) -> np.ndarray:
+    name = f"trade_imb_{n}"
+    return micro.trade_imbalance(b.extra("buy_volume", name), b.extra("sell_volume", name), n)
+
+
+@_family("sign_ac", (), "lag-1 autocorrelation of the latest trade signs (order splitting)")
+def _sign_ac(b: _Bars) -> np.ndarray:
+    return micro.last_known(b.extra("sign_autocorr", "sign_ac"))
+
+
+@_family("sweeps", ("n",), "trades completing a sweep through several price levels over n bars")
+def _sweeps(b: _Bars, n: int) -> np.ndarray:
+    return micro.window_sum(b.extra("sweeps", f"sweeps_{n}"), n)
+
+
+@_family("espread", ("n",), "mean effective spread of the trades of the last n bars (fraction of the mid)")
+def _espread(b: _Bars, n: int) -> np.ndarray:
+    return micro.window_mean(b.extra("effective_spread", f"espread_{n}"), n)
+
+
+@_family("rspread", ("n",), "mean realised spread reported in the last n bars (what liquidity providers kept)")
+def _rspread(b: _Bars, n: int) -> np.ndarray:
+    return micro.window_mean(b.extra("realised_spread", f"rspread_{n}"), n)
+
+
+@_family("impact", ("n",), "mean price impact reported in the last n bars (the permanent part of the spread)")
+def _impact(b: _Bars, n: int) -> np.ndarray:
+    return micro.window_mean(b.extra("price_impact", f"impact_{n}"), n)
 
 
 DEFAULT_FEATURES: tuple[str, ...] = (

@@ -1,11 +1,13 @@
-"""Microstructure features from quotes and trades: order-flow imbalance, trade signs and their
-autocorrelation, sweeps, effective and realised spreads, price impact.
+"""Microstructure features: order-flow imbalance, trade imbalance, trade-sign autocorrelation, sweeps,
+effective and realised spreads and price impact, per bar and per symbol.
 
-Inputs are event arrays in time order (one row per quote update or per trade), as Alpaca's historical
-quotes and trades arrive (``bid_price``, ``bid_size``, ``ask_price``, ``ask_size``; ``price``, ``size``),
-or the order-book simulator's events (:mod:`envs.sim.lob`). Everything is causal: a value at event ``n``
-uses events ``<= n``. The realised spread and the price impact of a trade need the mid ``horizon`` events
-later, so they are reported at that later event (``NaN`` before), never at the trade itself.
+The event-level measures (Cont-Kukanov-Stoikov OFI of each quote update, Lee-Ready trade signs, sweeps,
+spreads, impact) and their per-bar aggregates live in :mod:`envs.data.ticks` (sources attach the aggregates
+to the bars) and are re-exported here. The functions below window those per-bar fields into features,
+causally (a value at bar ``t`` uses bars ``<= t``); the feature library exposes them as the families
+``ofi_<n>``, ``trade_imb_<n>``, ``sign_ac``, ``sweeps_<n>``, ``espread_<n>``, ``rspread_<n>`` and
+``impact_<n>`` (:data:`MICROSTRUCTURE_FEATURES`), which need bars with the fields (intraday data loaded
+with quotes and trades: ``synthetic_ticks``, or ``alpaca:...;microstructure=true``).
 """
 
 from __future__ import annotations
@@ -13,33 +15,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from envs.data.ticks import (  # noqa: F401  (the event-level measures, re-exported)
+    BAR_FIELDS,
+    bar_microstructure,
+    effective_spread,
+    order_flow_imbalance,
+    prevailing_quotes,
+    price_impact,
+    quote_ofi,
+    realised_spread,
+    sign_autocorrelation,
+    sweeps,
+    trade_features,
+    trade_signs,
+    with_microstructure,
+)
 
-def order_flow_imbalance(
-    bid_price: np.ndarray, bid_size: np.ndarray, ask_price: np.ndarray, ask_size: np.ndarray
-) -> np.ndarray:
-    """Order-flow imbalance ``e_n`` of each best-quote update (Cont, Kukanov and Stoikov 2014, eq. 2).
-
-    ``e_n = 1{Pb_n >= Pb_{n-1}} qb_n - 1{Pb_n <= Pb_{n-1}} qb_{n-1} - 1{Pa_n <= Pa_{n-1}} qa_n
-    + 1{Pa_n >= Pa_{n-1}} qa_{n-1}``: demand added at the bid less supply added at the ask. The first
-    event has no predecessor and gets 0. Summed over an interval it is the paper's OFI, which explains the
-    mid-price change over the interval linearly.
-
-    :param bid_price: best bid per event.
-    :param bid_size: size at the best bid.
-    :param ask_price: best ask.
-    :param ask_size: size at the best ask.
-    """
-    pb, qb, pa, qa = (np.asarray(x, dtype=float) for x in (bid_price, bid_size, ask_price, ask_size))
-    e = np.zeros(pb.shape)
-    e[1:] = (
-        (pb[1:] >= pb[:-1]) * qb[1:] - (pb[1:] <= pb[:-1]) * qb[:-1]
-        - (pa[1:] <= pa[:-1]) * qa[1:] + (pa[1:] >= pa[:-1]) * qa[:-1]
-    )
-    return e
+MICROSTRUCTURE_FEATURES: tuple[str, ...] = (
+    "ofi_5", "trade_imb_5", "sign_ac", "sweeps_5", "espread_5", "rspread_20", "impact_20",
+)
+"""A set of microstructure features for intraday bars with quotes and trades (not in the default
+feature set: daily bars have no quotes)."""
 
 
 def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
-    """Causal sum of the last ``window`` values (fewer at the start).
+    """Causal sum of the last ``window`` values of a 1-D series (fewer at the start).
 
     :param x: values in time order.
     :param window: number of values.
@@ -50,170 +50,52 @@ def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def trade_signs(price: np.ndarray, bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
-    """+1 for buyer-initiated trades, -1 for seller-initiated (Lee and Ready 1991).
+def window_sum(x: np.ndarray, n: int) -> np.ndarray:
+    """``(T, S)`` sums over the last ``n`` bars (fewer at the start)."""
+    return pd.DataFrame(np.asarray(x, dtype=float)).fillna(0.0).rolling(n, min_periods=1).sum().to_numpy()
 
-    The quote rule (above the prevailing mid: a buy; below: a sell), and the tick rule for trades at the
-    mid (the sign of the last price change; 0 when there was none yet).
 
-    :param price: trade prices.
-    :param bid: best bid prevailing at each trade (the last quote before it).
-    :param ask: best ask prevailing at each trade.
+def ofi_depth(ofi: np.ndarray, depth: np.ndarray, n: int) -> np.ndarray:
+    """Order-flow imbalance over the last ``n`` bars in units of the average best-level depth (Cont, Kukanov
+    and Stoikov 2014 scale OFI by depth: the mid moves by about ``OFI / depth`` ticks).
+
+    :param ofi: ``(T, S)`` per-bar OFI (shares).
+    :param depth: ``(T, S)`` per-bar mean half depth ``(bid_size + ask_size) / 2`` (NaN without quotes; the
+        last known depth stands in).
+    :param n: bars.
     """
-    p = np.asarray(price, dtype=float)
-    mid = 0.5 * (np.asarray(bid, dtype=float) + np.asarray(ask, dtype=float))
-    # A trade within a billionth of the mid is at the mid (10.005 - (10.00 + 10.01) / 2 is not 0 in floats).
-    sign = np.where(np.abs(p - mid) <= 1e-9 * np.abs(mid), 0.0, np.sign(p - mid))
-    tick = np.zeros(p.shape)
-    change = np.diff(p)
-    tick[1:] = np.where(np.abs(change) <= 1e-9 * np.abs(p[1:]), 0.0, np.sign(change))
-    # The tick rule carries the last non-zero price change forward (a zero tick repeats the last sign).
-    last = pd.Series(np.where(tick != 0, tick, np.nan)).ffill().fillna(0.0).to_numpy()
-    return np.where(sign != 0, sign, last)
+    known = pd.DataFrame(np.asarray(depth, dtype=float)).ffill()
+    mean_depth = known.rolling(n, min_periods=1).mean().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(mean_depth > 0, window_sum(ofi, n) / mean_depth, np.nan)
 
 
-def sign_autocorrelation(signs: np.ndarray, window: int, lag: int = 1) -> np.ndarray:
-    """Rolling autocorrelation at ``lag`` of the trade signs over the last ``window`` trades.
+def trade_imbalance(buy_volume: np.ndarray, sell_volume: np.ndarray, n: int) -> np.ndarray:
+    """``(buy - sell) / (buy + sell)`` signed volume over the last ``n`` bars (0 when nothing traded).
 
-    Order splitting makes trade signs long-memory (positively autocorrelated for many lags); a value near
-    0 means independent flow. ``NaN`` until ``window + lag`` trades have been seen or when the window's
-    signs do not vary.
-
-    :param signs: +1/-1 trade signs in time order.
-    :param window: trades in the window.
-    :param lag: autocorrelation lag in trades.
+    :param buy_volume: ``(T, S)`` buyer-initiated shares per bar.
+    :param sell_volume: ``(T, S)`` seller-initiated shares per bar.
+    :param n: bars.
     """
-    s = pd.Series(np.asarray(signs, dtype=float))
-    return s.rolling(window, min_periods=window).corr(s.shift(lag)).to_numpy()
+    buy, sell = window_sum(buy_volume, n), window_sum(sell_volume, n)
+    total = buy + sell
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, (buy - sell) / total, 0.0)
 
 
-def sweeps(
-    price: np.ndarray, sign: np.ndarray, time: np.ndarray, tick: float, window: float, min_levels: int = 3
-) -> np.ndarray:
-    """Flag trades that complete a sweep: a burst of same-side trades within ``window`` (seconds or
-    steps) that walks through at least ``min_levels`` distinct price levels.
+def last_known(x: np.ndarray) -> np.ndarray:
+    """The latest finite value at or before each bar (NaN before the first).
 
-    A flagged trade is known to be a sweep when it prints, from it and the trades before it.
-
-    :param price: trade prices.
-    :param sign: +1/-1 trade signs.
-    :param time: trade times (seconds, or steps), non-decreasing.
-    :param tick: the price tick (levels are prices on this grid).
-    :param window: the burst's maximum duration.
-    :param min_levels: distinct price levels that make a sweep.
+    :param x: ``(T, S)`` per-bar values.
     """
-    p = np.round(np.asarray(price, dtype=float) / tick).astype(np.int64)
-    s = np.asarray(sign)
-    t = np.asarray(time, dtype=float)
-    flags = np.zeros(p.shape, dtype=bool)
-    start = 0
-    for n in range(p.size):
-        # The burst: the latest run of same-side trades that fits in the window.
-        if n > 0 and s[n] != s[n - 1]:
-            start = n
-        while t[n] - t[start] > window:
-            start += 1
-        flags[n] = s[n] != 0 and np.unique(p[start : n + 1]).size >= min_levels
-    return flags
+    return pd.DataFrame(np.asarray(x, dtype=float)).ffill().to_numpy()
 
 
-def effective_spread(price: np.ndarray, sign: np.ndarray, mid: np.ndarray) -> np.ndarray:
-    """``2 sign (price - mid) / mid`` of each trade: what the taker paid against the mid, both ways.
+def window_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the finite values of the last ``n`` bars, else the latest known one (NaN before any).
 
-    :param price: trade prices.
-    :param sign: +1/-1 trade signs.
-    :param mid: the mid prevailing at each trade.
+    :param x: ``(T, S)`` per-bar values (NaN in bars without any).
+    :param n: bars.
     """
-    m = np.asarray(mid, dtype=float)
-    return 2.0 * np.asarray(sign) * (np.asarray(price, dtype=float) - m) / m
-
-
-def _at_horizon(values: np.ndarray, horizon: int) -> np.ndarray:
-    """``values`` of trade ``n`` reported at trade ``n + horizon`` (NaN before), so nothing is early."""
-    out = np.full(values.shape, np.nan)
-    if horizon < values.size:
-        out[horizon:] = values[: values.size - horizon]
-    return out
-
-
-def realised_spread(price: np.ndarray, sign: np.ndarray, mid: np.ndarray, horizon: int) -> np.ndarray:
-    """``2 sign (price - mid_{n+h}) / mid_n`` of trade ``n``: what the liquidity provider kept after the mid
-    moved for ``horizon`` trades; reported at trade ``n + horizon``.
-
-    :param price: trade prices.
-    :param sign: +1/-1 trade signs.
-    :param mid: the mid prevailing at each trade.
-    :param horizon: trades after which the mid is read.
-    """
-    p, m = np.asarray(price, dtype=float), np.asarray(mid, dtype=float)
-    later = np.full(m.shape, np.nan)
-    later[: m.size - horizon] = m[horizon:]
-    return _at_horizon(2.0 * np.asarray(sign) * (p - later) / m, horizon)
-
-
-def price_impact(sign: np.ndarray, mid: np.ndarray, horizon: int) -> np.ndarray:
-    """``2 sign (mid_{n+h} - mid_n) / mid_n`` of trade ``n``: the permanent part of the effective spread
-    (effective = realised + impact); reported at trade ``n + horizon``.
-
-    :param sign: +1/-1 trade signs.
-    :param mid: the mid prevailing at each trade.
-    :param horizon: trades after which the mid is read.
-    """
-    m = np.asarray(mid, dtype=float)
-    later = np.full(m.shape, np.nan)
-    later[: m.size - horizon] = m[horizon:]
-    return _at_horizon(2.0 * np.asarray(sign) * (later - m) / m, horizon)
-
-
-def prevailing_quotes(quotes: pd.DataFrame, trades: pd.DataFrame) -> pd.DataFrame:
-    """The best bid and ask prevailing at each trade: the last quote strictly before it.
-
-    :param quotes: Alpaca quotes (a time index, ``bid_price``, ``ask_price``), sorted.
-    :param trades: Alpaca trades (a time index, ``price``), sorted.
-    """
-    q = quotes[["bid_price", "ask_price"]].rename_axis("time").reset_index()
-    t = trades.rename_axis("time").reset_index()
-    merged = pd.merge_asof(t, q, on="time", allow_exact_matches=False)
-    return merged.set_index("time")
-
-
-def trade_features(quotes: pd.DataFrame, trades: pd.DataFrame, tick: float = 0.01, horizon: int = 5,
-                   window: int = 50, sweep_seconds: float = 1.0, sweep_levels: int = 3) -> pd.DataFrame:
-    """Per-trade microstructure features from quotes and trades (Alpaca's historical data layout).
-
-    Columns: ``sign``, ``sign_autocorr`` (over ``window`` trades), ``sweep``, ``effective_spread``,
-    ``realised_spread`` and ``price_impact`` (both at ``horizon`` trades, reported when known).
-
-    :param quotes: quotes with a DatetimeIndex and ``bid_price``, ``ask_price``.
-    :param trades: trades with a DatetimeIndex and ``price``.
-    :param tick: price tick.
-    :param horizon: trades after which realised spread and impact are measured.
-    :param window: trades in the sign autocorrelation's window.
-    :param sweep_seconds: a sweep's maximum duration.
-    :param sweep_levels: distinct price levels that make a sweep.
-    """
-    merged = prevailing_quotes(quotes, trades)
-    price = merged["price"].to_numpy(dtype=float)
-    bid, ask = merged["bid_price"].to_numpy(dtype=float), merged["ask_price"].to_numpy(dtype=float)
-    mid = 0.5 * (bid + ask)
-    sign = trade_signs(price, bid, ask)
-    seconds = (merged.index - merged.index[0]).total_seconds().to_numpy()
-    return pd.DataFrame({
-        "sign": sign,
-        "sign_autocorr": sign_autocorrelation(sign, window),
-        "sweep": sweeps(price, sign, seconds, tick, sweep_seconds, sweep_levels),
-        "effective_spread": effective_spread(price, sign, mid),
-        "realised_spread": realised_spread(price, sign, mid, horizon),
-        "price_impact": price_impact(sign, mid, horizon),
-    }, index=merged.index)
-
-
-def quote_ofi(quotes: pd.DataFrame, freq: str) -> pd.Series:
-    """Order-flow imbalance summed over intervals of ``freq`` (e.g. ``"1min"``), labelled by the interval's
-    end, so a bar's value uses only quotes inside it.
-
-    :param quotes: quotes with a DatetimeIndex and ``bid_price``, ``bid_size``, ``ask_price``, ``ask_size``.
-    :param freq: pandas frequency of the intervals.
-    """
-    e = order_flow_imbalance(quotes["bid_price"], quotes["bid_size"], quotes["ask_price"], quotes["ask_size"])
-    return pd.Series(e, index=quotes.index).resample(freq, label="right", closed="right").sum()
+    mean = pd.DataFrame(np.asarray(x, dtype=float)).rolling(n, min_periods=1).mean()
+    return mean.ffill().to_numpy()
