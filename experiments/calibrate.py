@@ -1,11 +1,12 @@
 """Calibrate the learners on markets whose best achievable result is known.
 
-``python -m experiments.calibrate [--families momentum,hmm] [--learners ppo,xgboost] [--quick]``
+``python -m experiments.calibrate [--families momentum,hmm] [--learners ppo,xgboost] [--quick]
+[--config PPO.yaml] [--gamma 0.9 ...]``
 
 For each calibrated family (:mod:`envs.data.calibrated`) and each learner:
 
 1. train on the **training seeds**: PPO with the default ``train ppo`` config
-   (``experiments/configs/ppo.yaml``), xgboost with the default predictor config, one run per seed on
+   (``experiments/configs/ppo.yaml``, or ``--config FILE``; the ``train ppo`` flags change single fields), xgboost with the default predictor config, one run per seed on
    ``synthetic:model=FAMILY,seed=S,n_symbols=N`` (the run's own validation period selects its model);
 2. score every trained policy on the **held-out seeds**, markets generated from seeds no run saw, dated
    after every training bar, next to the family's oracle (:mod:`baselines.oracles`), buy-and-hold and the
@@ -29,9 +30,9 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
@@ -45,7 +46,9 @@ from envs.data.market_data import MarketData
 from envs.data.sources import load_data
 from experiments.cli import Parser, command
 from experiments.engine import BacktestConfig, run_backtest, start_bar
-from experiments.rl_config import RLConfig, resolve
+from experiments.predictor_config import load_config as load_predictor_config
+from experiments.predictor_config import parse_sets
+from experiments.rl_config import SPEC_OWNED, RLConfig, add_config_arguments, overrides_from_args, resolve
 from experiments.rl_config import load_config as load_rl_config
 from experiments.spec import ExperimentSpec
 
@@ -71,6 +74,9 @@ class CalibrateConfig:
     :param n_days: daily bars per market.
     :param snr: signal-to-noise of every family but null (default: each family's default difficulty).
     :param timesteps: PPO environment steps per run (default: the default config's).
+    :param ppo_config: YAML file of PPO config fields, calibrated instead of ``experiments/configs/ppo.yaml``.
+    :param ppo_overrides: PPO config fields applied over it (the ``train ppo`` flags).
+    :param predictor_overrides: predictor config fields over the default xgboost config (``--set``).
     :param out: output folder.
     :param progress: show a progress bar.
     """
@@ -83,6 +89,9 @@ class CalibrateConfig:
     n_days: int = 2520
     snr: float | None = None
     timesteps: int | None = None
+    ppo_config: str | None = None
+    ppo_overrides: Mapping[str, Any] = field(default_factory=dict)
+    predictor_overrides: Mapping[str, Any] = field(default_factory=dict)
     out: str = "reports/calibrate"
     progress: bool = True
 
@@ -104,6 +113,9 @@ class CalibrateConfig:
             raise ValueError(f"snr must be >= 0, got {self.snr}")
         if self.timesteps is not None and self.timesteps < 1:
             raise ValueError(f"timesteps must be >= 1, got {self.timesteps}")
+        # A bad PPO or predictor field fails here, naming it, not after the first hour of training.
+        load_rl_config(self.ppo_config, dict(self.ppo_overrides), algo="ppo")
+        load_predictor_config(None, dict(self.predictor_overrides), model="xgboost")
 
 
 QUICK = {"train_seeds": (1,), "heldout_seeds": (101, 102, 103), "timesteps": 20_000}
@@ -145,6 +157,7 @@ def ppo_config(family: str, seed: int, config: CalibrateConfig) -> RLConfig:
     :param config: the calibration.
     """
     changes: dict[str, Any] = {
+        **config.ppo_overrides,
         "data": market_spec(family, seed, config),
         "seed": seed, "runs_dir": str(Path(config.out) / "runs"), "run_name": f"{family}-seed{seed}",
         "progress": False, "baselines": (),
@@ -154,7 +167,7 @@ def ppo_config(family: str, seed: int, config: CalibrateConfig) -> RLConfig:
     if family == "pair":
         changes.update(env="Portfolio-v0", allow_short=True, train_symbols=())
     # Completed from SPEC, so its costs and shorting are set (fields the spec owns default to None).
-    return resolve(load_rl_config(None, changes, algo="ppo"), SPEC)[0]
+    return resolve(load_rl_config(config.ppo_config, changes, algo="ppo"), SPEC)[0]
 
 
 def backtest_config(rl: RLConfig) -> BacktestConfig:
@@ -184,16 +197,16 @@ def train_xgboost(family: str, seed: int, config: CalibrateConfig) -> tuple[Poli
     :return: the policy and the training time in seconds.
     """
     from agents.registry import load_policy
-    from experiments.predictor_config import load_config
     from experiments.train_predictor import train
 
     overrides = {
+        **config.predictor_overrides,
         "data": market_spec(family, seed, config), "seed": seed, "backtest": False,
         "progress": False, "runs_dir": str(Path(config.out) / "runs"), "run_name": f"{family}-seed{seed}",
     }
     if family == "pair":
         overrides["allow_short"] = True
-    result = train(load_config(None, overrides, model="xgboost"))
+    result = train(load_predictor_config(None, overrides, model="xgboost"))
     return load_policy(result.policy_dir), float(result.metrics["train_seconds"])
 
 
@@ -460,7 +473,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one training seed, three held-out markets, 20,000 PPO steps: a smoke run")
     p.add_argument("--out", default="reports/calibrate", help="output folder (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--set", dest="predictor_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the xgboost predictor's config (repeatable), e.g. --set anchored=true")
+    # The PPO config calibrated: --config FILE and the train ppo flags, over experiments/configs/ppo.yaml.
+    add_config_arguments(p, skip=PPO_FIXED)
     return p
+
+
+PPO_FIXED: tuple[str, ...] = ("algo", "env", *SPEC_OWNED, "seed", "symbol", "train_symbols", "total_timesteps",
+                              "runs_dir", "run_name", "progress", "baselines")
+"""PPO config fields calibrate sets itself (the market, seeds, run folders; ``--timesteps`` is its own flag)."""
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -468,6 +490,25 @@ def _seeds(text: str) -> tuple[int, ...]:
         low, high = (int(x) for x in text.split("-"))
         return tuple(range(low, high + 1))
     return _items(text, int)
+
+
+def config_from_args(args: argparse.Namespace) -> CalibrateConfig:
+    """The calibration the parsed command line asks for.
+
+    :param args: arguments parsed by :func:`build_parser`.
+    """
+    values: dict[str, Any] = {
+        "families": _items(args.families), "learners": _items(args.learners),
+        "train_seeds": _seeds(args.train_seeds), "heldout_seeds": _seeds(args.heldout_seeds),
+        "n_symbols": args.n_symbols, "snr": args.snr, "timesteps": args.timesteps, "out": args.out,
+        "progress": not args.no_progress,
+        "ppo_config": str(args.config) if args.config else None, "ppo_overrides": overrides_from_args(args),
+        "predictor_overrides": parse_sets(args.predictor_set),
+    }
+    if args.quick:
+        values.update(QUICK)
+        values["timesteps"] = args.timesteps or QUICK["timesteps"]
+    return CalibrateConfig(**values)
 
 
 @command
@@ -478,16 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    values: dict[str, Any] = {
-        "families": _items(args.families), "learners": _items(args.learners),
-        "train_seeds": _seeds(args.train_seeds), "heldout_seeds": _seeds(args.heldout_seeds),
-        "n_symbols": args.n_symbols, "snr": args.snr, "timesteps": args.timesteps, "out": args.out,
-        "progress": not args.no_progress,
-    }
-    if args.quick:
-        values.update(QUICK)
-        values["timesteps"] = args.timesteps or QUICK["timesteps"]
-    config = CalibrateConfig(**values)
+    config = config_from_args(args)
     result = calibrate(config)
     print(render_text(result))
     print(f"\nreport: {Path(config.out) / 'report.html'}\njson: {Path(config.out) / 'calibration.json'}"

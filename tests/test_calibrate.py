@@ -8,7 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from experiments.calibrate import CalibrateConfig, bootstrap_interval, calibrate, main
+from experiments.calibrate import (
+    CalibrateConfig,
+    bootstrap_interval,
+    build_parser,
+    calibrate,
+    config_from_args,
+    main,
+    ppo_config,
+)
+from experiments.rl_config import load_config as load_rl_config
 
 
 def test_tiny_ppo_learns_momentum_and_beats_the_flat_policy(tmp_path) -> None:
@@ -57,3 +66,20 @@ def test_full_calibration_meets_the_goals(tmp_path) -> None:
     for entry in rows["null"]["learners"].values():
         low, high = entry["sharpe_ci"]
         assert low <= 0.0 <= high and entry["cost_drag"] < 0.01
+
+
+def test_a_ppo_config_file_and_flags_are_what_is_calibrated(tmp_path, capsys) -> None:
+    path = tmp_path / "ppo.yaml"
+    path.write_text("gamma: 0.9\nent_coef: 0.01\n")
+    args = build_parser().parse_args(["--config", str(path), "--ent-coef", "0.02", "--set", "anchored=true",
+                                      "--families", "mean_reversion"])
+    config = config_from_args(args)
+    rl = ppo_config("mean_reversion", 2, config)
+    assert (rl.gamma, rl.ent_coef, rl.seed) == (0.9, 0.02, 2)
+    assert rl.data == "synthetic:model=mean_reversion,seed=2,n_days=2520,n_symbols=5"
+    assert config.predictor_overrides == {"anchored": "true"}
+    # What `train ppo --config FILE --ent-coef 0.02` trains: the file over the dataclass defaults.
+    trained = load_rl_config(path, {"ent_coef": "0.02"}, algo="ppo")
+    assert (rl.features, rl.learning_rate, rl.n_epochs) == (trained.features, trained.learning_rate, trained.n_epochs)
+    assert main(["--gamma", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "error: RLConfig.gamma must be in (0, 1], got 2.0"

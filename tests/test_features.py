@@ -20,7 +20,7 @@ from envs.features import (
     normalize,
 )
 from envs.features import indicators as ind
-from envs.features.library import MARKET_FEATURES
+from envs.features.library import LEVEL_FEATURES, MARKET_FEATURES
 from envs.features.microstructure import MICROSTRUCTURE_FEATURES
 
 MODES = ("none", "zscore_expanding", "zscore_rolling")
@@ -65,7 +65,10 @@ def test_default_set_has_at_least_50_features_including_regime_and_volatility_st
 
 def test_every_family_is_documented_and_in_the_default_set() -> None:
     docs = feature_families()
-    default_families = {FeatureSpec.parse(n).family for n in DEFAULT_FEATURES + MARKET_FEATURES + MICROSTRUCTURE_FEATURES}
+    default_families = {
+        FeatureSpec.parse(n).family
+        for n in DEFAULT_FEATURES + MARKET_FEATURES + MICROSTRUCTURE_FEATURES + LEVEL_FEATURES
+    }
     assert {key.split("(")[0] for key in docs} == default_families
     assert all(isinstance(text, str) and text for text in docs.values())
     assert "rsi(n)" in docs and "vol_regime(n, m)" in docs
@@ -117,6 +120,28 @@ def test_changing_the_future_leaves_every_feature_up_to_t_unchanged(
     ]
     assert leaked == []
     assert not np.array_equal(before[t + 1 :], after[t + 1 :], equal_nan=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_changing_the_future_leaves_the_level_features_up_to_t_unchanged(market: MarketData, mode: str) -> None:
+    config = FeatureConfig(features=LEVEL_FEATURES, normalize=mode)
+    t = 300
+    before = compute_features(market, config).values
+    after = compute_features(_with_new_future(market, t, seed=99), config).values
+    np.testing.assert_array_equal(before[: t + 1], after[: t + 1])
+    assert not np.array_equal(before[t + 1 :], after[t + 1 :], equal_nan=True)
+
+
+def test_ewm_level_is_the_weighted_mean_of_every_past_bar(bars: pd.DataFrame) -> None:
+    x = np.log(_arrays(bars)["close"])
+    alpha = 2.0 / (60 + 1.0)
+    ours = _col(ind.ewm_level(x, 60))
+    for t in (0, 1, 59, 250, len(x) - 1):
+        weights = (1.0 - alpha) ** np.arange(t, -1, -1)
+        assert ours[t] == pytest.approx(float(weights @ x[: t + 1, 0] / weights.sum()), rel=1e-12)
+    # No warm-up: the first bar's level is the first bar.
+    raw = compute_features(MarketData.from_frames({"A": bars}), FeatureConfig(("ewm_dist_60",), "none"))
+    assert raw.values[0, 0, 0] == 0.0 and raw.warmup == 0
 
 
 def test_symbol_features_do_not_depend_on_other_symbols_except_market_ones(

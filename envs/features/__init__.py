@@ -7,6 +7,7 @@ Every value at bar ``t`` uses bars ``<= t`` only; features are computed once per
 
 from envs.features.library import (
     DEFAULT_FEATURES,
+    LEVEL_FEATURES,
     NORMALIZATIONS,
     OBS_BOUND,
     OBSERVATION_FEATURES,
@@ -20,6 +21,7 @@ from envs.features.library import (
 
 __all__ = [
     "DEFAULT_FEATURES",
+    "LEVEL_FEATURES",
     "NORMALIZATIONS",
     "OBS_BOUND",
     "OBSERVATION_FEATURES",

@@ -191,6 +191,20 @@ def ema(x: np.ndarray, span: int) -> np.ndarray:
     return _recursive_average(x, 2.0 / (span + 1.0), span)
 
 
+def ewm_level(x: np.ndarray, span: int) -> np.ndarray:
+    """Exponentially weighted mean of everything so far, weights ``(1 - alpha)**k`` with ``alpha = 2 / (span + 1)``.
+
+    Unlike :func:`ema` it needs no warm-up: at bar ``t`` it is the weighted mean of bars ``0..t``, the
+    weights renormalised over the bars there are (pandas' ``ewm(adjust=True)``), so a span longer than the
+    data is close to the expanding mean, the best estimate of a constant level.
+
+    :param x: ``(T, S)`` array without NaN.
+    :param span: span in bars.
+    """
+    _check_2d(x)
+    return _frame(x).ewm(span=span, adjust=True).mean().to_numpy()
+
+
 def wilder(x: np.ndarray, n: int) -> np.ndarray:
     """Wilder's smoothing (``alpha = 1 / n``), seeded with the mean of the first ``n`` inputs.
 

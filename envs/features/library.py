@@ -130,6 +130,11 @@ def _ema_ratio(b: _Bars, n: int) -> np.ndarray:
     return b.close / ind.ema(b.close, n) - 1.0
 
 
+@_family("ewm_dist", ("n",), "log close minus its exponentially weighted level (span n, from the first bar)")
+def _ewm_dist(b: _Bars, n: int) -> np.ndarray:
+    return b.log_close - ind.ewm_level(b.log_close, n)
+
+
 @_family("sma_cross", ("fast", "slow"), "SMA(fast) / SMA(slow) - 1", increasing=True)
 def _sma_cross(b: _Bars, fast: int, slow: int) -> np.ndarray:
     return b.sma(fast) / b.sma(slow) - 1.0
@@ -448,6 +453,13 @@ MARKET_FEATURES: tuple[str, ...] = ("breadth_ad", "breadth_sma_200")
 """Market-breadth features: one value per bar from all the symbols of the data, the same for each symbol.
 Not in :data:`DEFAULT_FEATURES` (whose 63 names saved agents of earlier versions observe); name them in a
 :class:`FeatureConfig` to observe them."""
+
+LEVEL_FEATURES: tuple[str, ...] = ("ewm_dist_60", "ewm_dist_252", "ewm_dist_1000")
+"""Distance of the log price from slow exponentially weighted levels: what a mean-reverting price is
+expected to close. On the calibrated mean-reversion market (training seed 1, 5 symbols) the best of the
+other features, ``sma_ratio_200``, correlates 0.73 with the true expected return; ``ewm_dist_252`` 0.84
+and ``ewm_dist_1000`` 0.93. Not in :data:`DEFAULT_FEATURES` (whose 63 names saved agents of earlier
+versions observe)."""
 
 OBSERVATION_FEATURES: tuple[str, ...] = (
     "ret_5", "ret_20", "ret_60", "sma_ratio_50", "sma_ratio_200", "sma_cross_50_200", "rvol_20", "rvol_60",
