@@ -127,8 +127,7 @@ def test_vix_features_by_hand_real_sample_and_synthetic_vix() -> None:
     # 1,259 trading days; the August 2015 and February 2018 spikes closed above 40.
     assert len(real) == 1259 and real.notna().all() and 9 < real.min() < 10 and 40 < real.max() < 41
     assert real.index.is_monotonic_increasing and str(real.index.tz) == "UTC"
-    data, state = generate_market_with_state(n_symbols=1, n_days=100, seed=3)
-    np.testing.assert_allclose(sn.synthetic_vix(data, state), 100 * state.volatility[:, 0])
+
 
 
 def test_put_call_ratio_by_hand() -> None:

@@ -175,6 +175,14 @@ class SyntheticState:
     :param hedge_ratio: log-price hedge ratio of the pair.
     :param spread: ``(T,)`` the pair's mean-reverting log spread at each close, i.e.
         ``log close_2 - hedge_ratio * log close_1`` minus a constant (``None`` without a pair).
+    :param long_run_variance: ``(S,)`` the Heston long-run variance ``theta`` of each symbol (its constant
+        variance in the ``gbm`` and ``merton`` models), annualised, before the regime scale.
+    :param variance_kappa: Heston mean-reversion speed of the variance (per year; 0 without Heston).
+    :param regime_vol_scale: volatility multiplier of each regime label.
+    :param jump_variance: annual variance the Merton jumps add to each symbol's log return,
+        ``lambda (mu_J^2 + sigma_J^2)``.
+    :param spread_variance: annualised variance of the pair spread's innovations (0 without a pair).
+    :param bars_per_session: bars in a session (1 for daily bars).
     """
 
     regimes: np.ndarray
@@ -186,6 +194,58 @@ class SyntheticState:
     pair: tuple[str, str] | None
     hedge_ratio: float
     spread: np.ndarray | None
+    long_run_variance: np.ndarray | None = None
+    variance_kappa: float = 0.0
+    regime_vol_scale: np.ndarray | None = None
+    jump_variance: float = 0.0
+    spread_variance: float = 0.0
+    bars_per_session: int = 1
+
+    def forward_variance(self, days: float = 30.0) -> np.ndarray:
+        """``(T, S)``: at each bar, the model's expected mean variance (annualised, diffusion) of each symbol
+        over the bars of the next ``days`` calendar days, given the state at that bar only.
+
+        ``E[sigma^2(t + k)] = E[scale^2(regime_{t+k}) | regime_t] E[v(t + k) | v(t)]`` (the regime chain and the
+        Heston variance are independent): the regime part from powers of the per-session transition matrix,
+        the variance part from the discretised Heston mean ``theta + (1 - kappa dt)^k (v_t - theta)``, averaged
+        over ``k = 1..H``, ``H`` the bars in ``days`` calendar days (365 calendar days hold 252 sessions). The
+        pair's second leg adds its spread's variance to ``hedge_ratio^2`` times the first leg's. Uses the
+        state at bar ``t`` (its regime and volatility), never a later one.
+
+        :param days: calendar days ahead (30 for the VIX).
+        """
+        if self.long_run_variance is None or self.regime_vol_scale is None:
+            raise ValueError("this SyntheticState predates the forward-variance fields; generate the market again")
+        per_year = TRADING_DAYS * self.bars_per_session
+        horizon = max(int(round(days / 365.0 * per_year)), 1)
+        k = np.arange(1, horizon + 1)
+        dt = 1.0 / per_year
+        scale2 = np.asarray(self.regime_vol_scale, dtype=np.float64) ** 2
+        # Expected scale^2 after j sessions from each regime: rows of P^j @ scale^2, averaged over the bars.
+        sessions = np.ceil(k / self.bars_per_session).astype(np.int64)
+        power = np.eye(len(scale2))
+        by_session = {0: power @ scale2}
+        for j in range(1, int(sessions.max()) + 1):
+            power = power @ self.transition_matrix
+            by_session[j] = power @ scale2
+        expected_scale2 = np.stack([by_session[j] for j in sessions])  # (H, K)
+        decay = (1.0 - self.variance_kappa * dt) ** k  # (H,)
+        scale_now = np.sqrt(scale2)[self.regimes][:, None]
+        variance = (np.asarray(self.volatility) / scale_now) ** 2  # (T, S) v(t)
+        theta = np.asarray(self.long_run_variance, dtype=np.float64)[None, :]
+        if self.pair is not None:
+            # The second leg's variance is the hedged first leg's plus the spread's: forecast the first's.
+            variance = variance.copy()
+            variance[:, 1] = variance[:, 0]
+            theta = theta.copy()
+            theta[:, 1] = theta[:, 0]
+        # mean_k E[s^2_k] (theta + decay_k (v - theta)) = theta mean(E s^2) + (v - theta) mean(E s^2 decay)
+        level = expected_scale2.mean(axis=0)[self.regimes][:, None]
+        reverting = (expected_scale2 * decay[:, None]).mean(axis=0)[self.regimes][:, None]
+        forward = theta * level + (variance - theta) * reverting
+        if self.pair is not None:
+            forward[:, 1] = self.hedge_ratio**2 * forward[:, 0] + self.spread_variance
+        return forward
 
 
 def generate_market(config: SyntheticConfig | None = None, **overrides: object) -> MarketData:
@@ -246,7 +306,7 @@ def generate_market_with_state(
             + sigma * np.sqrt(calendar.body_dt)[:, None] * z_body + np.where(opens, 0.0, jump))
     body_sd = sigma * np.sqrt(calendar.body_dt)[:, None]
 
-    pair, spread = None, None
+    pair, spread, spread_var = None, None, 0.0
     if cfg.cointegrated_pair and n_sym >= 2:
         spread, spread_var = _ou_spread(cfg, dt, rng)
         gap, body, body_sd, sigma = _make_pair(cfg, spread, spread_var, calendar, gap, body,
@@ -269,6 +329,14 @@ def generate_market_with_state(
         pair=pair,
         hedge_ratio=cfg.hedge_ratio,
         spread=spread,
+        long_run_variance=vol**2,
+        variance_kappa=cfg.heston_kappa if cfg.model in ("heston", "regime") else 0.0,
+        regime_vol_scale=(np.asarray(cfg.regime_vol_scale, dtype=np.float64) if cfg.model == "regime"
+                          else np.ones(1)),
+        jump_variance=(cfg.jump_intensity * (cfg.jump_mean**2 + cfg.jump_std**2)
+                       if cfg.model in ("merton", "regime") else 0.0),
+        spread_variance=spread_var if pair is not None else 0.0,
+        bars_per_session=len(calendar.index) // cfg.n_days,
     )
     return data, state
 

@@ -2,9 +2,10 @@
 advancers minus decliners and the share of symbols above their 200-day average.
 
 - **VIX**: :func:`real_vix` is the CBOE VIX close of 2014-2019 bundled with the ``arch`` package (a real
-  sample, offline); :func:`synthetic_vix` is the VIX of a synthetic market, computed from its hidden
-  instantaneous volatilities and correlation (the equal-weight index's volatility, in percent), so it
-  moves with the market the envs trade. :func:`vix_features` turns either into causal features.
+  sample, offline); :func:`synthetic_vix` is the VIX of a synthetic market: the model-implied volatility of
+  its equal-weight index over the next 30 calendar days given its hidden state at each bar (regime,
+  Heston variance, jumps), in percent, so it moves with the market the envs trade and mean-reverts as the
+  model does. :func:`vix_features` turns either into causal features.
 - **Put/call ratio**: :func:`put_call_ratio` from an option chain frame with traded ``volume``
   (:mod:`envs.options.chain_store`'s layout).
 - **Breadth**: :func:`advance_decline` and :func:`share_above_average` over a multi-symbol
@@ -33,18 +34,32 @@ def real_vix() -> pd.Series:
     return series.rename("VIX")
 
 
-def synthetic_vix(data: MarketData, state: SyntheticState) -> pd.Series:
-    """The VIX of a synthetic market: ``100 x`` the annualised volatility of its equal-weight index, from
-    the generator's instantaneous volatilities and shock correlation at each bar.
+def synthetic_vix(data: MarketData, state: SyntheticState, days: float = 30.0) -> pd.Series:
+    """The VIX of a synthetic market: ``100 x`` the model-implied volatility of its equal-weight index over
+    the next ``days`` calendar days, given the state at each bar (as the VIX is the market's expectation of
+    the next 30 days' volatility, not today's).
+
+    Each symbol's expected mean variance comes from :meth:`SyntheticState.forward_variance` (the regime
+    chain's and the Heston variance's conditional expectations); the index's diffusion variance combines
+    them with the shock correlation (cross terms ``rho_ij sqrt(F_i F_j)``, exact for one symbol), and the
+    Merton jumps add ``lambda (mu_J^2 + sigma_J^2)`` per unit of jump loading (a pair's second leg carries
+    ``hedge_ratio`` times the first leg's jumps). Causal: the value at bar ``t`` uses the state at ``t``
+    only, never the realised future.
 
     :param data: the market (for the index).
     :param state: its hidden state (``generate_market_with_state``).
+    :param days: calendar days ahead.
     """
-    vol = np.asarray(state.volatility, dtype=float)
-    n = vol.shape[1]
+    forward = state.forward_variance(days)
+    n = forward.shape[1]
     weights = np.full(n, 1.0 / n)
-    scaled = vol * weights
+    scaled = np.sqrt(forward) * weights
     variance = np.einsum("ti,ij,tj->t", scaled, state.correlation, scaled)
+    loading = weights.copy()
+    if state.pair is not None:
+        loading[0] += state.hedge_ratio * loading[1]
+        loading[1] = 0.0
+    variance = variance + state.jump_variance * float(loading @ loading)
     return pd.Series(100.0 * np.sqrt(variance), index=data.index, name="VIX")
 
 

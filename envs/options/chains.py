@@ -22,6 +22,15 @@ the next ``n_weeklies`` Fridays and the third Fridays of the next ``n_monthlies`
 calendar days / 365 from the bar's date to the expiry date (options expire at that day's close). Strikes
 sit on a grid whose step depends on the spot level, ``n_strikes`` either side of the spot.
 
+Volume and open interest: each bar's chain trades a seeded number of contracts (Poisson draws from
+the generator seeded by ``(volume_seed, bar)``, so a chain is the same whenever it is asked for). The
+expected total rises with the bar's absolute standardised return (``volume_sensitivity``); it spreads over
+the contracts with weight ``exp(-z^2 / (2 moneyness_width^2)) / sqrt(1 + dte)`` (at the money and short
+dated trade most); puts take the share ``sigmoid(logit(put_share) - fear * r_t / sigma_t)``, so a down day
+(in units of the short-term volatility) raises the put/call volume ratio, as in equity markets whose
+average ratio is near 0.7 (``put_share`` 0.42). Open interest is a Poisson draw around ``oi_days`` days of
+the contract's expected volume. All of it uses bar ``t`` and earlier only.
+
 Bars are assumed daily: volatilities are annualised with 252 bars a year and the EWMA half-lives and
 IV-rank window are counted in bars. The smile is a parametric model, not fitted to be free of static
 arbitrage, which is fine for a simulator but not for pricing exotics.
@@ -64,6 +73,13 @@ class ChainConfig:
     :param wing_spread: spread widening per unit of |standardised moneyness|.
     :param iv_rank_window: bars of ATM 30-day IV history behind IV rank and percentile.
     :param iv_rank_min_periods: bars needed before IV rank is defined.
+    :param volume_seed: seed of the volume and open-interest draws.
+    :param daily_volume: expected contracts traded per bar over the whole chain on a quiet bar.
+    :param volume_sensitivity: extra volume per unit of absolute standardised return.
+    :param put_share: puts' share of the volume on a flat bar (0.42: a put/call ratio of about 0.72).
+    :param fear: how much a down move (in short-term volatility units) shifts volume to puts (logit scale).
+    :param moneyness_width: width of the volume's bell over standardised moneyness.
+    :param oi_days: open interest in days of expected volume.
     """
 
     rate: float = 0.03
@@ -86,6 +102,13 @@ class ChainConfig:
     wing_spread: float = 0.15
     iv_rank_window: int = 252
     iv_rank_min_periods: int = 60
+    volume_seed: int = 0
+    daily_volume: float = 20_000.0
+    volume_sensitivity: float = 0.5
+    put_share: float = 0.42
+    fear: float = 0.4
+    moneyness_width: float = 1.0
+    oi_days: float = 8.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -94,7 +117,11 @@ class ChainConfig:
                 continue
             if not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
                 raise ValueError(f"ChainConfig.{f.name} must be a finite number >= 0, got {value!r}")
-        for name in ("n_weeklies", "n_monthlies", "n_strikes", "iv_rank_window", "iv_rank_min_periods"):
+        if not 0 < self.put_share < 1 or self.moneyness_width <= 0:
+            raise ValueError(f"ChainConfig.put_share must be in (0, 1) and moneyness_width > 0, got "
+                             f"{self.put_share!r} and {self.moneyness_width!r}")
+        for name in ("n_weeklies", "n_monthlies", "n_strikes", "iv_rank_window", "iv_rank_min_periods",
+                     "volume_seed"):
             if int(getattr(self, name)) != getattr(self, name):
                 raise ValueError(f"ChainConfig.{name} must be an integer, got {getattr(self, name)!r}")
         if self.n_weeklies + self.n_monthlies < 1 or self.n_strikes < 1:
@@ -136,6 +163,8 @@ class OptionChain:
     :param strike: strikes.
     :param is_call: True for calls.
     :param quotes: the contracts' :class:`Quotes`.
+    :param volume: contracts traded in the bar (``None`` when not modelled).
+    :param open_interest: open contracts (``None`` when not modelled).
     """
 
     timestamp: pd.Timestamp
@@ -145,6 +174,8 @@ class OptionChain:
     strike: np.ndarray
     is_call: np.ndarray
     quotes: Quotes
+    volume: np.ndarray | None = None
+    open_interest: np.ndarray | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """One row per contract, in the column names of :mod:`envs.options.chain_store`."""
@@ -154,6 +185,8 @@ class OptionChain:
             "right": np.where(self.is_call, "C", "P"), "bid": q.bid, "ask": q.ask, "mid": q.mid, "iv": q.iv,
             "delta": q.greeks.delta, "gamma": q.greeks.gamma, "vega": q.greeks.vega,
             "theta": q.greeks.theta, "underlying_price": self.spot,
+            **({"volume": self.volume} if self.volume is not None else {}),
+            **({"open_interest": self.open_interest} if self.open_interest is not None else {}),
         })
 
 
@@ -221,6 +254,7 @@ class SyntheticChains:
         naive = self.index.tz_localize(None) if self.index.tz is not None else self.index
         self.dates = naive.normalize().to_numpy().astype("datetime64[D]")
         log_ret = np.r_[0.0, np.diff(np.log(close))]
+        self.log_returns = log_ret
         fast = _ewma_variance(log_ret, cfg.fast_halflife) * TRADING_DAYS
         slow = _ewma_variance(log_ret, cfg.slow_halflife) * TRADING_DAYS
         if true_vol is not None:
@@ -354,8 +388,44 @@ class SyntheticChains:
         strike = np.tile(strikes, 2 * expiries.size)
         quotes = self.quote(t, spot, date, expiry, strike, is_call)
         dte = (expiry - date).astype(np.int64)
+        z = self.implied_vol(t, spot, strike, quotes.t)[1]
+        expected = self.expected_volume(t, z, dte, is_call)
+        rng = np.random.default_rng([cfg.volume_seed, t])
+        volume = rng.poisson(expected)
+        open_interest = rng.poisson(cfg.oi_days * expected)
         return OptionChain(timestamp=self.index[t], spot=spot, expiry=expiry, dte=dte, strike=strike,
-                           is_call=is_call, quotes=quotes)
+                           is_call=is_call, quotes=quotes, volume=volume, open_interest=open_interest)
+
+    def put_share(self, t: np.ndarray | int) -> np.ndarray:
+        """The puts' expected share of the volume at bar(s) ``t``: ``sigmoid(logit(put_share) - fear r_t /
+        sigma_t)``, ``r_t`` the bar's log return and ``sigma_t`` the short-term volatility per bar.
+
+        :param t: bar index or indices.
+        """
+        cfg = self.config
+        shock = self.log_returns[t] / (self.short_vol[t] / np.sqrt(TRADING_DAYS))
+        logit = np.log(cfg.put_share / (1 - cfg.put_share)) - cfg.fear * shock
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    def expected_volume(self, t: int, z: np.ndarray, dte: np.ndarray, is_call: np.ndarray) -> np.ndarray:
+        """Expected contracts traded at bar ``t`` for each contract (see the module's volume model).
+
+        :param t: bar index.
+        :param z: standardised moneyness of each contract.
+        :param dte: calendar days to expiry.
+        :param is_call: True for calls.
+        """
+        cfg = self.config
+        shock = abs(self.log_returns[t]) / (self.short_vol[t] / np.sqrt(TRADING_DAYS))
+        total = cfg.daily_volume * (1.0 + cfg.volume_sensitivity * shock)
+        weight = np.exp(-0.5 * (np.asarray(z) / cfg.moneyness_width) ** 2) / np.sqrt(1.0 + np.asarray(dte))
+        puts = float(self.put_share(t))
+        side = np.where(is_call, 1.0 - puts, puts)
+        calls = weight[is_call].sum()
+        put_weight = weight[~is_call].sum()
+        norm = np.where(is_call, calls, put_weight)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(norm > 0, total * side * weight / norm, 0.0)
 
     def summary(self, t: int) -> dict[str, float]:
         """The volatility state at bar ``t``: ATM 30-day IV, IV rank and percentile, term slope, skew.
