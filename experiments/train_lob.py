@@ -6,7 +6,9 @@ trains on the native vector env behind SB3's ``VecNormalize``; every ``eval_freq
 deterministic policy is scored on ``EVAL_EPISODES`` validation episodes (their own seed), the best model
 is kept, and at the end that model alone is scored on ``TEST_EPISODES`` test episodes (another seed),
 next to the closed-form baselines (Avellaneda-Stoikov, GLFT, fixed spread; Almgren-Chriss, TWAP) on the
-same episodes and against the closed-form optimum of the env's objective. The run folder has the layout
+same episodes and against the closed-form optimum of the env's objective, through the backtest engine of
+these envs (:mod:`experiments.microstructure`): the run folder holds its ``report.html``, ``stats.json``,
+``paths.csv`` and ``episodes.csv``. The run folder has the layout
 of :mod:`experiments.train_rl`'s, and ``policy.yaml`` loads the best model as a policy of that env.
 """
 
@@ -26,7 +28,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.ppo import MODEL_FILE, VECNORMALIZE_FILE, write_manifest
-from agents.registry import make_policy
+from agents.registry import load_policy, make_policy
 from agents.rl_callbacks import StepsPerSecondCallback
 from agents.vec_env import GymVecEnv
 from baselines.execution import almgren_chriss_trades, expected_reward
@@ -35,6 +37,7 @@ from envs.environments.market_making import ENV_ID as MARKET_MAKING_ENV_ID
 from envs.environments.market_making import MarketMakingVectorEnv
 from envs.environments.optimal_execution import ENV_ID as EXECUTION_ENV_ID
 from envs.environments.optimal_execution import ExecutionVectorEnv
+from experiments.microstructure import LobResult, run_lob
 from experiments.rl_config import RLConfig
 
 logger = logging.getLogger(__name__)
@@ -201,16 +204,24 @@ def train_lob(
     seconds = time.perf_counter() - started
     save_model(model, run_dir / "final")
 
-    best_model = type(model).load(run_dir / "best" / MODEL_FILE, device="cpu")
-    normalizer = VecNormalize.load(str(run_dir / "best" / VECNORMALIZE_FILE), venv) if config.norm_obs else None
-    if normalizer is not None:
-        normalizer.training = False
-    test = summarise(episode_returns(config, model_actor(best_model, normalizer), TEST_EPISODES, TEST_SEED), optimum)
+    # The best model and the baselines on the test episodes through the backtest engine of these envs: the
+    # run folder gets the report and results `python -m experiments.backtest RUN --env ...` writes.
+    from experiments.report import write_lob_report  # bokeh and matplotlib: imported when a run ends
+
     names = config.baselines if config.baselines is not None else BASELINES[config.env]
-    baselines = {
-        name: summarise(episode_returns(config, make_policy(name).act, TEST_EPISODES, TEST_SEED), optimum)
-        for name in names
-    }
+    agent = load_policy(run_dir)
+    agent.name = "agent (best validation)"
+    runs = [run_lob(policy, env_id, TEST_EPISODES, TEST_SEED)
+            for policy in [agent, *(make_policy(name) for name in names)]]
+    write_lob_report(runs, run_dir, title=f"{config.algo} on {config.env}: test episodes",
+                     settings={"run": run_dir.name, "env": env_id, **runs[0].settings})
+
+    def scores(run: LobResult) -> dict[str, float]:
+        return {key: run.metrics[key] for key in ("mean_reward", "ci95", "share_of_optimum")} | {
+            "episodes": TEST_EPISODES}
+
+    test = scores(runs[0])
+    baselines = {name: scores(run) for name, run in zip(names, runs[1:])}
     metrics: dict[str, Any] = {
         "algo": config.algo,
         "env": env_id,

@@ -49,6 +49,10 @@ def test_tiny_run_writes_a_loadable_agent(tmp_path: Path, env: str, capsys: pyte
     assert metrics["timesteps"] >= 1600 and len(metrics["validation_history"]) >= 2
     assert set(metrics["baselines"]) == set(train_lob.BASELINES[env])
     assert metrics["test"]["episodes"] == 64
+    # The run folder holds the backtest engine's report of the test episodes, the agent beside the baselines.
+    stats = json.loads((run / "stats.json").read_text())
+    assert (run / "report.html").is_file() and set(stats) == {"agent (best validation)", *train_lob.BASELINES[env]}
+    assert stats["agent (best validation)"]["mean_reward"] == pytest.approx(metrics["test"]["mean_reward"])
     best_baseline = max(metrics["baselines"].values(), key=lambda s: s["mean_reward"])
     # The closed-form optimum is what the best closed-form policy earns, within Monte Carlo noise.
     assert abs(best_baseline["mean_reward"] - metrics["closed_form_optimum"]) < 3 * best_baseline["ci95"]
