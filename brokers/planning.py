@@ -1,7 +1,12 @@
 """Order planning: from target weights to the orders that get there.
 
 Target shares are ``weight * equity / price`` at the decision's prices, truncated towards zero to whole
-shares unless fractional trading is on. Two Alpaca rules shape the plan:
+shares unless fractional trading is on. An order's quantity is fixed when it is sent, after the decision
+bar's close, so that close prices it; the backtest env sizes at the fill price (the next bar's open), which
+no order can know in advance. That is the one rule the backtest and a paper run cannot share: on the
+simulated broker they trade the same bars, sides and prices, and differ only in quantities, by the
+overnight gap (equal to the cent on bars without one; ``tests/test_paper_parity.py``). Two Alpaca rules
+shape the plan:
 
 - a position never flips sign in one order: a flip becomes a closing leg and an opening leg, and the
   opening leg waits for the closing one to fill (``depends_on``);

@@ -206,7 +206,8 @@ def train_xgboost(family: str, seed: int, config: CalibrateConfig) -> tuple[Poli
     }
     if family == "pair":
         overrides["allow_short"] = True
-    result = train(load_predictor_config(None, overrides, model="xgboost"))
+    # The whole training market (sealed=False): calibration tests on other, held-out markets.
+    result = train(load_predictor_config(None, overrides, model="xgboost"), sealed=False)
     return load_policy(result.policy_dir), float(result.metrics["train_seconds"])
 
 

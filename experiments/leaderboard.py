@@ -18,7 +18,8 @@ The table ranks policies by their mean test Sharpe ratio across jobs, with a 95%
 (a bootstrap over jobs), the mean volatility-matched return (each job's returns scaled to buy-and-hold's
 volatility under the same rules), the mean Probabilistic Sharpe Ratio against buy-and-hold and the jobs in
 which it exceeds 0.95, and the Deflated Sharpe Ratio of the best job given every configuration on the
-board. Written to ``--out``: ``leaderboard.html``, ``leaderboard.csv`` (the table), ``jobs.csv`` and
+board (each job counts what was tried inside it: PPO's validation checks, a predictor's candidate trading
+rules). Written to ``--out``: ``leaderboard.html``, ``leaderboard.csv`` (the table), ``jobs.csv`` and
 ``leaderboard.json`` (every job's numbers).
 """
 
@@ -46,7 +47,7 @@ from experiments.cli import Parser, UserError, command
 from experiments.compare import vol_matched_return
 from experiments.engine import run_backtest, start_bar
 from experiments.rl_config import STOCK_BASELINES
-from experiments.sealed import period_window
+from experiments.sealed import period_window, trials_of
 from experiments.significance import deflated_sharpe_ratio, psr_of_returns, sharpe_per_bar
 from experiments.spec import ExperimentSpec, add_spec_arguments, backtest_config, build_spec, policy_defaults, spec_from_args
 
@@ -125,25 +126,30 @@ def market_spec(spec: ExperimentSpec, job: Job) -> ExperimentSpec:
     return spec.replace(data=job.market, symbols=(SYNTHETIC_SYMBOL,), seeds=(job.seed,))
 
 
-def _trained_policy(job: Job, spec: ExperimentSpec, plan: Plan, folder: Path) -> Any:
-    """Build (and train, for predictors and RL, on the train and validation periods only) the job's policy."""
+def _trained_policy(job: Job, spec: ExperimentSpec, plan: Plan, folder: Path) -> tuple[Any, int]:
+    """Build (and train, for predictors and RL, on the train and validation periods only) the job's policy.
+
+    :return: the policy and how many configurations were tried to pick it (a bot's one; a predictor's
+        candidate trading rules; PPO's validation checks, the best of which it keeps).
+    """
     if job.kind == "bot":
-        return make_policy(job.policy, policy_defaults(policy_class(job.policy), spec))
+        return make_policy(job.policy, policy_defaults(policy_class(job.policy), spec)), 1
     data = spec.data.load()
     _, val, _ = spec.splits.periods(data.index)
     if job.kind == "predictor":
         from experiments.predictor_config import PredictorConfig
         from experiments.train_predictor import train as train_predictor
 
-        # Walk-forward over the bars up to the end of validation: no model sees a test-period label.
+        # Walk-forward over the bars up to the end of validation (train's sealed default): no model sees a
+        # test-period label.
         config = PredictorConfig(
             model=job.policy, data=spec.data.data, symbols=spec.data.symbols, seed=job.seed,
             params=plan.predictor_params if job.policy in ("xgboost", "random_forest", "lightgbm") else {},
             backtest=False, progress=False, sizing=spec.sizing.sizing, fraction=spec.sizing.fraction,
             train_size=min(756, val.stop // 2), test_size=min(252, val.stop // 6),
         )
-        seen = data.iloc(slice(0, val.stop))
-        return load_policy(train_predictor(config, folder / job.policy, spec=spec, data=seen).policy_dir)
+        run = train_predictor(config, folder / job.policy, spec=spec, data=data)
+        return load_policy(run.policy_dir), trials_of(run.run_dir)
     from experiments.rl_config import load_config
     from experiments.train_rl import train as train_rl
 
@@ -151,7 +157,8 @@ def _trained_policy(job: Job, spec: ExperimentSpec, plan: Plan, folder: Path) ->
     if plan.ppo_timesteps is not None:
         overrides.update(total_timesteps=plan.ppo_timesteps, eval_freq=max(plan.ppo_timesteps // 4, 1))
     config = load_config(None, overrides, algo=job.policy)
-    return load_policy(train_rl(config, spec=spec).run_dir)
+    run_dir = train_rl(config, spec=spec).run_dir
+    return load_policy(run_dir), trials_of(run_dir)
 
 
 def run_job(job: Job, spec_values: dict[str, Any], plan: Plan) -> dict[str, Any]:
@@ -168,7 +175,7 @@ def run_job(job: Job, spec_values: dict[str, Any], plan: Plan) -> dict[str, Any]
     started = time.perf_counter()
     spec = market_spec(build_spec(spec_values), job)
     with tempfile.TemporaryDirectory() as tmp:
-        policy = _trained_policy(job, spec, plan, Path(tmp))
+        policy, trials = _trained_policy(job, spec, plan, Path(tmp))
         data = spec.data.load()
         traded = (getattr(policy, "env_kwargs", None) or {}).get("symbol")
         if traded and data.n_symbols > 1:
@@ -190,7 +197,7 @@ def run_job(job: Job, spec_values: dict[str, Any], plan: Plan) -> dict[str, Any]
         "exposure": s.exposure, "n_trades": s.n_trades,
         "vol_matched_return": vol_matched_return(returns, bench_returns, s.periods_per_year),
         "psr_vs_buy_and_hold": psr_of_returns(returns, sharpe_per_bar(bench_returns)),
-        "risk_events": len(result.risk_events),
+        "risk_events": len(result.risk_events), "trials": trials,
         "seconds": time.perf_counter() - started,
         "returns": returns.tolist(),
     }
@@ -228,6 +235,14 @@ def run_jobs(jobs: Sequence[Job], spec: ExperimentSpec, plan: Plan, address: str
         ray.shutdown()
 
 
+def board_trials(rows: Sequence[dict[str, Any]]) -> int:
+    """The configurations tried on a board, for the Deflated Sharpe Ratio: every job's own count.
+
+    :param rows: the jobs' results.
+    """
+    return int(sum(r.get("trials", 1) for r in rows))
+
+
 def rank(rows: Sequence[dict[str, Any]], seed: int = 0) -> pd.DataFrame:
     """The ranked table: one row per policy, from every job's numbers.
 
@@ -239,7 +254,9 @@ def rank(rows: Sequence[dict[str, Any]], seed: int = 0) -> pd.DataFrame:
     sharpes = np.array([sharpe_per_bar(np.asarray(r["returns"])) for r in rows])
     finite = sharpes[np.isfinite(sharpes)]
     variance = float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0
-    n_trials = len(rows)
+    # Every configuration compared on the board: each job, times what was tried inside it (PPO's validation
+    # checks, a predictor's candidate trading rules).
+    n_trials = board_trials(rows)
     table = []
     for policy, group in jobs.groupby("policy", sort=False):
         sharpe = group["sharpe"].to_numpy(float)
@@ -377,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(table).to_string())
         print("\nmarkets (statistics annualised on each market's calendar):")
         print(market_table(rows).to_string(index=False))
+    print(f"\nDeflated Sharpe Ratio over {board_trials(rows)} configurations tried (the {len(rows)} jobs, "
+          "PPO's validation checks, the predictors' candidate trading rules)")
     print(f"\nreport: {path}")
     return 0
 

@@ -19,7 +19,9 @@ from experiments.spec import ExperimentSpec
 PeriodName = Literal["train", "validation", "test"]
 PERIODS: tuple[str, ...] = ("train", "validation", "test")
 COUNTER_FILE = "test_evaluations.json"
-# Written by a tuning sweep into its best agent's folder: how many configurations were tried.
+# In every run folder: how many configurations were tried to pick what the folder holds (validation
+# checks a PPO run kept its best model from, times seeds and tuning trials; the trading rules a predictor
+# chose among), so the Deflated Sharpe Ratio of its test score counts them.
 TRIALS_FILE = "trials.json"
 
 
@@ -55,12 +57,24 @@ def run_folder(policy: str) -> Path | None:
 
 
 def trials_of(run: str | Path) -> int:
-    """How many configurations were tried to pick this run (a tuning sweep's trials; 1 otherwise).
+    """How many configurations were tried to pick this run (1 for a folder that records none).
 
     :param run: the run folder.
     """
     path = Path(run) / TRIALS_FILE
     return int(json.loads(path.read_text())["n_trials"]) if path.is_file() else 1
+
+
+def write_trials(run: str | Path, n_trials: int, **detail: int) -> Path:
+    """Record in a run folder how many configurations were tried to pick it, and what they were.
+
+    :param run: the run folder.
+    :param n_trials: every configuration compared on validation (or out of sample) before this one was kept.
+    :param detail: the factors, e.g. ``validation_checks=21, seeds=3, tune_trials=8``.
+    """
+    path = Path(run) / TRIALS_FILE
+    path.write_text(json.dumps({"n_trials": max(int(n_trials), 1), **detail}))
+    return path
 
 
 def evaluation_count(run: str | Path) -> int:

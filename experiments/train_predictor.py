@@ -5,9 +5,10 @@ random_forest, lightgbm, lstm, gru, transformer, ensemble (fields: :class:`~expe
 PredictorConfig`). The steps:
 
 1. load the data and compute the causal inputs once (features, regime detector inputs) and the labels;
-2. walk forward: per fold, fit the regime detector and the model on the train window (labels purged at
-   its end), forecast the test window; out-of-sample accuracy, log loss and information coefficient per
-   horizon go to TensorBoard and ``metrics.json``;
+2. walk forward over the train and validation periods (the test period stays sealed: no fold forecasts
+   it, no printed score covers it): per fold, fit the regime detector and the model on the train window
+   (labels purged at its end), forecast the test window; out-of-sample accuracy, log loss and information
+   coefficient per horizon go to TensorBoard and ``metrics.json``;
 3. save the policy (every fold's model with the bar it trades from, plus a final fit for after the data);
 4. reload it from disk and backtest it from the first out-of-sample bar, next to buy-and-hold and the
    consensus bot in the same env, with ``experiments.backtest``'s comparison table and HTML/PNG report.
@@ -19,6 +20,8 @@ A run is the folder ``runs/<model>/<run_name>/``::
     policy/         policy.yaml + predictor.joblib: agents.registry.load_policy(folder) gives the Policy
     tb/             TensorBoard: oos/<horizon>/<metric> per fold, oos_total/..., backtest/<policy>/...
     metrics.json    folds, out-of-sample metrics per horizon, timings, backtest stats per policy
+    trials.json     trading rules (horizon x threshold) the kept one was chosen among, for the Deflated
+                    Sharpe Ratio of its test score
     report/         report.html and the PNG charts of the backtest
 """
 
@@ -53,6 +56,7 @@ from envs.sim.metrics import sharpe_ratio, simple_returns
 from experiments.backtest import print_table
 from experiments.engine import BacktestResult, run_backtest
 from experiments.predictor_config import PredictorConfig, field_help, load_config, parse_sets
+from experiments.sealed import write_trials
 from experiments.spec import ExperimentSpec, add_spec_arguments, policy_defaults, save_spec, spec_from_args
 from experiments.spec import backtest_config as spec_backtest_config
 from experiments.report import write_report
@@ -126,7 +130,7 @@ def predictor_spec(config: PredictorConfig, spec: ExperimentSpec | None = None) 
 
 def train(
     config: PredictorConfig, run_dir: str | Path | None = None, spec: ExperimentSpec | None = None,
-    data: MarketData | None = None,
+    data: MarketData | None = None, sealed: bool = True,
 ) -> TrainResult:
     """Walk forward, save the policy, backtest it on the validation period, and write the run folder.
 
@@ -135,8 +139,11 @@ def train(
     :param spec: the experiment spec (costs, risk limits, splits; see :func:`predictor_spec`); the
         backtest runs from the first out-of-sample bar to the end of the validation period, so training
         prints no test score (``python -m experiments.evaluate RUN`` does).
-    :param data: the bars to walk forward over instead of the config's data (e.g. cut at the end of
-        validation, so that no model is fitted on a test-period label).
+    :param data: the bars (default: the config's data).
+    :param sealed: walk forward over the bars up to the end of the spec's validation period only, so no
+        model is fitted on, no trading rule chosen on and no printed score computed from a test-period bar
+        (the policy's final refit on train and validation trades the test period); False walks over every
+        bar (a calibration trains on whole training markets and tests on other markets).
     """
     spec = predictor_spec(config, spec)
     run_dir = Path(run_dir) if run_dir is not None else run_folder(config)
@@ -144,6 +151,9 @@ def train(
     (run_dir / "config.yaml").write_text(config.to_yaml())
     save_spec(spec, run_dir)
     data = data if data is not None else load_market(config)
+    _, val, _ = spec.splits.periods(data.index)
+    if sealed:
+        data = data.iloc(slice(0, val.stop))
     started = time.perf_counter()
     inputs = Inputs.build(data, config.feature_names, config.regime_window)
     labels = Labels.from_opens(data.open, config.horizons)
@@ -163,7 +173,9 @@ def train(
         )
         seconds = time.perf_counter() - started
         _log_metrics(writer, "oos_total", result.metrics, 0)
-        config, rule_sharpe = choose_trading_rule(config, result, data, spec.execution.commission)
+        config, rule_sharpe, candidates = choose_trading_rule(config, result, data, spec.execution.commission)
+        # The rule kept is the best of the candidates: each was a configuration tried (Deflated Sharpe Ratio).
+        write_trials(run_dir, candidates, trading_rules=candidates)
         writer.add_scalar("rule/horizon", config.horizon, 0)
         writer.add_scalar("rule/threshold", config.threshold, 0)
         policy = PredictorPolicy.from_schedule(
@@ -180,11 +192,11 @@ def train(
             "train_seconds": seconds,
             "folds": _fold_records(result, data),
             "oos": result.metrics,
-            "rule": {"horizon": config.horizon, "threshold": config.threshold, "oos_sharpe_per_bar": rule_sharpe},
+            "rule": {"horizon": config.horizon, "threshold": config.threshold, "oos_sharpe_per_bar": rule_sharpe,
+                     "candidates": candidates},
         }
         backtests = []
         if config.backtest:
-            _, val, _ = spec.splits.periods(data.index)
             seen = data.iloc(slice(0, val.stop))
             if result.first_test_bar >= val.stop - 1:
                 raise ValueError(
@@ -203,7 +215,7 @@ def train(
 
 def choose_trading_rule(
     config: PredictorConfig, result: WalkForwardResult, data: MarketData, commission: float
-) -> tuple[PredictorConfig, float]:
+) -> tuple[PredictorConfig, float, int]:
     """The config with its empty horizon and/or threshold filled in from the walk-forward's test windows.
 
     Every forecast scored there came from a model fitted before its window, so choosing on them uses the
@@ -213,7 +225,8 @@ def choose_trading_rule(
     :param result: the walk-forward result.
     :param data: the bars.
     :param commission: the run's commission, a fraction of traded notional.
-    :return: the completed config and the chosen rule's out-of-sample Sharpe ratio per bar.
+    :return: the completed config, the chosen rule's out-of-sample Sharpe ratio per bar, and the number of
+        (horizon, threshold) pairs it was chosen among.
     """
     horizons = config.horizons if config.horizon is None else (config.horizon,)
     columns = [config.horizons.index(h) for h in horizons]
@@ -225,7 +238,7 @@ def choose_trading_rule(
     )
     if (config.horizon, config.threshold) != (horizon, threshold):
         logger.info("trading rule chosen out of sample: horizon %d, threshold %.2f", horizon, threshold)
-    return replace(config, horizon=horizon, threshold=threshold), sharpe
+    return replace(config, horizon=horizon, threshold=threshold), sharpe, len(horizons) * len(thresholds)
 
 
 def _log_metrics(writer: Any, prefix: str, metrics: dict[str, dict[str, float]], step: int) -> None:

@@ -30,6 +30,8 @@ A run is the folder ``runs/<algo>/<run_name>/``::
     checkpoints/       every checkpoint_freq steps
     tb/                TensorBoard: SB3's curves, validation/* metrics and equity curves, time/sps_recent
     metrics.json       periods, validation history, best model's validation scores, baselines, speed
+    trials.json        configurations tried to pick the kept model (its validation checks; x seeds with
+                       --seeds), which the Deflated Sharpe Ratio of its test score counts
     report.html        the best model and the baselines backtested over the validation period (interactive;
                        the test period stays sealed); stats.json, trades.csv and equity.csv beside it
 """
@@ -93,7 +95,7 @@ from experiments.rl_config import (
     overrides_from_args,
     resolve,
 )
-from experiments.sealed import TRIALS_FILE
+from experiments.sealed import trials_of, write_trials
 from experiments.spec import (
     ExperimentSpec,
     add_spec_arguments,
@@ -487,6 +489,9 @@ def train(
         "baselines": compare_baselines(config, data, (val_period,), spec),
     }
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2))
+    # The kept model is the best of every validation check: each check was a configuration tried.
+    checks = len(evaluator.history)
+    write_trials(run_dir, checks, validation_checks=checks)
     write_run_report(config, spec, data, run_dir, agent, val_period)
     logger.info("run written to %s", run_dir)
     return TrainResult(run_dir, metrics)
@@ -668,9 +673,11 @@ def run_command(args: argparse.Namespace) -> int:
         print(result.metrics.get("summary") or summary_table(result.metrics))
         print(f"\nrun folder: {result.run_dir}\ntensorboard --logdir {result.run_dir.parent}\n")
     if len(runs) > 1:
-        # Picking one seed's run later is a choice among these: its Deflated Sharpe Ratio counts them.
+        # Picking one seed's run later is a choice among every seed's validation checks: its Deflated Sharpe
+        # Ratio counts them all.
+        checks = sum(trials_of(result.run_dir) for result in runs)
         for result in runs:
-            (result.run_dir / TRIALS_FILE).write_text(json.dumps({"n_trials": len(runs)}))
+            write_trials(result.run_dir, checks, validation_checks=checks, seeds=len(runs))
         print(f"agent's validation scores over {len(runs)} seeds:")
         print(seeds_table(runs))
     if config.env not in LOB_ENVS:  # a simulated market's run was scored on its test episodes already

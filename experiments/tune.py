@@ -18,7 +18,6 @@ Output, in ``runs_dir/tune/<name>/``: Ray's experiment folder, ``trials.csv`` (o
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -40,7 +39,7 @@ from experiments.rl_config import (
     overrides_from_args,
     resolve,
 )
-from experiments.sealed import TRIALS_FILE
+from experiments.sealed import write_trials
 from experiments.spec import (
     ExperimentSpec,
     add_spec_arguments,
@@ -240,7 +239,9 @@ def write_best(results: Any, base: RLConfig, folder: Path, spec: ExperimentSpec 
         shutil.rmtree(agent_dir)
     best.checkpoint.to_directory(str(agent_dir))
     save_spec(resolve(base, spec)[1], agent_dir)
-    (agent_dir / TRIALS_FILE).write_text(json.dumps({"n_trials": len(results)}))
+    # Tune ranks every report (one per validation check of every trial): each was a configuration tried.
+    checks = sum(len(r.metrics_dataframe) for r in results if r.metrics_dataframe is not None)
+    write_trials(agent_dir, checks, validation_checks=checks, tune_trials=len(results))
     table = results.get_dataframe(filter_metric=METRIC, filter_mode="max")
     columns = [c for c in table.columns
                if c.startswith(("config/", "validation_")) or c in (METRIC, "timesteps", "trial_id")]

@@ -59,3 +59,15 @@ def test_quick_board_end_to_end(tmp_path) -> None:
     assert board.main(["--quick", "--out", str(tmp_path)]) == 0
     table = pd.read_csv(tmp_path / "leaderboard.csv")
     assert {"ppo", "xgboost", "buy_and_hold", "consensus"} <= set(table["policy"])
+
+
+def test_the_deflated_sharpe_ratio_counts_what_each_job_tried(rows: list[dict]) -> None:
+    """A job that kept the best of 21 validation checks (PPO) brings 21 configurations to the board."""
+    assert all(r["trials"] == 1 for r in rows) and board.board_trials(rows) == len(rows)
+    searched = [{**r, "trials": 21} if r["policy"] == "sma_crossover" else r for r in rows]
+    assert board.board_trials(searched) == 21 * 2 + 2
+    plain, deflated = board.rank(rows), board.rank(searched)
+    for policy in ("buy_and_hold", "sma_crossover"):
+        before = plain.set_index("policy").loc[policy, "dsr_best_job"]
+        after = deflated.set_index("policy").loc[policy, "dsr_best_job"]
+        assert after < before  # more configurations tried: a higher bar for luck alone

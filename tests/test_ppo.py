@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +152,14 @@ def test_run_folder_has_everything(tiny_run: tuple[RLConfig, Path, dict]) -> Non
     assert agent["sharpe"] == pytest.approx(saved["best"]["validation"]["sharpe"], abs=1e-6)
 
 
+def test_the_run_counts_its_validation_checks_as_trials(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    _, run_dir, metrics = tiny_run
+    # The best model is the best of every validation check: each one counts for the Deflated Sharpe Ratio.
+    checks = len(metrics["validation_history"])
+    assert checks > 1 and trials_of(run_dir) == checks
+    assert json.loads((run_dir / "trials.json").read_text())["validation_checks"] == checks
+
+
 def test_saved_config_reloads(tiny_run: tuple[RLConfig, Path, dict]) -> None:
     config, run_dir, _ = tiny_run
     assert load_config(run_dir / "config.yaml") == resolve(config)[0]
@@ -273,6 +282,9 @@ def test_evaluate_is_the_one_place_for_test_scores_and_counts_them(
     printed = capsys.readouterr().out
     assert f"test evaluation #{before + 2} of this run" in printed
     assert "execution.spread_bps: 0.0 -> 4.0" in printed and "buy & hold, no rules" in printed
+    # The Deflated Sharpe Ratio counts the run's validation checks (and the table's other columns).
+    match = re.search(r"DSR \((\d+) trials\)", printed)
+    assert match and int(match.group(1)) >= trials_of(run_dir) > 1
     assert evaluation_count(run_dir) == before + 2
     # A validation look is not counted.
     assert evaluate_cli.main([str(run_dir), "--out", str(tmp_path), "--period", "validation"]) == 0
@@ -327,10 +339,12 @@ def test_several_seeds_report_mean_and_spread(tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "agent's validation scores over 2 seeds" in out and "std (across seeds)" in out
     assert "test sharpe" not in out.lower()
+    checks = [len(json.loads((tmp_path / "ppo" / f"s-seed{seed}" / "metrics.json").read_text())["validation_history"])
+              for seed in (0, 1)]
     for seed in (0, 1):
         assert run_spec(tmp_path / "ppo" / f"s-seed{seed}").seeds == (seed,)
-        # Evaluating one of them later counts both seeds as configurations tried (Deflated Sharpe Ratio).
-        assert trials_of(tmp_path / "ppo" / f"s-seed{seed}") == 2
+        # Evaluating one of them later counts every validation check of both seeds as configurations tried.
+        assert trials_of(tmp_path / "ppo" / f"s-seed{seed}") == sum(checks) > 2
 
 
 def test_paper_trading_a_run_uses_its_spec(tiny_run: tuple[RLConfig, Path, dict], capsys: pytest.CaptureFixture) -> None:

@@ -84,10 +84,25 @@ def test_tiny_training_run_of_each_model(model: str, tmp_path: Path) -> None:
     config = PredictorConfig(model=model, params=TINY_PARAMS[model], backtest=False, **TINY)
     result = train(config, tmp_path / model)
     assert set(result.metrics["oos"]) == {"h1", "h5", "h20"}
-    assert len(result.metrics["folds"]) == 4
+    # Walk-forward over train and validation (the first 80% of the 520 bars): (416 - 200) // 80 folds.
+    assert len(result.metrics["folds"]) == 2
     policy = load_policy(result.policy_dir)
     weights = policy.act_batch(load_market(config))
     assert weights.shape == (520, 2) and np.isfinite(weights).all()
+
+
+def test_the_run_counts_the_trading_rules_it_chose_among(tmp_path: Path) -> None:
+    from agents.predictors.scoring import THRESHOLDS
+    from experiments.sealed import trials_of
+
+    config = PredictorConfig(model="xgboost", params=TINY_PARAMS["xgboost"], backtest=False,
+                             **{**TINY, "horizon": None, "threshold": None})
+    result = train(config, tmp_path / "chosen")
+    candidates = len(config.horizons) * len(THRESHOLDS)
+    assert result.metrics["rule"]["candidates"] == candidates == trials_of(result.run_dir) > 1
+    fixed = train(PredictorConfig(model="xgboost", params=TINY_PARAMS["xgboost"], backtest=False, **TINY),
+                  tmp_path / "fixed")
+    assert trials_of(fixed.run_dir) == 1
 
 
 def test_command_line_run_writes_the_run_folder_and_backtests(
@@ -116,3 +131,31 @@ def test_command_line_run_writes_the_run_folder_and_backtests(
 
     out = capsys.readouterr().out
     assert "out-of-sample forecasts" in out and "buy_and_hold" in out and "consensus" in out
+
+
+def test_train_prints_no_test_period_score(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Changing every test-period bar changes nothing train prints or fits: the test period is sealed."""
+    from envs.data.market_data import MarketData
+    from envs.data.sources import load_data, write_csv
+    from experiments.spec import ExperimentSpec
+
+    market = load_data(TINY["data"])
+    _, val, test = ExperimentSpec().splits.periods(market.index)
+    values = market.values.copy()
+    values[test.start :, :, :4] *= np.linspace(1.0, 1.5, test.stop - test.start)[:, None, None]
+    changed = MarketData(values, market.index, market.symbols)
+    outputs = []
+    for name, data in (("same", market), ("changed", changed)):
+        write_csv(data, tmp_path / f"{name}.csv")
+        config = PredictorConfig(model="xgboost", params=TINY_PARAMS["xgboost"],
+                                 **{**TINY, "data": f"csv:{tmp_path / name}.csv"})
+        (tmp_path / f"{name}.yaml").write_text(config.to_yaml())
+        assert main(["xgboost", "--config", str(tmp_path / f"{name}.yaml"), "--set", f"runs_dir={tmp_path / name}",
+                     "--set", "run_name=r"]) == 0
+        printed = capsys.readouterr().out
+        outputs.append([line for line in printed.splitlines() if str(tmp_path) not in line])
+        metrics = json.loads((tmp_path / name / "xgboost" / "r" / "metrics.json").read_text())
+        # Every fold forecast bars before the test period; the backtest ended with validation.
+        assert all(f["test"][1] < str(market.index[test.start].date()) for f in metrics["folds"])
+        assert metrics["backtest"]["end"] == str(market.index[val.stop - 1].date())
+    assert outputs[0] == outputs[1] and any("accuracy" in line for line in outputs[0])
