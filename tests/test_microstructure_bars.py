@@ -145,6 +145,14 @@ def test_synthetic_tick_market_is_seeded_and_its_bars_are_its_trades() -> None:
     assert np.nanmean(features["sign_autocorr"]) > 0.2, "order splitting keeps trade signs autocorrelated"
     assert np.nanmean(features["price_impact"]) > 0, "informed flow: trades move the mid their way"
     assert features["sweeps"].sum() > 0
+    # Cont, Kukanov and Stoikov: a bar's OFI over the depth explains its mid-price change in ticks linearly.
+    quotes = a.quotes["SYN0"]
+    mid = 0.5 * (quotes["bid_price"] + quotes["ask_price"])
+    last_mid = mid.groupby(quotes.index.floor("1min")).last().reindex(data.index).ffill()
+    change = np.diff(last_mid.to_numpy(), prepend=last_mid.iloc[0]) / 0.01
+    scaled = features["ofi"][:, 0] / features["depth"][:, 0]
+    ok = np.isfinite(scaled) & np.isfinite(change)
+    assert np.corrcoef(scaled[ok], change[ok])[0, 1] > 0.5
 
 
 def test_registered_source_and_stocks_observe_the_features() -> None:
