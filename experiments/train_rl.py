@@ -375,9 +375,14 @@ def _episode_length(config: RLConfig, spec: ExperimentSpec, data: MarketData) ->
 def build_model(config: RLConfig, venv: VecEnv) -> BaseAlgorithm:
     """The SB3 algorithm with the config's hyper-parameters.
 
+    Switches off torch's argument checks of probability distributions for the process: SB3 builds a
+    distribution for every forward pass and samples actions from it, which are in its support by
+    construction, and the checks cost about a tenth of a training step of the default config.
+
     :param config: the run config.
     :param venv: the training env.
     """
+    torch.distributions.Distribution.set_default_validate_args(False)
     common: dict[str, Any] = {
         "learning_rate": config.learning_rate,
         "gamma": config.gamma,
@@ -393,6 +398,9 @@ def build_model(config: RLConfig, venv: VecEnv) -> BaseAlgorithm:
             "n_steps": config.n_steps, "batch_size": config.batch_size, "n_epochs": config.n_epochs,
             "gae_lambda": config.gae_lambda, "clip_range": config.clip_range, "ent_coef": config.ent_coef,
         }
+        # SB3's Adam (its eps) with the update of all parameters in a few batched ops instead of a loop of
+        # ops per tensor: the same arithmetic, about a fifth of a small network's optimiser step on CPU.
+        common["policy_kwargs"]["optimizer_kwargs"] = {"eps": 1e-5, "foreach": True}
     elif config.algo == "a2c":
         specific = {"n_steps": config.n_steps, "gae_lambda": config.gae_lambda, "ent_coef": config.ent_coef}
     else:

@@ -8,10 +8,14 @@ Two questions, answered in one run:
    inside the vector env (``step_wait``/``reset``, SB3's info copy included). Goals: our env under 10% of
    PPO's time, and our fps within 90% of CartPole's.
 2. How fast does ``python -m experiments.train ppo`` train? Its default config (``experiments/configs/ppo.yaml``)
-   through the batched vector env behind ``VecNormalize``, validation callbacks off, against SB3
-   defaults on gym-anytrading from (1). Goal: at least 3x.
+   under the default experiment spec (risk layer on) through the batched vector env behind
+   ``VecNormalize``, validation callbacks off, against SB3 defaults on gym-anytrading from (1) (goal: at
+   least 3x) and against the 11k env-steps/s the default config trained at before issue #15 (goal: 3x,
+   33k, at equal learning quality: ``experiments.calibrate`` checks that).
 
-The machine is shared, so every measurement is repeated in interleaved rounds and the best round counts.
+The machine is shared, so every measurement is repeated in interleaved rounds and the best round counts;
+the default config's speed is also given per second of CPU time of the process (torch runs one thread),
+which other processes on the machine disturb less than the wall clock.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from experiments.rl_config import load_config, resolve
 from experiments.train_rl import build_model, make_train_env, training_data
 
 logger = logging.getLogger(__name__)
+
+TRAIN_FPS_BEFORE_15 = 11_000
+"""Env-steps/s of the default ``train ppo`` config before issue #15 (the throughput goal is 3x this)."""
 
 
 class TimedVecEnv(VecEnvWrapper):
@@ -71,8 +78,9 @@ def _sb3_default_run(env_id: str, timesteps: int, **env_kwargs: Any) -> tuple[fl
     return timesteps / seconds, venv.seconds / seconds
 
 
-def _train_config_run(timesteps: int) -> tuple[float, float]:
-    """fps and env share of the default ``train ppo`` config, as ``experiments.train_rl`` builds it."""
+def _train_config_run(timesteps: int) -> tuple[float, float, float]:
+    """fps, env share and fps per CPU second of the default ``train ppo`` config, as ``experiments.train_rl``
+    builds it."""
     # Completed from the default experiment spec, which owns the data, costs and seed.
     config = resolve(load_config(algo="ppo"))[0]
     data = load_data(config.data)
@@ -80,20 +88,22 @@ def _train_config_run(timesteps: int) -> tuple[float, float]:
     venv = TimedVecEnv(make_train_env(config, training_data(config, data, train)))
     model = build_model(config, venv)
     model.set_logger(Logger(None, []))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     model.learn(timesteps)
-    seconds = time.perf_counter() - started
-    return timesteps / seconds, venv.seconds / seconds
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return timesteps / seconds, venv.seconds / seconds, timesteps / cpu
 
 
-def _best_of(rounds: int, runs: dict[str, Callable[[], tuple[float, float]]]) -> dict[str, tuple[float, float]]:
-    best: dict[str, tuple[float, float]] = {}
+def _best_of(
+    rounds: int, runs: dict[str, Callable[[], tuple[float, ...]]]
+) -> dict[str, tuple[float, ...]]:
+    best: dict[str, tuple[float, ...]] = {}
     for k in range(rounds):
         for name, run in runs.items():
-            fps, share = run()
-            logger.info("round %d %-28s %7.0f fps, env share %5.1f%%", k + 1, name, fps, 100 * share)
-            if name not in best or fps > best[name][0]:
-                best[name] = (fps, share)
+            result = run()
+            logger.info("round %d %-28s %7.0f fps, env share %5.1f%%", k + 1, name, result[0], 100 * result[1])
+            if name not in best or result[0] > best[name][0]:
+                best[name] = result
     return best
 
 
@@ -117,7 +127,7 @@ def run(quick: bool) -> list[str]:
             "Stocks-v0 (SB3 defaults)": lambda: _sb3_default_run("AlpacaGym/Stocks-v0", default_steps),
             "CartPole-v1 (SB3 defaults)": lambda: _sb3_default_run("CartPole-v1", default_steps),
             "gym-anytrading (SB3 defaults)": lambda: _sb3_default_run("stocks-v0", default_steps),
-            "train ppo config (vector env)": lambda: _train_config_run(ours_steps),
+            "train ppo config (vector env, risk on)": lambda: _train_config_run(ours_steps),
         })
     ours, cartpole, anytrading, train = (best[k] for k in best)
     n_inputs = gym.make("AlpacaGym/Stocks-v0").observation_space.shape[0]
@@ -128,6 +138,9 @@ def run(quick: bool) -> list[str]:
         f"ppo: our env share of PPO time {ours[1]:.1%} (goal < 10%); fps vs CartPole-v1 "
         f"{ours[0] / cartpole[0]:.2f}x (goal >= 0.90x); default observation {n_inputs} inputs",
         f"ppo: train ppo default config ({config.num_envs} envs, n_steps {config.n_steps}, batch "
-        f"{config.batch_size}, {config.n_epochs} epochs) {train[0]:,.0f} fps vs SB3 defaults on gym-anytrading "
-        f"{anytrading[0]:,.0f} fps, ratio {train[0] / anytrading[0]:.1f}x (goal >= 3x)",
+        f"{config.batch_size}, {config.n_epochs} epochs, risk layer on) {train[0]:,.0f} fps (env {train[1]:.1%}) vs "
+        f"SB3 defaults on gym-anytrading {anytrading[0]:,.0f} fps, ratio {train[0] / anytrading[0]:.1f}x (goal >= 3x)",
+        f"ppo: train ppo default config {train[0]:,.0f} fps wall clock, {train[2]:,.0f} per CPU second: "
+        f"{train[0] / TRAIN_FPS_BEFORE_15:.2f}x / {train[2] / TRAIN_FPS_BEFORE_15:.2f}x the {TRAIN_FPS_BEFORE_15:,} "
+        f"env-steps/s before issue #15 (goal >= 3x)",
     ]
