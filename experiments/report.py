@@ -13,6 +13,9 @@ trade), each position's contribution to volatility, risk interventions and its l
 (Monte Carlo intervals, walk-forward folds, a parameter-stability heatmap) come last.
 
 :func:`write_report` also writes ``stats.json``, ``trades.csv`` and ``equity.csv`` (:mod:`experiments.results`).
+:func:`write_lob_report` is the page of runs on the simulated microstructure envs (market making, execution):
+the same settings and summary table, then P/L and inventory paths (or the schedule and shortfall) over the
+episode's time and per-episode distributions, with ``stats.json``, ``paths.csv`` and ``episodes.csv``.
 The page is assembled from sections (:data:`SECTIONS`: functions of a :class:`ReportContext` returning HTML),
 so a new panel is one function added to that list.
 """
