@@ -203,8 +203,31 @@ def run_job(job: Job, spec_values: dict[str, Any], plan: Plan) -> dict[str, Any]
     }
 
 
+# Wall seconds of one job per policy on the longest market (sample:SPX, 5,031 daily bars), on one core of the
+# shared 2-core box under load (python -m experiments.leaderboard's run_job timed job by job, nice'd); bots
+# take about a second. Only the order jobs start in depends on these: the longest first, so that no long
+# job starts last and runs alone while the other core idles.
+JOB_SECONDS: dict[str, float] = {
+    "ensemble": 271.0, "ppo": 134.0, "random_forest": 70.0, "transformer": 33.0, "xgboost": 30.0,
+    "lightgbm": 25.0, "lstm": 20.0, "gru": 19.0,
+}
+REFERENCE_BARS = 5031
+
+
+def longest_first(jobs: Sequence[Job], bars: dict[str, int]) -> list[int]:
+    """Indices of ``jobs`` by expected duration, longest first (ties keep the job order).
+
+    :param jobs: the jobs.
+    :param bars: bars of each job's market.
+    """
+    def seconds(job: Job) -> float:
+        return JOB_SECONDS.get(job.policy, 1.0) * bars[job.market] / REFERENCE_BARS
+
+    return sorted(range(len(jobs)), key=lambda i: -seconds(jobs[i]))
+
+
 def run_jobs(jobs: Sequence[Job], spec: ExperimentSpec, plan: Plan, address: str | None, cpus: int | None) -> list[dict]:
-    """Run every job on Ray and return their results in job order.
+    """Run every job on Ray, the longest first (:func:`longest_first`), and return their results in job order.
 
     :param jobs: the jobs.
     :param spec: the board's spec.
@@ -223,7 +246,10 @@ def run_jobs(jobs: Sequence[Job], spec: ExperimentSpec, plan: Plan, address: str
     try:
         remote = ray.remote(num_cpus=1)(run_job)
         values = spec.to_dict()
-        refs = [remote.remote(job, values, plan) for job in jobs]
+        bars = {job.market: market_spec(spec, job).data.load().n_bars for job in jobs}
+        refs: list[Any] = [None] * len(jobs)
+        for i in longest_first(jobs, bars):
+            refs[i] = remote.remote(jobs[i], values, plan)
         pending = set(refs)
         with tqdm(total=len(refs), desc="leaderboard jobs", unit="job") as bar:
             while pending:

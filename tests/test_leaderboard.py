@@ -71,3 +71,13 @@ def test_the_deflated_sharpe_ratio_counts_what_each_job_tried(rows: list[dict]) 
         before = plain.set_index("policy").loc[policy, "dsr_best_job"]
         after = deflated.set_index("policy").loc[policy, "dsr_best_job"]
         assert after < before  # more configurations tried: a higher bar for luck alone
+
+
+def test_the_longest_jobs_start_first() -> None:
+    jobs = board.FULL.jobs()
+    bars = {"sample:SPX": 5031, "sample:NDX": 5031, "sample:GOOG": 2148, "sample:GOOGL": 2335,
+            **{f"synthetic:seed={k}": 2520 for k in (0, 1, 2)}}
+    order = [jobs[i] for i in board.longest_first(jobs, bars)]
+    assert sorted(board.longest_first(jobs, bars)) == list(range(len(jobs)))  # every job, once
+    assert {(j.policy, j.market) for j in order[:2]} == {("ensemble", "sample:SPX"), ("ensemble", "sample:NDX")}
+    assert all(j.kind == "bot" for j in order[-len(board.FULL.bots) * 7:])
