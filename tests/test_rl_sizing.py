@@ -168,3 +168,32 @@ def test_backtest_and_evaluate_of_the_run_use_its_sizing(
     assert result.stats.n_trades > 0 and not np.allclose(other.equity.to_numpy(), result.equity.to_numpy())
     assert evaluate_cli.main([str(run_dir), "--out", str(tmp_path)]) == 0
     assert "volatility sizing capped at 80%" in capsys.readouterr().out
+
+
+def test_paper_trading_the_run_sizes_like_its_backtest(
+    volatility_run: tuple[RLConfig, Path, dict, ExperimentSpec], tmp_path: Path,
+) -> None:
+    """The live runner asks its shadow env for the sized weights: on bars without overnight gaps (the one
+    difference between paper and backtest, see tests/test_paper_parity.py) the two are equal to the cent."""
+    from test_paper_parity import _gapless
+
+    from brokers.journal import Journal
+    from brokers.runner import RunnerConfig
+    from brokers.sim import SimBroker
+    from experiments.engine import start_bar
+    from experiments.paper import KillSwitch, make_runner, run_sim
+
+    config, run_dir, _, spec = volatility_run
+    data = _gapless(load_market(config))
+    agent = load_policy(run_dir)
+    bt_config = backtest_config(spec)
+    start = start_bar([agent], data, bt_config)
+    backtest = run_backtest(agent, data, bt_config, start=start)
+    broker = SimBroker(data.symbols, spec.initial_cash, spec.execution)
+    runner_config = RunnerConfig(run_id="sized", execution=spec.execution, risk=spec.risk, seed=spec.seed)
+    runner = make_runner(load_policy(run_dir), broker, Journal(tmp_path / "j.sqlite"), data.symbols, runner_config,
+                         spec.initial_cash, data)
+    run_sim(runner, broker, data, start, KillSwitch(), progress=False)
+    assert backtest.stats.n_trades > 0
+    assert len(broker.portfolio.trade_frame()) == len(backtest.fills)
+    assert broker.account().equity == pytest.approx(backtest.stats.final_equity, abs=0.01)
