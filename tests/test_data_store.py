@@ -201,3 +201,16 @@ def test_crypto_pairs_round_trip_beside_stocks_on_one_clock(store: ParquetStore,
     assert [c.name for c in got.symbol_calendars] == ["XNYS", "24/7"]
     np.testing.assert_array_equal(got.select(["BTC/USD"]).values[:, 0], coin.values[:, 0])
     assert not got.tradable[got.index.day_of_week >= 5, 0].any() and got.tradable[:, 1].all()
+
+
+def test_extra_per_bar_fields_round_trip(store: ParquetStore) -> None:
+    """Intraday bars with their quotes-and-trades fields come back with those fields, not OHLCV only."""
+    bars = load_data("synthetic_ticks:n_days=2,n_symbols=2")
+    assert bars.extra
+    store.write(bars, timeframe="1Min")
+    got = store.fetch(list(bars.symbols), bars.index[0], bars.index[-1], timeframe="1Min")
+    assert got.index.equals(bars.index)
+    np.testing.assert_array_equal(got.values, bars.values)
+    assert sorted(got.extra or {}) == sorted(bars.extra)
+    for name, values in bars.extra.items():
+        np.testing.assert_array_equal(got.extra_field(name), values)

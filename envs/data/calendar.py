@@ -389,7 +389,9 @@ def _weekend_share(index: pd.DatetimeIndex) -> float:
 def resample(data: "MarketData", rule: str) -> "MarketData":
     """Bars aggregated to a coarser frequency: first open, highest high, lowest low, last close, summed volume.
 
-    Empty periods (nights, weekends) are dropped, not filled. The declared calendars carry over.
+    Empty periods (nights, weekends) are dropped, not filled. The declared calendars carry over, and so do
+    the extra per-bar fields, each combined by its rule in
+    :data:`envs.data.ticks.BAR_FIELD_AGGREGATION` (a field without one is an error rather than dropped).
 
     :param data: the bars.
     :param rule: a pandas offset such as ``"1h"``, ``"1D"``, ``"1W"``.
@@ -409,7 +411,40 @@ def resample(data: "MarketData", rule: str) -> "MarketData":
     frame = pd.concat({f: parts[f][keep] for f in FIELDS}, axis=1)
     frame.columns = pd.MultiIndex.from_tuples([(f, s) for f, s in frame.columns])
     out = MarketData.from_wide(frame, fill_gaps=True)
+    if data.extra:
+        out = out.with_extra({name: _resample_extra(data, name, rule)[keep] for name in data.extra})
     return out.with_calendar(data.calendars) if data.calendars is not None else out
+
+
+def _resample_extra(data: "MarketData", name: str, rule: str) -> np.ndarray:
+    """One extra per-bar field on the coarser bars of :func:`resample` (before empty periods are dropped)."""
+    from envs.data.market_data import DataValidationError
+    from envs.data.ticks import BAR_FIELD_AGGREGATION
+
+    how = BAR_FIELD_AGGREGATION.get(name)
+    if how is None:
+        raise DataValidationError(
+            "extra_field", f"cannot resample the extra field {name!r}: no aggregation rule "
+            f"(known: {sorted(BAR_FIELD_AGGREGATION)})",
+        )
+
+    def frame(values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(values, index=data.index)
+
+    def grouped(values: np.ndarray) -> "pd.core.resample.Resampler":
+        return frame(values).resample(rule, label="left", closed="left")
+
+    x = data.extra_field(name)
+    if how == "trade_mean":
+        # A mean over the coarse bar's trades: each fine bar's mean weighted by its trades.
+        weight = np.where(np.isfinite(x), data.extra_field("n_trades"), 0.0)
+        total = grouped(weight).sum().to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = grouped(np.where(weight > 0, x * weight, 0.0)).sum().to_numpy() / total
+        return np.where(total > 0, out, np.nan)
+    if how == "sum":
+        return grouped(x).sum().to_numpy(dtype=float)
+    return getattr(grouped(x), how)().to_numpy(dtype=float)
 
 
 def combine(*parts: "MarketData") -> "MarketData":

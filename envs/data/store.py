@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 
 from envs.data.calendar import calendar_for_symbol, combine
@@ -128,6 +129,9 @@ class ParquetStore:
         written = []
         for symbol in data.symbols:
             frame = data.to_frame(symbol).rename(columns=str.lower).rename_axis("timestamp")
+            j = data.symbols.index(symbol)
+            for name, values in (data.extra or {}).items():  # extra per-bar fields are columns after OHLCV
+                frame[name] = values[:, j]
             for period, part in frame.groupby(periods.to_numpy()):
                 name = self.object_name(symbol, timeframe, str(period))
                 old = self._read(name)
@@ -178,8 +182,10 @@ class ParquetStore:
             # Stocks beside crypto: one 24/7 clock, the stocks' closed bars marked (see calendar.combine).
             stocks = [s for s in frames if s not in coins]
             parts = [MarketData.from_frames({s: frames[s] for s in group}) for group in (stocks, coins)]
-            return combine(*parts).select(list(symbols))
-        return MarketData.from_frames(frames)
+            data = combine(*parts).select(list(symbols))
+        else:
+            data = MarketData.from_frames(frames)
+        return _with_stored_extra(data, frames)
 
     def _etags(self, symbol: str, timeframe: str) -> dict[str, str]:
         if not self.client.bucket_exists(self.bucket):
@@ -212,7 +218,22 @@ class ParquetStore:
         finally:
             response.close()
             response.release_conn()
-        return frame[list(FIELDS)]
+        return frame
+
+
+def _with_stored_extra(data: MarketData, frames: dict[str, pd.DataFrame]) -> MarketData:
+    """``data`` with the stored columns beyond OHLCV as its extra per-bar fields (NaN where a symbol has none)."""
+    names = list(dict.fromkeys(c for f in frames.values() for c in f.columns if c not in FIELDS))
+    if not names:
+        return data
+    index = data.index
+    return data.with_extra({
+        name: np.stack([
+            (frames[s][name].reindex(index) if name in frames[s] else pd.Series(np.nan, index=index)).to_numpy(float)
+            for s in data.symbols
+        ], axis=1)
+        for name in names
+    })
 
 
 def _from_spec(main: str, options: dict[str, Any]) -> tuple[ParquetStore, list[str]]:

@@ -246,6 +246,15 @@ BAR_FIELDS: tuple[str, ...] = (
   (fractions of the mid; realised spread and impact of a trade are reported ``horizon`` trades later).
 Bars without the events a field needs hold NaN (0 for sums and counts)."""
 
+BAR_FIELD_AGGREGATION: dict[str, str] = {
+    "ofi": "sum", "depth": "mean", "buy_volume": "sum", "sell_volume": "sum", "n_trades": "sum",
+    "sign_autocorr": "last", "sweeps": "sum", "effective_spread": "trade_mean", "realised_spread": "trade_mean",
+    "price_impact": "trade_mean",
+}
+"""How each of :data:`BAR_FIELDS` combines when bars are resampled to a coarser frequency: sums and counts
+add up, ``depth`` averages, ``sign_autocorr`` is the last bar's (it is already a trailing window), and the
+per-trade means are weighted by the bars' ``n_trades`` (a mean over the coarse bar's trades)."""
+
 
 def _bar_of(times: pd.DatetimeIndex, index: pd.DatetimeIndex, length: pd.Timedelta) -> np.ndarray:
     """The bar each event falls in (``start <= time < start + length``), -1 outside every bar."""
