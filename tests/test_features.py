@@ -20,7 +20,7 @@ from envs.features import (
     normalize,
 )
 from envs.features import indicators as ind
-from envs.features.library import LEVEL_FEATURES, MARKET_FEATURES
+from envs.features.library import LEVEL_FEATURES, MARKET_FEATURES, VIX_FEATURES
 from envs.features.microstructure import MICROSTRUCTURE_FEATURES
 
 MODES = ("none", "zscore_expanding", "zscore_rolling")
@@ -67,7 +67,7 @@ def test_every_family_is_documented_and_in_the_default_set() -> None:
     docs = feature_families()
     default_families = {
         FeatureSpec.parse(n).family
-        for n in DEFAULT_FEATURES + MARKET_FEATURES + MICROSTRUCTURE_FEATURES + LEVEL_FEATURES
+        for n in DEFAULT_FEATURES + MARKET_FEATURES + MICROSTRUCTURE_FEATURES + LEVEL_FEATURES + VIX_FEATURES
     }
     assert {key.split("(")[0] for key in docs} == default_families
     assert all(isinstance(text, str) and text for text in docs.values())

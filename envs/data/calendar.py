@@ -391,7 +391,8 @@ def resample(data: "MarketData", rule: str) -> "MarketData":
 
     Empty periods (nights, weekends) are dropped, not filled. The declared calendars carry over, and so do
     the extra per-bar fields, each combined by its rule in
-    :data:`envs.data.ticks.BAR_FIELD_AGGREGATION` (a field without one is an error rather than dropped).
+    :data:`envs.data.ticks.BAR_FIELD_AGGREGATION` (the ``vix`` field by its last value; a field without a
+    rule is an error rather than dropped).
 
     :param data: the bars.
     :param rule: a pandas offset such as ``"1h"``, ``"1D"``, ``"1W"``.
@@ -421,11 +422,11 @@ def _resample_extra(data: "MarketData", name: str, rule: str) -> np.ndarray:
     from envs.data.market_data import DataValidationError
     from envs.data.ticks import BAR_FIELD_AGGREGATION
 
-    how = BAR_FIELD_AGGREGATION.get(name)
+    how = {**BAR_FIELD_AGGREGATION, "vix": "last"}.get(name)  # the VIX is a level: a coarse bar's is its last
     if how is None:
         raise DataValidationError(
             "extra_field", f"cannot resample the extra field {name!r}: no aggregation rule "
-            f"(known: {sorted(BAR_FIELD_AGGREGATION)})",
+            f"(known: {sorted(BAR_FIELD_AGGREGATION) + ['vix']})",
         )
 
     def frame(values: np.ndarray) -> pd.DataFrame:

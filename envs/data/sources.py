@@ -33,7 +33,7 @@ import pandas as pd
 
 from envs.data.calibrated import FAMILIES, CalibratedConfig, generate_calibrated
 from envs.data.market_data import FIELDS, DataValidationError, MarketData
-from envs.data.synthetic import SyntheticConfig, generate_market
+from envs.data.synthetic import SyntheticConfig, generate_market, generate_market_with_state
 
 FileKind = Literal["csv", "parquet"]
 VolumePolicy = Literal["require", "zero"]
@@ -437,10 +437,31 @@ def _load_synthetic(argument: str, **kwargs: Any) -> MarketData:
     A calibrated family as the model (``synthetic:model=momentum,snr=0.2``) takes
     :class:`~envs.data.calibrated.CalibratedConfig` fields instead.
     """
+    argument, vix = _take_flag(argument, "vix", ",")
+    vix = bool(kwargs.pop("vix", vix))
     model = kwargs.get("model", _option_value(argument, "model"))
     if model in FAMILIES:
+        if vix:
+            raise ValueError(f"option 'vix': the calibrated family {model!r} has no VIX; use the default model")
         return generate_calibrated(**{**_parse_options(argument, CalibratedConfig), **kwargs})
-    return generate_market(**{**_parse_options(argument, SyntheticConfig), **kwargs})
+    if not vix:
+        return generate_market(**{**_parse_options(argument, SyntheticConfig), **kwargs})
+    from envs.data.vix import synthetic_vix, with_vix
+
+    data, state = generate_market_with_state(**{**_parse_options(argument, SyntheticConfig), **kwargs})
+    return with_vix(data, synthetic_vix(data, state))
+
+
+def _take_flag(argument: str, key: str, separator: str) -> tuple[str, bool]:
+    """``argument`` without its boolean option ``key=...``, and that option's value (False when absent)."""
+    kept, value = [], False
+    for item in filter(None, argument.split(separator)):
+        name, sep, raw = (part.strip() for part in item.partition("="))
+        if sep and name == key:
+            value = _convert(raw, bool, key)
+        else:
+            kept.append(item)
+    return separator.join(kept), bool(value)
 
 
 def calibrated_config(spec: str) -> CalibratedConfig:
@@ -527,7 +548,12 @@ SAMPLES: dict[str, tuple[str, str, str]] = {
 
 
 def _load_sample(argument: str, **kwargs: Any) -> MarketData:
-    """``sample:NAME``: a real series bundled with an installed package (see :data:`SAMPLES`)."""
+    """``sample:NAME``: a real series bundled with an installed package (see :data:`SAMPLES`);
+    ``sample:SPX?vix=true`` joins the real VIX to it (:mod:`envs.data.vix`)."""
+    argument, _, query = argument.partition("?")
+    query, vix = _take_flag(query, "vix", "&")
+    if query:
+        raise ValueError(f"sample option {query!r}: the one option of a sample is vix=true, e.g. sample:SPX?vix=true")
     name = argument.upper()
     if name not in SAMPLES:
         raise ValueError(f"unknown sample {argument!r}; available: {sorted(SAMPLES)}")
@@ -536,7 +562,12 @@ def _load_sample(argument: str, **kwargs: Any) -> MarketData:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"sample:{name} needs the {package!r} package: pip install {package}")
     path = Path(next(iter(spec.submodule_search_locations))) / relative
-    return load_csv(path, **{"symbol": name, **kwargs})
+    data = load_csv(path, **{"symbol": name, **kwargs})
+    if not vix:
+        return data
+    from envs.data.vix import real_vix, with_vix
+
+    return with_vix(data, real_vix())
 
 
 FILE_OPTIONS: dict[str, type] = {"sort": bool, "volume": str, "fill_gaps": bool, "tz": str, "symbol": str}

@@ -42,6 +42,14 @@ OBS_BOUND = 10.0
 NORMALIZATIONS: tuple[str, ...] = ("zscore_expanding", "zscore_rolling", "none")
 
 
+# Where the data specs that carry each extra per-bar field come from (for the error naming them).
+_EXTRA_SOURCES: dict[str, str] = {
+    "microstructure": "intraday bars loaded with quotes and trades (data synthetic_ticks, or "
+                      "alpaca:SYMBOL;start=...;timeframe=1Min;microstructure=true)",
+    "vix": "bars joined with the VIX (data synthetic:...,vix=true or sample:SPX?vix=true; envs.data.vix.with_vix)",
+}
+
+
 # ----------------------------------------------------------------------------- shared intermediates
 class _Bars:
     """One data set's OHLCV as ``(T, S)`` arrays plus a memo of intermediates features share."""
@@ -56,10 +64,9 @@ class _Bars:
         """An extra per-bar field of the bars (quotes-and-trades microstructure), or a clear error naming the
         feature that needs it."""
         if not self._data.extra or name not in self._data.extra:
+            source = _EXTRA_SOURCES.get(name, _EXTRA_SOURCES["microstructure"])
             raise ValueError(
-                f"feature {feature} needs the per-bar microstructure field {name!r} of intraday bars loaded with "
-                "quotes and trades (data synthetic_ticks, or alpaca:SYMBOL;start=...;timeframe=1Min;"
-                "microstructure=true); these bars have "
+                f"feature {feature} needs the per-bar field {name!r} of {source}; these bars have "
                 f"{'extra fields ' + str(sorted(self._data.extra)) if self._data.extra else 'OHLCV only'}"
             )
         return self._data.extra[name]
@@ -395,6 +402,23 @@ def _breadth_sma(b: _Bars, n: int) -> np.ndarray:
     return np.repeat(share_above_average(b.close, n)[:, None], b.close.shape[1], axis=1)
 
 
+# The VIX: bars joined with it as their ``vix`` field (envs.data.vix), the same value for every symbol -----
+@_family("vix_level", (), "the VIX / 100: the index's implied volatility over the next 30 days")
+def _vix_level(b: _Bars) -> np.ndarray:
+    return b.extra("vix", "vix_level") / 100.0
+
+
+@_family("vix_term", ("n",), "the VIX over its n-bar mean, minus 1 (a term-structure proxy, positive in spikes)")
+def _vix_term(b: _Bars, n: int) -> np.ndarray:
+    vix = b.extra("vix", f"vix_term_{n}")
+    return vix / ind.rolling_mean(vix, n) - 1.0
+
+
+@_family("vix_pctile", ("n",), "percentile rank of the VIX among its last n bars")
+def _vix_pctile(b: _Bars, n: int) -> np.ndarray:
+    return ind.rolling_percentile(b.extra("vix", f"vix_pctile_{n}"), n)
+
+
 # Microstructure: per-bar aggregates of quotes and trades (intraday bars with the extra fields) --------
 @_family("ofi", ("n",), "order-flow imbalance (Cont-Kukanov-Stoikov) over n bars, in units of best-level depth")
 def _ofi(b: _Bars, n: int) -> np.ndarray:
@@ -453,6 +477,9 @@ MARKET_FEATURES: tuple[str, ...] = ("breadth_ad", "breadth_sma_200")
 """Market-breadth features: one value per bar from all the symbols of the data, the same for each symbol.
 Not in :data:`DEFAULT_FEATURES` (whose 63 names saved agents of earlier versions observe); name them in a
 :class:`FeatureConfig` to observe them."""
+
+VIX_FEATURES: tuple[str, ...] = ("vix_level", "vix_term_63", "vix_pctile_252")
+"""Sentiment features of the VIX: bars joined with it (``synthetic:...,vix=true``, ``sample:SPX?vix=true``)."""
 
 LEVEL_FEATURES: tuple[str, ...] = ("ewm_dist_60", "ewm_dist_252", "ewm_dist_1000")
 """Distance of the log price from slow exponentially weighted levels: what a mean-reverting price is

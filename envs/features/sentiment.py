@@ -5,7 +5,10 @@ advancers minus decliners and the share of symbols above their 200-day average.
   sample, offline); :func:`synthetic_vix` is the VIX of a synthetic market: the model-implied volatility of
   its equal-weight index over the next 30 calendar days given its hidden state at each bar (regime,
   Heston variance, jumps), in percent, so it moves with the market the envs trade and mean-reverts as the
-  model does. :func:`vix_features` turns either into causal features.
+  model does (both live in :mod:`envs.data.vix`). :func:`vix_features` turns either into causal features;
+  joined to bars as their ``vix`` field (:func:`with_vix`, or the data specs ``synthetic:...,vix=true`` and
+  ``sample:SPX?vix=true``) they are the library families ``vix_level``, ``vix_term_<n>`` and
+  ``vix_pctile_<n>`` (:mod:`envs.features.library`) that every env can observe.
 - **Put/call ratio**: :func:`put_call_ratio` from an option chain frame with traded ``volume``
   (:mod:`envs.options.chain_store`'s layout).
 - **Breadth**: :func:`advance_decline` and :func:`share_above_average` over a multi-symbol
@@ -20,47 +23,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from envs.data.market_data import MarketData
-from envs.data.synthetic import SyntheticState
+from envs.data.vix import real_vix, synthetic_vix, with_vix
 from envs.features import indicators as ind
 
-
-def real_vix() -> pd.Series:
-    """The VIX daily close, 2014-01-03 to 2019-01-03 (1,305 days), from the ``arch`` package's data."""
-    from arch.data import vix  # imported here: arch's import costs a second that other features need not pay
-
-    series = vix.load()["vix"].astype(float).dropna()  # the file lists market holidays without a close
-    series.index = pd.DatetimeIndex(series.index).tz_localize("UTC")
-    return series.rename("VIX")
-
-
-def synthetic_vix(data: MarketData, state: SyntheticState, days: float = 30.0) -> pd.Series:
-    """The VIX of a synthetic market: ``100 x`` the model-implied volatility of its equal-weight index over
-    the next ``days`` calendar days, given the state at each bar (as the VIX is the market's expectation of
-    the next 30 days' volatility, not today's).
-
-    Each symbol's expected mean variance comes from :meth:`SyntheticState.forward_variance` (the regime
-    chain's and the Heston variance's conditional expectations); the index's diffusion variance combines
-    them with the shock correlation (cross terms ``rho_ij sqrt(F_i F_j)``, exact for one symbol), and the
-    Merton jumps add ``lambda (mu_J^2 + sigma_J^2)`` per unit of jump loading (a pair's second leg carries
-    ``hedge_ratio`` times the first leg's jumps). Causal: the value at bar ``t`` uses the state at ``t``
-    only, never the realised future.
-
-    :param data: the market (for the index).
-    :param state: its hidden state (``generate_market_with_state``).
-    :param days: calendar days ahead.
-    """
-    forward = state.forward_variance(days)
-    n = forward.shape[1]
-    weights = np.full(n, 1.0 / n)
-    scaled = np.sqrt(forward) * weights
-    variance = np.einsum("ti,ij,tj->t", scaled, state.correlation, scaled)
-    loading = weights.copy()
-    if state.pair is not None:
-        loading[0] += state.hedge_ratio * loading[1]
-        loading[1] = 0.0
-    variance = variance + state.jump_variance * float(loading @ loading)
-    return pd.Series(100.0 * np.sqrt(variance), index=data.index, name="VIX")
+__all__ = ["advance_decline", "put_call_ratio", "real_vix", "share_above_average", "synthetic_vix",
+           "vix_features", "with_vix"]
 
 
 def vix_features(vix: pd.Series, average: int = 63, window: int = 252) -> pd.DataFrame:
