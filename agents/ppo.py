@@ -53,7 +53,9 @@ class SB3Agent:
         ``symbol`` or ``symbols``) plus the training
         ``action_mode``, ``allow_short`` and ``position_size``, or ``sizing`` (the spec's sizing section, for a
         volatility or Kelly rule: the agent's weights are then the signal, which the env sizes as it did in
-        training); plain values, as stored in ``policy.yaml``. An
+        training), and ``switch_prob`` (a discrete agent moves off its current position only to a choice at
+        least this likely, see :meth:`_hold_unless_confident`; absent or 0: always the most likely choice);
+        plain values, as stored in ``policy.yaml``. An
         options agent has ``env_id: AlpacaGym/Options-v0`` and ``symbol`` (the options env's observation is
         fixed); a market-making or execution agent has that env's ``env_id`` and its arguments.
     :param normalizer: the ``VecNormalize`` whose observation statistics the model was trained with, or
@@ -106,6 +108,9 @@ class SB3Agent:
                 f"{name}: action_mode {self.adapter.mode!r} gives {self.adapter.space}, but the model acts in "
                 f"{model.action_space}"
             )
+        self.switch_prob = float(self.env_kwargs.get("switch_prob") or 0.0)
+        if not 0.0 <= self.switch_prob < 1.0:
+            raise ValueError(f"{name}: switch_prob must be in [0, 1), got {self.switch_prob}")
 
     def _n_symbols(self, model: BaseAlgorithm) -> int:
         space = model.action_space
@@ -169,9 +174,12 @@ class SB3Agent:
                 f"{self.name} was trained on observations of shape {self._obs_shape}, got {obs.shape}; "
                 f"build the env with {self.env_options}"
             )
+        raw = obs
         if self.normalizer is not None:
             obs = self.normalizer.normalize_obs(obs)
         action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        if self.switch_prob > 0 and self.adapter is not None and self.adapter.mode == "discrete":
+            action = self._hold_unless_confident(obs, raw, action)
         if self.env_id in RAW_ACTION_ENV_IDS:
             # SB3 clips a Box action to the space only inside its own rollouts; the env refuses the rest.
             space = self.model.action_space
@@ -185,6 +193,29 @@ class SB3Agent:
                 )
             return int(action)
         return self.adapter.to_weights(action).astype(np.float32)
+
+    def _hold_unless_confident(self, obs: np.ndarray, raw: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """Each symbol's choice, or the one its current position holds where the choice is less than
+        ``switch_prob`` likely.
+
+        An agent that learned nothing (the null market) is near even odds between its choices and would
+        flip between them on noise, paying costs every time; one that learned a signal is confident where it
+        trades. The current position is read from the observation's account part (the weights before the
+        cash weight and drawdown in Portfolio-v0, before the unrealised return and drawdown in Stocks-v0).
+        """
+        assert self.adapter is not None
+        with torch.no_grad():
+            dist = self.model.policy.get_distribution(self.model.policy.obs_to_tensor(obs)[0]).distribution
+        parts = dist if isinstance(dist, list) else [dist]
+        probs = np.stack([part.probs.cpu().numpy()[0] for part in parts])  # (S, choices)
+        n = self.n_symbols
+        weights = raw[-(n + 2):-2] if n > 1 else raw[-3:-2]
+        # The choice whose weight has the position's sign: short, flat or long.
+        held = np.sign(weights).astype(np.int64) + (1 if self.adapter.allow_short else 0)
+        held = np.clip(held, 0, self.adapter.n_choices - 1)
+        chosen = np.asarray(action).reshape(n)
+        sure = probs[np.arange(n), chosen] >= self.switch_prob
+        return np.where(sure, chosen, held).reshape(np.shape(action)).astype(np.asarray(action).dtype)
 
 
 def write_manifest(

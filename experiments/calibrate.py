@@ -475,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/calibrate", help="output folder (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--set", dest="predictor_set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of the xgboost predictor's config (repeatable), e.g. --set anchored=true")
+                   help="override a field of the xgboost predictor's config (repeatable), e.g. --set anchored=false")
     # The PPO config calibrated: --config FILE and the train ppo flags, over experiments/configs/ppo.yaml.
     add_config_arguments(p, skip=PPO_FIXED)
     return p

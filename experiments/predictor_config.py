@@ -72,7 +72,10 @@ class PredictorConfig(YamlConfig):
     train_size: int = 756
     test_size: int = 252
     step: int | None = None
-    anchored: bool = False
+    # Every past bar, not the last 756: on the calibrated momentum market the final fit then learns from 5x
+    # the data (xgboost, training seeds 1-2 on tuning seeds 201-205: 79% of the oracle's Sharpe rolling,
+    # 91% anchored, with the shallower default trees).
+    anchored: bool = True
     gap: int = 0
     refit_final: bool = True
     regime: bool = True

@@ -65,6 +65,8 @@ class RLConfig(YamlConfig):
     :param window_size: feature rows in each observation.
     :param features: feature names (see envs.features); empty means the env's default set.
     :param action_mode: discrete (flat/long, or short/flat/long), weights or continuous.
+    :param switch_prob: discrete action mode: the trained agent leaves its current position only for a choice
+        at least this likely (0: always the most likely choice), so an agent near even odds does not churn.
     :param reward: log_return, differential_sharpe or drawdown_penalty.
     :param reward_eta: adaptation rate of the differential Sharpe reward.
     :param drawdown_penalty: weight of drawdown increases in the drawdown_penalty reward.
@@ -114,6 +116,7 @@ class RLConfig(YamlConfig):
     window_size: int = 1
     features: tuple[str, ...] = ()
     action_mode: Literal["discrete", "weights", "continuous"] = "discrete"
+    switch_prob: float = 0.0
     reward: Literal["log_return", "differential_sharpe", "drawdown_penalty"] = "log_return"
     reward_eta: float = 0.01
     drawdown_penalty: float = 1.0
@@ -191,6 +194,8 @@ class RLConfig(YamlConfig):
             )
         if self.env == "Options-v0" and self.allow_short:
             raise ConfigError("RLConfig.allow_short does not apply to Options-v0 (it never holds short stock)")
+        if not 0 <= self.switch_prob < 1:
+            raise ConfigError(f"RLConfig.switch_prob must be in [0, 1), got {self.switch_prob}")
         if self.data in self.extra_train_data:
             raise ConfigError(f"RLConfig.extra_train_data must not contain the evaluated data {self.data!r}")
         if self.reward not in REWARDS:

@@ -185,6 +185,8 @@ def env_kwargs(config: RLConfig, data: MarketData, spec: ExperimentSpec | None =
         "allow_short": config.allow_short,
         **_sizing_kwargs(spec),
     }
+    if config.action_mode == "discrete" and config.switch_prob > 0:
+        kwargs["switch_prob"] = config.switch_prob
     if config.env == "Stocks-v0":
         kwargs["symbol"] = data.symbols[0]
     else:

@@ -71,13 +71,13 @@ def test_full_calibration_meets_the_goals(tmp_path) -> None:
 def test_a_ppo_config_file_and_flags_are_what_is_calibrated(tmp_path, capsys) -> None:
     path = tmp_path / "ppo.yaml"
     path.write_text("gamma: 0.9\nent_coef: 0.01\n")
-    args = build_parser().parse_args(["--config", str(path), "--ent-coef", "0.02", "--set", "anchored=true",
+    args = build_parser().parse_args(["--config", str(path), "--ent-coef", "0.02", "--set", "anchored=false",
                                       "--families", "mean_reversion"])
     config = config_from_args(args)
     rl = ppo_config("mean_reversion", 2, config)
     assert (rl.gamma, rl.ent_coef, rl.seed) == (0.9, 0.02, 2)
     assert rl.data == "synthetic:model=mean_reversion,seed=2,n_days=2520,n_symbols=5"
-    assert config.predictor_overrides == {"anchored": "true"}
+    assert config.predictor_overrides == {"anchored": "false"}
     # What `train ppo --config FILE --ent-coef 0.02` trains: the file over the dataclass defaults.
     trained = load_rl_config(path, {"ent_coef": "0.02"}, algo="ppo")
     assert (rl.features, rl.learning_rate, rl.n_epochs) == (trained.features, trained.learning_rate, trained.n_epochs)

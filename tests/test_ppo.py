@@ -205,6 +205,31 @@ def test_agent_acts_in_weights_and_rejects_other_observations(tiny_run: tuple[RL
         agent.act(np.zeros(7, dtype=np.float32), {})
 
 
+def test_a_discrete_agent_leaves_its_position_only_for_a_likely_enough_choice(
+    tiny_run: tuple[RLConfig, Path, dict],
+) -> None:
+    _, run_dir, _ = tiny_run
+    agent = load_agent(run_dir)
+    rng = np.random.default_rng(0)
+    observations = rng.normal(0.0, 2.0, (200, *agent.model.observation_space.shape)).astype(np.float32)
+    for held in (0.0, 0.1):  # flat, or long at the spec's 10% position size
+        observations[:, -3] = held
+        normalized = agent.normalizer.normalize_obs(observations) if agent.normalizer else observations
+        probs = agent.model.policy.get_distribution(agent.model.policy.obs_to_tensor(normalized)[0])
+        p_long = probs.distribution.probs.detach().numpy()[:, 1]
+        switch = float(np.median(np.maximum(p_long, 1 - p_long)))
+        plain = [agent.act(o, {})[0] for o in observations]
+        agent.switch_prob = switch
+        sticky = [agent.act(o, {})[0] for o in observations]
+        agent.switch_prob = 0.0
+        sure = np.maximum(p_long, 1 - p_long) >= switch
+        # The most likely choice where it is at least switch_prob likely, the held position elsewhere.
+        np.testing.assert_allclose(sticky, np.where(sure, plain, held), atol=1e-7)
+        assert (~sure).any() and (np.asarray(plain)[~sure] != held).any()
+    with pytest.raises(ValueError, match="switch_prob"):
+        SB3Agent(agent.model, {**agent.env_kwargs, "switch_prob": 1.0})
+
+
 def test_bad_saved_agent_errors(tiny_run: tuple[RLConfig, Path, dict], tmp_path: Path) -> None:
     _, run_dir, _ = tiny_run
     manifest = yaml.safe_load((run_dir / "policy.yaml").read_text())

@@ -17,8 +17,11 @@ from agents.predictors.base import Predictor, check_fit_inputs, gather
 TreeKind = Literal["xgboost", "lightgbm", "random_forest"]
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    # Depth 2, 100 trees: on the calibrated momentum market (training seed 1, 5 symbols) the out-of-sample
+    # rank IC of the one-bar forecast is 0.174-0.186 on tuning seeds against 0.157-0.169 at depth 3 with
+    # 200 trees (the true predictor's is about 0.19), at half the fitting time.
     "xgboost": {
-        "n_estimators": 200, "max_depth": 3, "learning_rate": 0.05, "subsample": 0.8,
+        "n_estimators": 100, "max_depth": 2, "learning_rate": 0.05, "subsample": 0.8,
         "colsample_bytree": 0.8, "min_child_weight": 20.0, "reg_lambda": 1.0, "tree_method": "hist",
     },
     "lightgbm": {
