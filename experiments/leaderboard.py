@@ -305,7 +305,8 @@ def rank(rows: Sequence[dict[str, Any]], seed: int = 0) -> pd.DataFrame:
             "vol_matched_return": float(group["vol_matched_return"].mean()),
             "psr_vs_buy_and_hold": float(group["psr_vs_buy_and_hold"].mean()),
             "significant_jobs": int((group["psr_vs_buy_and_hold"] > 0.95).sum()),
-            "dsr_best_job": dsr, "exposure": float(group["exposure"].mean()),
+            "dsr_best_job": dsr, "configs_tried": int(group["trials"].sum()) if "trials" in group else len(group),
+            "exposure": float(group["exposure"].mean()),
         })
     out = pd.DataFrame(table).sort_values("sharpe", ascending=False, kind="stable").reset_index(drop=True)
     out.index = out.index + 1
@@ -331,7 +332,8 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
         "return @ B&H vol": table["vol_matched_return"].map(pct),
         "PSR vs B&H": table["psr_vs_buy_and_hold"].map(num),
         "PSR>0.95 jobs": [f"{s}/{j}" for s, j in zip(table["significant_jobs"], table["jobs"])],
-        "DSR (best job)": table["dsr_best_job"].map(num), "exposure": table["exposure"].map(pct),
+        "DSR (best job)": table["dsr_best_job"].map(num), "configs tried": table["configs_tried"],
+        "exposure": table["exposure"].map(pct),
     }, index=table.index)
 
 

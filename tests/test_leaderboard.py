@@ -66,6 +66,7 @@ def test_the_deflated_sharpe_ratio_counts_what_each_job_tried(rows: list[dict]) 
     assert all(r["trials"] == 1 for r in rows) and board.board_trials(rows) == len(rows)
     searched = [{**r, "trials": 21} if r["policy"] == "sma_crossover" else r for r in rows]
     assert board.board_trials(searched) == 21 * 2 + 2
+    assert board.rank(searched).set_index("policy").loc["sma_crossover", "configs_tried"] == 42
     plain, deflated = board.rank(rows), board.rank(searched)
     for policy in ("buy_and_hold", "sma_crossover"):
         before = plain.set_index("policy").loc[policy, "dsr_best_job"]
