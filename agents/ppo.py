@@ -121,7 +121,10 @@ class SB3Agent:
     @property
     def env_options(self) -> dict[str, Any]:
         """Env arguments under which observations match training, in ``weights`` mode (the backtest's hook);
-        none for an options agent, whose env has one observation layout and the default action buckets."""
+        for an options agent, whether it observes the chains' put/call ratio (its default action buckets are
+        the env's)."""
+        if self.env_id == OPTIONS_ENV_ID:
+            return {"sentiment": True} if self.env_kwargs.get("sentiment") else {}
         if self.env_id is not None:
             return {}
         # Agents saved before their settings were always written down trained on the envs' defaults of that

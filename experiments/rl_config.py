@@ -64,6 +64,8 @@ class RLConfig(YamlConfig):
         rest is the test period, touched only by ``python -m experiments.evaluate`` (default: the spec's).
     :param window_size: feature rows in each observation.
     :param features: feature names (see envs.features); empty means the env's default set.
+    :param sentiment: Options-v0: observe the option chains' put/call volume ratio too (its log, and its log
+        over its 20-bar mean); the stock envs observe sentiment through ``features`` (``vix_level``, ...).
     :param action_mode: discrete (flat/long, or short/flat/long), weights or continuous.
     :param switch_prob: discrete action mode: the trained agent leaves its current position only for a choice
         at least this likely (0: always the most likely choice), so an agent near even odds does not churn.
@@ -115,6 +117,7 @@ class RLConfig(YamlConfig):
     val_fraction: float | None = None
     window_size: int = 1
     features: tuple[str, ...] = ()
+    sentiment: bool = False
     action_mode: Literal["discrete", "weights", "continuous"] = "discrete"
     switch_prob: float = 0.0
     reward: Literal["log_return", "differential_sharpe", "drawdown_penalty"] = "log_return"
@@ -196,6 +199,11 @@ class RLConfig(YamlConfig):
             raise ConfigError("RLConfig.allow_short does not apply to Options-v0 (it never holds short stock)")
         if not 0 <= self.switch_prob < 1:
             raise ConfigError(f"RLConfig.switch_prob must be in [0, 1), got {self.switch_prob}")
+        if self.sentiment and self.env != "Options-v0":
+            raise ConfigError(
+                f"RLConfig.sentiment is the put/call ratio of Options-v0's chains, not {self.env}'s; a stock env "
+                "observes sentiment through features (vix_level, vix_term_63, vix_pctile_252, breadth_ad)"
+            )
         if self.data in self.extra_train_data:
             raise ConfigError(f"RLConfig.extra_train_data must not contain the evaluated data {self.data!r}")
         if self.reward not in REWARDS:

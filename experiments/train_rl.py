@@ -175,7 +175,8 @@ def env_kwargs(config: RLConfig, data: MarketData, spec: ExperimentSpec | None =
     """
     config, spec = resolve(config, spec)
     if config.env == "Options-v0":
-        return {"env_id": OPTIONS_ENV_ID, "symbol": data.symbols[0], "action_mode": "discrete"}
+        return {"env_id": OPTIONS_ENV_ID, "symbol": data.symbols[0], "action_mode": "discrete",
+                **({"sentiment": True} if config.sentiment else {})}
     kwargs: dict[str, Any] = {
         "window_size": config.window_size,
         # Named even when the env's default was used, so a later change of the default cannot change what
@@ -218,7 +219,7 @@ def _single_env_kwargs(config: RLConfig, spec: ExperimentSpec) -> dict[str, Any]
 
 def _options_env_kwargs(config: RLConfig, spec: ExperimentSpec) -> dict[str, Any]:
     costs = OptionCosts.from_execution(spec.execution, config.commission_per_contract)
-    return {"costs": costs, "reward": config.reward, "initial_cash": spec.initial_cash}
+    return {"costs": costs, "reward": config.reward, "initial_cash": spec.initial_cash, "sentiment": config.sentiment}
 
 
 def eval_env_factory(

@@ -115,3 +115,19 @@ def test_options_config() -> None:
         RLConfig(env="Options-v0", allow_short=True)
     with pytest.raises(ConfigError, match="commission_per_contract"):
         RLConfig(env="Options-v0", commission_per_contract=-1.0)
+
+
+def test_an_agent_trained_on_the_put_call_ratio_is_backtested_observing_it(tmp_path: Path) -> None:
+    config = RLConfig(**TINY, sentiment=True, runs_dir=str(tmp_path), run_name="sentiment")
+    result = train(config)
+    agent = load_policy(result.run_dir)
+    assert agent.env_options == {"sentiment": True}
+    data = load_market(config)
+    env = make_env(agent, data, BacktestConfig())
+    assert env.observation_space.shape == (22,)
+    _, val, _ = run_spec(result.run_dir).splits.periods(data.index)
+    replay = run_backtest(agent, data.iloc(slice(0, val.stop)), BacktestConfig(start=val.start))
+    assert replay.stats.total_return == pytest.approx(
+        result.metrics["best"]["validation"]["total_return"], rel=1e-12)
+    with pytest.raises(ConfigError, match="put/call"):
+        RLConfig(sentiment=True)

@@ -116,6 +116,16 @@ def _underlying_features(close: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out)
 
 
+PUT_CALL_WINDOW = 20
+
+
+def _put_call_features(ratio: np.ndarray) -> np.ndarray:
+    """``(T, 2)`` causal sentiment features of the chains' put/call volume ratio: its log, and its log over the
+    mean of the last :data:`PUT_CALL_WINDOW` bars' (positive when puts trade more than lately: fear)."""
+    log_ratio = pd.Series(np.log(ratio))
+    return np.column_stack([log_ratio, log_ratio - log_ratio.rolling(PUT_CALL_WINDOW).mean()])
+
+
 class OptionsEnv(gym.Env):
     """Trade option strategies on one underlying: covered calls, cash-secured puts, verticals, condors...
 
@@ -143,7 +153,8 @@ class OptionsEnv(gym.Env):
     close/SMA50 - 1), volatility state (ATM 30-day IV, IV rank, IV percentile, 90-30 day term slope, 30-day
     skew), position Greeks over equity (delta x spot, gamma x spot^2 / 100, vega, theta per day x 100) and
     the account (cash, stock and option value over equity, open option P/L over equity, days to the next
-    expiry / 60, whether options are held).
+    expiry / 60, whether options are held). With ``sentiment=True``, ``(22,)``: the underlying and volatility
+    state are followed by the chains' put/call volume ratio (its log, and its log over its 20-bar mean).
 
     ## Rewards
     ``"log_return"`` (default): ``log(equity_t / equity_{t-1})`` after all costs, so rewards sum to
@@ -183,6 +194,7 @@ class OptionsEnv(gym.Env):
     :param episode_length: ``None`` for a full pass, or the length of randomly placed episodes.
     :param initial_cash: starting cash.
     :param render_mode: ``"ansi"`` for a text summary.
+    :param sentiment: observe the put/call volume ratio of the chains too (shape 22 instead of 20).
 
     ## Version History
     * v0: initial version.
@@ -205,6 +217,7 @@ class OptionsEnv(gym.Env):
         episode_length: int | None = None,
         initial_cash: float = DEFAULT_INITIAL_CASH,
         render_mode: str | None = None,
+        sentiment: bool = False,
     ) -> None:
         state = None
         if data is None:
@@ -238,7 +251,9 @@ class OptionsEnv(gym.Env):
         self.render_mode = render_mode
 
         self.action_space = gym.spaces.Discrete(self.layout.n)
-        self.observation_space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=(20,), dtype=np.float32)
+        self.sentiment = bool(sentiment)
+        shape = (20 + 2 * self.sentiment,)
+        self.observation_space = gym.spaces.Box(-OBS_BOUND, OBS_BOUND, shape=shape, dtype=np.float32)
         self._open = self.data.open[:, 0]
         self._close = self.data.close[:, 0]
         self._dates = self.chains.dates
@@ -246,8 +261,10 @@ class OptionsEnv(gym.Env):
         ch = self.chains
         market = np.column_stack([_underlying_features(self._close), ch.atm_iv30, ch.iv_rank, ch.iv_percentile,
                                   ch.term_slope, ch.skew_30d])
+        if self.sentiment:
+            market = np.column_stack([market, _put_call_features(ch.put_call_ratio)])
         self._market = np.nan_to_num(market).astype(np.float32)
-        self.first_t = max(ch.warmup, FEATURE_WARMUP)
+        self.first_t = max(ch.warmup, FEATURE_WARMUP)  # FEATURE_WARMUP > PUT_CALL_WINDOW
         self.last_t = self.data.n_bars - 1
         if self.last_t - self.first_t < 1:
             raise ValueError(f"data has {self.data.n_bars} bars; the options env needs more than {self.first_t + 1}")

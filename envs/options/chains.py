@@ -39,6 +39,7 @@ arbitrage, which is fine for a simulator but not for pricing exotics.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -375,6 +376,15 @@ class SyntheticChains:
         :param t: bar index.
         :return: the :class:`OptionChain`.
         """
+        spot, date, expiry, strike, is_call = self._listed(t)
+        quotes = self.quote(t, spot, date, expiry, strike, is_call)
+        dte = (expiry - date).astype(np.int64)
+        volume, open_interest = self._traded(t, spot, strike, dte, is_call)
+        return OptionChain(timestamp=self.index[t], spot=spot, expiry=expiry, dte=dte, strike=strike,
+                           is_call=is_call, quotes=quotes, volume=volume, open_interest=open_interest)
+
+    def _listed(self, t: int) -> tuple[float, np.datetime64, np.ndarray, np.ndarray, np.ndarray]:
+        """The contracts listed at bar ``t``: spot, date, and each contract's expiry, strike and right."""
         if not 0 <= t < self.close.size:
             raise IndexError(f"bar {t} is outside the chains' {self.close.size} bars")
         cfg = self.config
@@ -386,15 +396,30 @@ class SyntheticChains:
         expiry = np.repeat(expiries, 2 * strikes.size)
         is_call = np.tile(np.repeat([False, True], strikes.size), expiries.size)
         strike = np.tile(strikes, 2 * expiries.size)
-        quotes = self.quote(t, spot, date, expiry, strike, is_call)
-        dte = (expiry - date).astype(np.int64)
-        z = self.implied_vol(t, spot, strike, quotes.t)[1]
+        return spot, date, expiry, strike, is_call
+
+    def _traded(self, t: int, spot: float, strike: np.ndarray, dte: np.ndarray,
+                is_call: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each listed contract's volume and open interest at bar ``t`` (seeded by the bar)."""
+        cfg = self.config
+        z = self.implied_vol(t, spot, strike, np.maximum(dte, 0) / 365.0)[1]
         expected = self.expected_volume(t, z, dte, is_call)
         rng = np.random.default_rng([cfg.volume_seed, t])
-        volume = rng.poisson(expected)
-        open_interest = rng.poisson(cfg.oi_days * expected)
-        return OptionChain(timestamp=self.index[t], spot=spot, expiry=expiry, dte=dte, strike=strike,
-                           is_call=is_call, quotes=quotes, volume=volume, open_interest=open_interest)
+        return rng.poisson(expected), rng.poisson(cfg.oi_days * expected)
+
+    @cached_property
+    def put_call_ratio(self) -> np.ndarray:
+        """``(T,)`` the put/call volume ratio of every bar's chain: put contracts traded over call contracts
+        (the same draws as :meth:`chain`'s ``volume``; NaN on a bar without call volume). A bar's ratio
+        uses its own return and earlier bars only."""
+        out = np.full(self.close.size, np.nan)
+        for t in range(self.close.size):
+            spot, date, expiry, strike, is_call = self._listed(t)
+            volume, _ = self._traded(t, spot, strike, (expiry - date).astype(np.int64), is_call)
+            calls = volume[is_call].sum()
+            if calls > 0:
+                out[t] = volume[~is_call].sum() / calls
+        return out
 
     def put_share(self, t: np.ndarray | int) -> np.ndarray:
         """The puts' expected share of the volume at bar(s) ``t``: ``sigmoid(logit(put_share) - fear r_t /
