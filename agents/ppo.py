@@ -81,6 +81,9 @@ class SB3Agent:
         self.env_id: str | None = self.env_kwargs.get("env_id")
         self._obs_shape = model.observation_space.shape
         self.adapter: ActionAdapter | None = None
+        self.switch_prob = float(self.env_kwargs.get("switch_prob") or 0.0)
+        if not 0.0 <= self.switch_prob < 1.0:
+            raise ValueError(f"{name}: switch_prob must be in [0, 1), got {self.switch_prob}")
         if self.env_id == OPTIONS_ENV_ID:
             if not isinstance(model.action_space, gym.spaces.Discrete):
                 raise ValueError(
@@ -108,9 +111,6 @@ class SB3Agent:
                 f"{name}: action_mode {self.adapter.mode!r} gives {self.adapter.space}, but the model acts in "
                 f"{model.action_space}"
             )
-        self.switch_prob = float(self.env_kwargs.get("switch_prob") or 0.0)
-        if not 0.0 <= self.switch_prob < 1.0:
-            raise ValueError(f"{name}: switch_prob must be in [0, 1), got {self.switch_prob}")
 
     def _n_symbols(self, model: BaseAlgorithm) -> int:
         space = model.action_space
