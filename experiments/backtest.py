@@ -84,6 +84,7 @@ from experiments.sealed import (
 )
 from experiments.spec import (
     ExperimentSpec,
+    SizingSpec,
     add_spec_arguments,
     backtest_config,
     describe_changes,
@@ -321,6 +322,40 @@ def equal_footing(spec: ExperimentSpec) -> str:
     costs = f"commission {ex.commission:g}, slippage {ex.slippage_bps:g} bps, spread {ex.spread_bps:g} bps"
     return (f"equal footing: every stock policy (and buy & hold) trades {size}, {risk}, {costs}; "
             '"buy & hold, no rules" holds all the equity with no risk layer')
+
+
+def own_sizing(policy: Any) -> SizingSpec | None:
+    """The sizing rule a saved run trades with: an RL agent's is part of what it learned (its env sizes its
+    signal with the rule of its training), a saved predictor's is in its parameters; ``None`` for a policy
+    without one.
+
+    :param policy: a policy.
+    """
+    kwargs = getattr(policy, "env_kwargs", None)
+    if kwargs is not None and getattr(policy, "env_id", None) is None:
+        if kwargs.get("sizing"):
+            return SizingSpec(**kwargs["sizing"])
+        return SizingSpec(fraction=float(kwargs.get("position_size", 1.0)))
+    if all(hasattr(policy, k) for k in ("sizing", "fraction", "target_vol", "sizing_lookback")):
+        return SizingSpec(policy.sizing, policy.fraction, policy.target_vol, policy.sizing_lookback)
+    return None
+
+
+def sizing_notes(policies: Sequence[Any], spec: ExperimentSpec) -> list[str]:
+    """One line per policy whose sizing is not the spec's (a saved run evaluated with another ``--sizing``
+    or ``--fraction``): the equal-footing line does not hold for it.
+
+    :param policies: the compared policies.
+    :param spec: the backtest's spec.
+    """
+    notes = []
+    for policy in policies:
+        own = own_sizing(policy)
+        if own is not None and own != spec.sizing:
+            name = getattr(policy, "name", type(policy).__name__)
+            notes.append(f"note: {name} trades its own sizing ({own.sizing}, fraction {own.fraction:g}), not the "
+                         f"spec's ({spec.sizing.sizing}, fraction {spec.sizing.fraction:g})")
+    return notes
 
 
 BENCHMARK_NAME = "buy & hold"
@@ -606,6 +641,8 @@ def main(argv: list[str] | None = None) -> int:
     for look in looks:
         print(look)
     console.print(equal_footing(spec))
+    for note in sizing_notes(policies, spec):
+        console.print(note)
     execution = spec.execution
 
     extras: list = []

@@ -167,7 +167,12 @@ def test_backtest_and_evaluate_of_the_run_use_its_sizing(
     other = run_backtest(fixed, window, backtest_config(spec, start=val.start))
     assert result.stats.n_trades > 0 and not np.allclose(other.equity.to_numpy(), result.equity.to_numpy())
     assert evaluate_cli.main([str(run_dir), "--out", str(tmp_path)]) == 0
-    assert "volatility sizing capped at 80%" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "volatility sizing capped at 80%" in out and "trades its own sizing" not in out
+    # Another rule for the table's bots cannot retrain the agent: the output says it keeps its own.
+    assert evaluate_cli.main([str(run_dir), "--out", str(tmp_path), "--sizing", "fixed", "--period", "validation"]) == 0
+    out = capsys.readouterr().out
+    assert "note: ppo:vol trades its own sizing (volatility, fraction 0.8), not the spec's (fixed, fraction 0.8)" in out
 
 
 def test_paper_trading_the_run_sizes_like_its_backtest(
