@@ -108,7 +108,7 @@ def test_library_families_read_the_bar_fields() -> None:
     np.testing.assert_allclose(f["sign_ac"], [np.nan, 0.5, 0.5, 0.2, 0.1, 0.3], rtol=1e-6)
     np.testing.assert_allclose(f["sweeps_2"], [0, 1, 1, 2, 2, 0])
     np.testing.assert_allclose(f["espread_2"], [1, 1, 3, 3, 3, 3])
-    with pytest.raises(ValueError, match=r"feature ofi_5 needs the per-bar microstructure field 'ofi'.*OHLCV only"):
+    with pytest.raises(ValueError, match=r"feature ofi_5 needs the per-bar field 'ofi' of intraday bars loaded with quotes and trades.*OHLCV only"):
         compute_features(MarketData(data.values, data.index, data.symbols), FeatureConfig(features=("ofi_5",)))
 
 
