@@ -335,8 +335,17 @@ def apply_risk_row(p, i, t, equity, weights, positions, entry, prices, closes, n
                 force[j] = True
 
     max_positions, max_corr = p[_MAX_POSITIONS], p[_MAX_CORRELATION]
-    if not (math.isnan(max_positions) and math.isnan(max_corr)):
-        order = np.flatnonzero(allowed)
+    n_wanted = 0
+    for j in range(s):
+        n_wanted += allowed[j] != 0.0
+    # One position or none can neither exceed a slot limit (at least one) nor correlate with another.
+    if n_wanted > 1 and not (math.isnan(max_positions) and math.isnan(max_corr)):
+        order = np.empty(n_wanted, dtype=np.int64)
+        m = 0
+        for j in range(s):
+            if allowed[j] != 0.0:
+                order[m] = j
+                m += 1
         # Held positions first (no churn), then by size of request (a stable insertion sort: ties keep
         # the symbol order).
         for a in range(1, order.size):
