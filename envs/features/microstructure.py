@@ -24,6 +24,7 @@ from envs.data.ticks import (  # noqa: F401  (the event-level measures, re-expor
     price_impact,
     quote_ofi,
     realised_spread,
+    rolling_sum,
     sign_autocorrelation,
     sweeps,
     trade_features,
@@ -36,18 +37,6 @@ MICROSTRUCTURE_FEATURES: tuple[str, ...] = (
 )
 """A set of microstructure features for intraday bars with quotes and trades (not in the default
 feature set: daily bars have no quotes)."""
-
-
-def rolling_sum(x: np.ndarray, window: int) -> np.ndarray:
-    """Causal sum of the last ``window`` values of a 1-D series (fewer at the start).
-
-    :param x: values in time order.
-    :param window: number of values.
-    """
-    c = np.cumsum(np.asarray(x, dtype=float))
-    out = c.copy()
-    out[window:] -= c[:-window]
-    return out
 
 
 def window_sum(x: np.ndarray, n: int) -> np.ndarray:
