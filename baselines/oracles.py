@@ -9,7 +9,12 @@ its score is the yardstick an agent is measured against on that market (:mod:`en
   mean, the reverse above it (needs shorting);
 - hmm: the Hamilton filter with the true means, volatility and transition matrix gives the probability
   of the bull regime tomorrow; the sign of the implied mean;
-- garch: long, sized by inverse forecast variance, ``min(1, variance_scale * long-run / forecast)``;
+- garch: long, sized by inverse forecast variance, ``min(1, variance_scale * long-run / forecast)``.
+  At the default difficulty it can score below buy-and-hold, and that is no bug of the sizing: on 200,000
+  days (seed 7) it earns a Sharpe ratio of 0.55 on log returns against buy-and-hold's 0.52 (theory
+  ``sqrt(E[1/h] E[h])`` = 1.08x), but equity returns are simple returns, where buy-and-hold also collects
+  half the variance (0.69 gross against 0.67), and re-sizing every bar costs 1.2% a year at 10 bps
+  (0.62 net). The cap of 1 binds on 2% of the bars;
 - null: flat, which is optimal when prices are a driftless random walk and trading costs money.
 
 A signed family changes position only when the expected next return is beyond ``threshold`` on the other
