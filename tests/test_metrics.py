@@ -100,7 +100,7 @@ def test_no_trades_gives_nan_trade_stats_not_errors():
 
 def test_bad_equity_is_rejected():
     index = pd.date_range("2021-01-01", periods=3, freq="D", tz="UTC")
-    with pytest.raises(ValueError, match="positive finite"):
+    with pytest.raises(ValueError, match="positive until the last"):
         metrics.compute_stats(pd.Series([100.0, -1.0, 5.0], index=index))
     with pytest.raises(TypeError, match="pandas Series"):
         metrics.compute_stats(np.array([1.0, 2.0]))
@@ -113,3 +113,16 @@ def test_traded_value_sums_gross_cash_per_bar_of_the_fill_log():
     })
     np.testing.assert_array_equal(traded_value(fills, index), [0.0, 284.0, 0.0, 150.0])
     np.testing.assert_array_equal(traded_value(fills.iloc[:0], index), np.zeros(4))
+
+
+def test_a_wiped_out_account_scores_minus_100_percent_instead_of_failing() -> None:
+    idx = pd.date_range("2024-01-02", periods=4, freq="B", tz="UTC")
+    stats = metrics.compute_stats(pd.Series([100.0, 80.0, 30.0, -5.0], index=idx), calendar="XNYS")
+    assert stats.total_return == pytest.approx(-1.05)
+    assert stats.cagr == -1.0
+    assert stats.max_drawdown == pytest.approx(-1.05)
+    assert stats.sharpe < 0 and np.isfinite(stats.sharpe)
+    with pytest.raises(ValueError, match="positive until the last"):
+        metrics.compute_stats(pd.Series([0.0, 1.0], index=idx[:2]), calendar="XNYS")
+    with pytest.raises(ValueError, match="finite"):
+        metrics.compute_stats(pd.Series([1.0, np.nan], index=idx[:2]), calendar="XNYS")

@@ -58,6 +58,8 @@ def annual_return(returns: np.ndarray, periods_per_year: int = PERIODS_PER_YEAR)
     if len(returns) == 0:
         return float("nan")
     growth = float(np.prod(1.0 + np.asarray(returns)))
+    if growth <= 0.0:  # the account was wiped out: every dollar lost, whatever the horizon
+        return -1.0
     return growth ** (periods_per_year / len(returns)) - 1.0
 
 
@@ -289,7 +291,9 @@ def compute_stats(
 ) -> Stats:
     """Compute :class:`Stats` for one backtest.
 
-    :param equity: equity after each bar, indexed by timestamp; the first value is the starting capital.
+    :param equity: equity after each bar, indexed by timestamp; the first value is the starting capital
+        (positive). A later value at or below zero is an account wiped out (the envs end the episode there):
+        its total return and CAGR are -100% or worse, not an error.
     :param trades: closed round trips (:func:`envs.sim.trades.round_trips`) with columns ``pnl`` (cash, net
         of costs) and ``return`` (fraction of the entry value, NaN for a trade opened at no cost, which
         ``avg_trade_return`` leaves out); ``None`` or empty when nothing closed.
@@ -308,8 +312,11 @@ def compute_stats(
     if not isinstance(equity, pd.Series):
         raise TypeError(f"equity must be a pandas Series indexed by time, got {type(equity).__name__}")
     values = equity.to_numpy(dtype=np.float64)
-    if len(values) < 1 or not np.isfinite(values).all() or (values <= 0).any():
-        raise ValueError("equity must be a non-empty series of positive finite values")
+    if len(values) < 1 or not np.isfinite(values).all() or (values[:-1] <= 0).any():
+        raise ValueError(
+            "equity must be a non-empty series of finite values, positive until the last (an account at or "
+            "below zero ends there)"
+        )
     cal_name, bar, periods_per_year = _annualisation(equity.index, periods_per_year, calendar)
     returns = simple_returns(values)
     years = len(returns) / periods_per_year
