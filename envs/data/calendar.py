@@ -422,18 +422,15 @@ def _resample_extra(data: "MarketData", name: str, rule: str) -> np.ndarray:
     from envs.data.market_data import DataValidationError
     from envs.data.ticks import BAR_FIELD_AGGREGATION
 
-    how = {**BAR_FIELD_AGGREGATION, "vix": "last"}.get(name)  # the VIX is a level: a coarse bar's is its last
+    rules = {**BAR_FIELD_AGGREGATION, "vix": "last"}  # the VIX is a level: a coarse bar's is its last close
+    how = rules.get(name)
     if how is None:
         raise DataValidationError(
-            "extra_field", f"cannot resample the extra field {name!r}: no aggregation rule "
-            f"(known: {sorted(BAR_FIELD_AGGREGATION) + ['vix']})",
+            "extra_field", f"cannot resample the extra field {name!r}: no aggregation rule (known: {sorted(rules)})"
         )
 
-    def frame(values: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame(values, index=data.index)
-
     def grouped(values: np.ndarray) -> "pd.core.resample.Resampler":
-        return frame(values).resample(rule, label="left", closed="left")
+        return pd.DataFrame(values, index=data.index).resample(rule, label="left", closed="left")
 
     x = data.extra_field(name)
     if how == "trade_mean":

@@ -30,7 +30,7 @@ import pandas as pd
 from envs.data.market_data import MarketData
 from envs.features import indicators as ind
 from envs.features import microstructure as micro
-from envs.features.sentiment import advance_decline, share_above_average
+from envs.features.sentiment import advance_decline, share_above_average, vix_level, vix_pctile, vix_term
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -405,18 +405,17 @@ def _breadth_sma(b: _Bars, n: int) -> np.ndarray:
 # The VIX: bars joined with it as their ``vix`` field (envs.data.vix), the same value for every symbol -----
 @_family("vix_level", (), "the VIX / 100: the index's implied volatility over the next 30 days")
 def _vix_level(b: _Bars) -> np.ndarray:
-    return b.extra("vix", "vix_level") / 100.0
+    return vix_level(b.extra("vix", "vix_level"))
 
 
 @_family("vix_term", ("n",), "the VIX over its n-bar mean, minus 1 (a term-structure proxy, positive in spikes)")
 def _vix_term(b: _Bars, n: int) -> np.ndarray:
-    vix = b.extra("vix", f"vix_term_{n}")
-    return vix / ind.rolling_mean(vix, n) - 1.0
+    return vix_term(b.extra("vix", f"vix_term_{n}"), n)
 
 
 @_family("vix_pctile", ("n",), "percentile rank of the VIX among its last n bars")
 def _vix_pctile(b: _Bars, n: int) -> np.ndarray:
-    return ind.rolling_percentile(b.extra("vix", f"vix_pctile_{n}"), n)
+    return vix_pctile(b.extra("vix", f"vix_pctile_{n}"), n)
 
 
 # Microstructure: per-bar aggregates of quotes and trades (intraday bars with the extra fields) --------

@@ -27,7 +27,7 @@ from envs.data.vix import real_vix, synthetic_vix, with_vix
 from envs.features import indicators as ind
 
 __all__ = ["advance_decline", "put_call_ratio", "real_vix", "share_above_average", "synthetic_vix",
-           "vix_features", "with_vix"]
+           "vix_features", "vix_level", "vix_pctile", "vix_term", "with_vix"]
 
 
 def vix_features(vix: pd.Series, average: int = 63, window: int = 252) -> pd.DataFrame:
@@ -43,10 +43,25 @@ def vix_features(vix: pd.Series, average: int = 63, window: int = 252) -> pd.Dat
     """
     x = vix.to_numpy(dtype=float)[:, None]
     return pd.DataFrame({
-        "vix_level": x[:, 0] / 100.0,
-        "vix_term": (x / ind.rolling_mean(x, average) - 1.0)[:, 0],
-        "vix_pctile": ind.rolling_percentile(x, window)[:, 0],
+        "vix_level": vix_level(x)[:, 0],
+        "vix_term": vix_term(x, average)[:, 0],
+        "vix_pctile": vix_pctile(x, window)[:, 0],
     }, index=vix.index)
+
+
+def vix_level(vix: np.ndarray) -> np.ndarray:
+    """The VIX as a fraction (VIX / 100), ``(T, S)``."""
+    return vix / 100.0
+
+
+def vix_term(vix: np.ndarray, n: int) -> np.ndarray:
+    """The VIX over its ``n``-bar mean, minus 1 (a term-structure proxy), ``(T, S)``."""
+    return vix / ind.rolling_mean(vix, n) - 1.0
+
+
+def vix_pctile(vix: np.ndarray, n: int) -> np.ndarray:
+    """Percentile rank of the VIX among its last ``n`` bars, ``(T, S)``."""
+    return ind.rolling_percentile(vix, n)
 
 
 def put_call_ratio(chain: pd.DataFrame) -> pd.Series:
