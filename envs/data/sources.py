@@ -444,11 +444,12 @@ def _load_synthetic(argument: str, **kwargs: Any) -> MarketData:
         if vix:
             raise ValueError(f"option 'vix': the calibrated family {model!r} has no VIX; use the default model")
         return generate_calibrated(**{**_parse_options(argument, CalibratedConfig), **kwargs})
+    options = {**_parse_options(argument, SyntheticConfig), **kwargs}
     if not vix:
-        return generate_market(**{**_parse_options(argument, SyntheticConfig), **kwargs})
+        return generate_market(**options)
     from envs.data.vix import synthetic_vix, with_vix
 
-    data, state = generate_market_with_state(**{**_parse_options(argument, SyntheticConfig), **kwargs})
+    data, state = generate_market_with_state(**options)
     return with_vix(data, synthetic_vix(data, state))
 
 
