@@ -24,11 +24,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 import yaml
-from stable_baselines3 import A2C, PPO, SAC
+from stable_baselines3 import A2C, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.params import coerce
+from agents.ppo_fast import FastPPO
 from agents.registry import MANIFEST, RegistryError, register_loader
 from envs.environments.market_making import ENV_ID as MARKET_MAKING_ENV_ID
 from envs.environments.optimal_execution import ENV_ID as EXECUTION_ENV_ID
@@ -37,7 +38,9 @@ from envs.features import DEFAULT_FEATURES, FeatureConfig
 from envs.sim.actions import ActionAdapter
 from envs.sim.sizing import sizer_of
 
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC}
+# PPO is SB3's with the same arithmetic in fewer operations (agents/ppo_fast.py); it trains and loads runs
+# saved by either.
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": FastPPO, "a2c": A2C, "sac": SAC}
 RAW_ACTION_ENV_IDS: tuple[str, ...] = (MARKET_MAKING_ENV_ID, EXECUTION_ENV_ID)
 """Envs whose agents return the env's own action (quotes, a trading fraction), not target weights."""
 MODEL_FILE = "model.zip"

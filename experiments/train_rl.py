@@ -401,9 +401,10 @@ def build_model(config: RLConfig, venv: VecEnv) -> BaseAlgorithm:
             "n_steps": config.n_steps, "batch_size": config.batch_size, "n_epochs": config.n_epochs,
             "gae_lambda": config.gae_lambda, "clip_range": config.clip_range, "ent_coef": config.ent_coef,
         }
-        # SB3's Adam (its eps) with the update of all parameters in a few batched ops instead of a loop of
-        # ops per tensor: the same arithmetic, about a fifth of a small network's optimiser step on CPU.
-        common["policy_kwargs"]["optimizer_kwargs"] = {"eps": 1e-5, "foreach": True}
+        # SB3's Adam (its eps) with the update of all parameters in one fused kernel instead of a loop of ops
+        # per tensor: the same arithmetic (up to float32 rounding), about a third of the foreach step's time
+        # for this small network on CPU.
+        common["policy_kwargs"]["optimizer_kwargs"] = {"eps": 1e-5, "fused": True}
     elif config.algo == "a2c":
         specific = {"n_steps": config.n_steps, "gae_lambda": config.gae_lambda, "ent_coef": config.ent_coef}
     else:

@@ -9,9 +9,12 @@ Two questions, answered in one run:
    PPO's time, and our fps within 90% of CartPole's.
 2. How fast does ``python -m experiments.train ppo`` train? Its default config (``experiments/configs/ppo.yaml``)
    under the default experiment spec (risk layer on) through the batched vector env behind
-   ``VecNormalize``, validation callbacks off, against SB3 defaults on gym-anytrading from (1) (goal: at
-   least 3x) and against the 11k env-steps/s the default config trained at before issue #15 (goal: 3x,
-   33k, at equal learning quality: ``experiments.calibrate`` checks that).
+   ``VecNormalize``, validation callbacks off, with the model ``experiments.train_rl.build_model`` makes
+   (``agents.ppo_fast.FastPPO``: SB3's PPO with its policy and value MLPs as one batched network and a
+   leaner update loop, the same arithmetic; fused Adam), against SB3 defaults on gym-anytrading from (1)
+   (goal: at least 3x) and against the 11k env-steps/s the default config trained at before issue #15
+   (goal: 3x, 33k, at equal learning quality: tests/test_ppo_fast.py checks the updates equal SB3's up to
+   float32 rounding, ``experiments.calibrate`` the learning).
 
 The machine is shared, so every measurement is repeated in interleaved rounds and the best round counts;
 the default config's speed is also given per second of CPU time of the process (torch runs one thread),
