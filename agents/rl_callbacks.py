@@ -4,7 +4,10 @@ SB3 already logs its training curves (losses, entropy, explained variance, ``tim
 trader looks at. :class:`TradingEvalCallback` runs the current policy deterministically over the held-out
 validation period every ``eval_freq`` steps, logs Sharpe, return, max drawdown, turnover and win rate
 under ``validation/`` plus an equity-curve figure, and keeps the model with the best validation Sharpe
-(with its ``VecNormalize`` statistics, so a reload acts exactly like the evaluated model).
+(with its ``VecNormalize`` statistics, so a reload acts exactly like the evaluated model). Given the
+other symbols the agent trained on, it ranks models by the mean Sharpe over every symbol's validation
+period: one symbol's 2 years hold too few independent bets to tell a model that learned from one that
+got lucky.
 :class:`StepsPerSecondCallback` logs the speed of the latest rollout, which unlike SB3's cumulative
 ``time/fps`` shows slowdowns as they happen.
 """
@@ -15,7 +18,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -27,7 +30,9 @@ from envs.data.market_data import CLOSE, MarketData
 
 logger = logging.getLogger(__name__)
 
-EvaluationHook = Callable[[int, Evaluation], None]
+EvaluationHook = Callable[[int, Evaluation, float], None]
+"""Called with the timesteps, the traded symbol's evaluation and the selection score (see
+:class:`TradingEvalCallback`)."""
 TENSORBOARD_ONLY = ("stdout", "log", "json", "csv")
 
 
@@ -49,8 +54,12 @@ class TradingEvalCallback(BaseCallback):
     :param env_kwargs: the training env's observation settings, passed to :class:`SB3Agent`.
     :param eval_freq: evaluate every this many environment steps (and once more at the end).
     :param best_dir: folder for the best model (``model.zip``, ``vecnormalize.pkl``); ``None`` saves nothing.
-    :param on_evaluation: called with ``(timesteps, evaluation)`` after each evaluation (e.g. Ray Tune).
+    :param on_evaluation: called with ``(timesteps, evaluation, score)`` after each evaluation (e.g. Ray
+        Tune); ``score`` is what models are ranked by.
     :param verbose: 1 logs each evaluation.
+    :param also_select_on: more data sets (e.g. the other training symbols, same dates) whose same period
+        also ranks the models: the kept model has the best mean :func:`selection_sharpe` over ``data`` and
+        these. Only ``data``'s evaluation is logged in full and passed to ``on_evaluation``.
     """
 
     def __init__(
@@ -63,6 +72,7 @@ class TradingEvalCallback(BaseCallback):
         best_dir: str | Path | None = None,
         on_evaluation: EvaluationHook | None = None,
         verbose: int = 0,
+        also_select_on: Sequence[MarketData] = (),
     ) -> None:
         super().__init__(verbose)
         if eval_freq < 1:
@@ -74,6 +84,7 @@ class TradingEvalCallback(BaseCallback):
         self.eval_freq = int(eval_freq)
         self.best_dir = Path(best_dir) if best_dir is not None else None
         self.on_evaluation = on_evaluation
+        self.also_select_on = tuple(also_select_on)
         self.best_sharpe = -math.inf
         self.best_timesteps: int | None = None
         self.best: Evaluation | None = None
@@ -96,8 +107,10 @@ class TradingEvalCallback(BaseCallback):
         normalizer = self.model.get_vec_normalize_env()
         agent = SB3Agent(self.model, self.env_kwargs, normalizer, name="current")
         evaluation = evaluate(agent, self.data, self.period, self.make_env)
+        others = [evaluate(agent, data, self.period, self.make_env) for data in self.also_select_on]
+        score = float(np.mean([selection_sharpe(e) for e in (evaluation, *others)]))
         self._last_eval_at = self.num_timesteps
-        scalars = evaluation.scalars()
+        scalars = {**evaluation.scalars(), "selection_sharpe": score}
         self.history.append((self.num_timesteps, scalars))
         for key, value in scalars.items():
             if np.isfinite(value):
@@ -105,9 +118,8 @@ class TradingEvalCallback(BaseCallback):
         self.logger.record(
             f"{self.period.name}/equity_curve", Figure(self._figure(evaluation), close=True), exclude=TENSORBOARD_ONLY
         )
-        sharpe = selection_sharpe(evaluation)
-        if self.best is None or sharpe > self.best_sharpe:
-            self.best_sharpe, self.best_timesteps, self.best = sharpe, self.num_timesteps, evaluation
+        if self.best is None or score > self.best_sharpe:
+            self.best_sharpe, self.best_timesteps, self.best = score, self.num_timesteps, evaluation
             if self.best_dir is not None:
                 self._save_best(normalizer)
         self.logger.record(f"{self.period.name}/best_sharpe", self.best_sharpe)
@@ -115,12 +127,13 @@ class TradingEvalCallback(BaseCallback):
         self.logger.dump(self.num_timesteps)
         if self.verbose:
             logger.info(
-                "step %d: %s sharpe %.3f return %.2f%% max drawdown %.2f%% (best %.3f at %s)",
+                "step %d: %s sharpe %.3f return %.2f%% max drawdown %.2f%%, selection sharpe %.3f over %d "
+                "symbols (best %.3f at %s)",
                 self.num_timesteps, self.period.name, scalars["sharpe"], 100 * scalars["total_return"],
-                100 * scalars["max_drawdown"], self.best_sharpe, self.best_timesteps,
+                100 * scalars["max_drawdown"], score, 1 + len(others), self.best_sharpe, self.best_timesteps,
             )
         if self.on_evaluation is not None:
-            self.on_evaluation(self.num_timesteps, evaluation)
+            self.on_evaluation(self.num_timesteps, evaluation, score)
         return evaluation
 
     def _save_best(self, normalizer: Any) -> None:

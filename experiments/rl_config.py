@@ -97,6 +97,9 @@ class RLConfig(YamlConfig):
     :param norm_obs: normalise observations with running statistics (VecNormalize, saved with the model).
     :param norm_reward: scale rewards by the running std of the discounted return (VecNormalize).
     :param eval_freq: evaluate on the validation period every this many steps.
+    :param select_on: which validation periods pick the kept model: ``train_symbols`` (the traded symbol's
+        and every other ``train_symbols`` entry's, same dates, by their mean Sharpe) or ``traded`` (the
+        traded symbol's alone).
     :param checkpoint_freq: save a checkpoint every this many steps.
     :param seed: seed of the policy, the env and the episode starts (default: the spec's first seed).
     :param runs_dir: runs are written to runs_dir/algo/run_name.
@@ -145,6 +148,7 @@ class RLConfig(YamlConfig):
     norm_obs: bool = True
     norm_reward: bool = True
     eval_freq: int = 10_000
+    select_on: Literal["train_symbols", "traded"] = "train_symbols"
     checkpoint_freq: int = 50_000
     seed: int | None = None
     runs_dir: str = "runs"

@@ -13,7 +13,8 @@ which runs the spec's risk layer on every copy with the rules the backtest and t
 sizes each action bar by bar; both behind SB3's ``VecNormalize``. ``Options-v0`` has no batched env: SB3's
 ``DummyVecEnv`` steps copies of :class:`~envs.environments.options.OptionsEnv` (sharing one set of option chains
 per data set) behind the same ``VecNormalize``. Every ``eval_freq`` steps the policy trades the
-validation period and the model with the best validation Sharpe is kept; it is scored on validation
+validation period of the traded symbol and of every other training symbol (same dates), and the model with
+the best mean validation Sharpe over them is kept (``select_on``); it is scored on the traded symbol's validation
 next to the env's rule bots (buy-and-hold and the stock bots, or buy-and-hold and the options bots for
 ``Options-v0``). Training never touches the test period: its scores come from
 ``python -m experiments.evaluate RUN``, which counts every look. ``--seeds 0,1,2`` trains one run per
@@ -163,6 +164,24 @@ def training_data(config: RLConfig, data: MarketData, train: Period) -> list[Mar
             )
         datasets += [market.select([s]) for s in symbols]
     return datasets
+
+
+def selection_data(config: RLConfig, data: MarketData) -> list[MarketData]:
+    """The data sets besides the traded symbol whose validation period also picks the kept model.
+
+    Every other ``train_symbols`` entry of the traded market, when ``select_on`` is ``train_symbols``: the
+    same dates, so the selection sees no bar later than the traded symbol's validation period, and the
+    agent is ranked on the symbols it learned from. Not the ``extra_train_data`` markets (their every bar
+    is training data).
+
+    :param config: the run config.
+    :param data: the full data set, every symbol.
+    """
+    if config.select_on == "traded" or not config.train_symbols or config.env == "Portfolio-v0":
+        return []
+    traded = _traded(config, data).symbols[0]
+    symbols = data.symbols if config.train_symbols == ("all",) else config.train_symbols
+    return [data.select([s]) for s in symbols if s != traded]
 
 
 def env_kwargs(config: RLConfig, data: MarketData, spec: ExperimentSpec | None = None) -> dict[str, Any]:
@@ -437,7 +456,8 @@ def train(
 
     :param config: the run config.
     :param run_dir: the run folder (default: :func:`run_folder`).
-    :param on_evaluation: called after each validation evaluation with ``(timesteps, evaluation)``.
+    :param on_evaluation: called after each validation check with ``(timesteps, evaluation, score)``: the
+        traded symbol's evaluation and the score models are ranked by (see :func:`selection_data`).
     :param extra_callbacks: more SB3 callbacks.
     :param spec: the experiment spec: data, splits, costs, risk, sizing, cash (default: the defaults);
         the config's spec-owned fields, where set, override it (see :func:`~experiments.rl_config.resolve`).
@@ -468,7 +488,7 @@ def train(
 
     evaluator = TradingEvalCallback(
         data, val_period, make_env, kwargs, config.eval_freq, best_dir=run_dir / "best", on_evaluation=on_evaluation,
-        verbose=1,
+        verbose=1, also_select_on=selection_data(config, full),
     )
     checkpoints = CheckpointCallback(
         max(config.checkpoint_freq // config.num_envs, 1), str(run_dir / "checkpoints"), name_prefix=config.algo,

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from agents.rl_callbacks import selection_sharpe
 from agents.rl_eval import Evaluation
 from envs.environments.rewards import REWARDS
 from experiments.cli import Parser, command
@@ -92,9 +91,8 @@ def run_trial(
     config = base.replace(**params, progress=False, run_name=run_dir.name, runs_dir=str(run_dir.parent))
     best = -math.inf
 
-    def on_evaluation(timesteps: int, evaluation: Evaluation) -> None:
+    def on_evaluation(timesteps: int, evaluation: Evaluation, sharpe: float) -> None:
         nonlocal best
-        sharpe = selection_sharpe(evaluation)
         improved = sharpe > best
         best = max(best, sharpe)
         metrics = {METRIC: best, "validation_sharpe": sharpe, "timesteps": timesteps}

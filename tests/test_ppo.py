@@ -15,7 +15,7 @@ from agents.ppo import SB3Agent, load_agent
 from agents.registry import RegistryError, load_policy
 from agents.rl_eval import Period, evaluate, split_periods
 from envs.data.market_data import MarketData
-from envs.data.sources import load_data
+from envs.data.sources import load_data, write_parquet
 from envs.features import DEFAULT_FEATURES
 from envs.sim.execution import ConfigError
 from experiments import train as train_cli
@@ -185,7 +185,7 @@ def test_saved_agent_loads_as_policy_and_reproduces_validation(tiny_run: tuple[R
     data = load_market(config)
     _, val, _ = run_spec(run_dir).splits.periods(data.index)
     again = evaluate(agent, data, val, eval_env_factory(config)).scalars()
-    best = max(metrics["validation_history"], key=lambda h: h["sharpe"] if h["sharpe"] is not None else -1e9)
+    best = next(h for h in metrics["validation_history"] if h["timesteps"] == metrics["best_timesteps"])
     # The reloaded best model (with its VecNormalize statistics) trades exactly as it did when selected.
     assert again["sharpe"] == pytest.approx(best["sharpe"], rel=1e-9)
     assert again["total_return"] == pytest.approx(metrics["best"]["validation"]["total_return"], rel=1e-12)
@@ -277,6 +277,39 @@ def test_train_symbols_learn_from_every_symbol(tmp_path: Path) -> None:
         config.replace(env="Portfolio-v0", action_mode="continuous", train_symbols=("SYN0",))
     # [all], the default config's, is what Portfolio-v0 trades anyway (`train ppo --env Portfolio-v0` works).
     assert config.replace(env="Portfolio-v0", action_mode="continuous").train_symbols == ("all",)
+
+
+def test_the_kept_model_is_the_best_mean_sharpe_over_every_training_symbols_validation(tmp_path: Path) -> None:
+    config = RLConfig(
+        **{**TINY_RL, "data": "synthetic:n_days=360,n_symbols=3,seed=3", "total_timesteps": 768},
+        train_symbols=("all",), runs_dir=str(tmp_path), run_name="select",
+    )
+    metrics = train(config).metrics
+    history = metrics["validation_history"]
+    best = max(history, key=lambda h: h["selection_sharpe"])
+    assert metrics["best_timesteps"] == best["timesteps"]
+    # The kept model, reloaded, scores that mean over the three symbols' validation periods (same dates).
+    data = load_data(config.data)
+    _, val, _ = run_spec(tmp_path / "ppo" / "select").splits.periods(data.index)
+    agent, make_env = load_agent(tmp_path / "ppo" / "select"), eval_env_factory(config)
+    sharpes = [evaluate(agent, data.select([s]), val, make_env).stats.sharpe for s in data.symbols]
+    assert best["selection_sharpe"] == pytest.approx(np.mean(np.nan_to_num(sharpes)), rel=1e-9)
+    assert best["sharpe"] == pytest.approx(np.nan_to_num(sharpes[0]), rel=1e-9)
+    assert metrics["best"]["validation"]["sharpe"] == pytest.approx(best["sharpe"], rel=1e-9)
+
+    # The other symbols' test period is never seen by the selection: changing it moves no validation score.
+    for name, future in (("same", 1.0), ("changed", 2.5)):
+        values = data.values.copy()
+        values[val.stop :, 1:] *= future
+        write_parquet(MarketData(values, data.index, data.symbols, data.calendars), tmp_path / f"{name}.parquet")
+    runs = {
+        name: train(config.replace(data=f"parquet:{tmp_path / name}.parquet", run_name=name)).metrics
+        for name in ("same", "changed")
+    }
+    loaded = {name: load_data(f"parquet:{tmp_path / name}.parquet").values for name in runs}
+    assert not np.array_equal(loaded["same"], loaded["changed"])
+    assert runs["same"]["validation_history"] == runs["changed"]["validation_history"]
+    assert len({h["selection_sharpe"] for h in runs["same"]["validation_history"]}) > 1
 
 
 def test_training_metrics_match_the_backtest_engine(tiny_run: tuple[RLConfig, Path, dict]) -> None:
