@@ -8,15 +8,23 @@ import json
 import numpy as np
 import pytest
 
+from agents.ppo import load_agent
+from baselines.oracles import Oracle
+from envs.data.sources import load_data
 from experiments.calibrate import (
+    HELDOUT_START,
     CalibrateConfig,
+    backtest_config,
     bootstrap_interval,
     build_parser,
     calibrate,
     config_from_args,
     main,
+    market_spec,
     ppo_config,
+    score_policies,
 )
+from experiments.engine import start_bar
 from experiments.rl_config import load_config as load_rl_config
 
 
@@ -38,6 +46,15 @@ def test_tiny_ppo_learns_momentum_and_beats_the_flat_policy(tmp_path) -> None:
     saved = json.loads((tmp_path / "calibration.json").read_text())
     assert saved["families"][0]["learners"]["ppo"]["sharpe"] == pytest.approx(ppo["sharpe"])
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    # The oracle is scored on the learner's bars: from the end of the agent's feature warm-up, not its own.
+    agent = load_agent(tmp_path / "runs" / "ppo" / "momentum-seed1")
+    oracle = Oracle(market="synthetic:model=momentum,snr=0.4")
+    backtest = backtest_config(ppo_config("momentum", 1, config))
+    markets = [load_data(market_spec("momentum", s, config, 1, HELDOUT_START)) for s in config.heldout_seeds]
+    assert start_bar([agent], markets[0], backtest) > start_bar([oracle], markets[0], backtest)
+    together = [score_policies({"oracle": oracle, "ppo": agent}, m, backtest) for m in markets]
+    assert row["oracle_sharpe"] == pytest.approx(np.mean([s["oracle"].sharpe for s in together]), rel=1e-12)
+    assert ppo["sharpe"] == pytest.approx(np.mean([s["ppo"].sharpe for s in together]), rel=1e-12)
 
 
 def test_bootstrap_interval_brackets_the_ratio() -> None:
