@@ -259,3 +259,39 @@ def test_saved_models_load_both_ways(tmp_path: Path) -> None:
         for a, b in zip(new.policy.state_dict().values(), fast.policy.state_dict().values()):
             assert torch.equal(a, b)
         np.testing.assert_array_equal(new.predict(obs, deterministic=True)[0], fast.predict(obs, deterministic=True)[0])
+
+
+@pytest.mark.parametrize("timesteps", [
+    2 * 5120,  # two rollouts
+    pytest.param(200_000, marks=pytest.mark.slow),  # the whole default run
+])
+def test_the_default_train_ppo_config_trains_the_same_policy(timesteps: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train ppo``'s default config and model (build_model) from its seed, FastPPO against SB3's PPO: the
+    trained policies agree to float32 rounding (same samples, same updates), so learning is the same."""
+    import experiments.train_rl as train_rl
+    from agents.rl_eval import split_periods
+    from envs.data.sources import load_data
+    from experiments.rl_config import load_config, resolve
+
+    config = resolve(load_config(algo="ppo"))[0]
+    data = load_data(config.data)
+    train, _, _ = split_periods(data.n_bars, config.train_fraction, config.val_fraction)
+    models, starts = {}, {}
+    for name, cls in (("sb3", PPO), ("fast", FastPPO)):
+        monkeypatch.setitem(train_rl.ALGORITHMS, "ppo", cls)
+        model = train_rl.build_model(config, train_rl.make_train_env(config, train_rl.training_data(config, data, train)))
+        assert type(model) is cls
+        model.set_logger(Logger(None, []))
+        starts[name] = _flat_params(model)
+        models[name] = model.learn(timesteps)
+    obs = torch.as_tensor(models["sb3"].rollout_buffer.observations.reshape(-1, *models["sb3"].observation_space.shape))
+    with torch.no_grad():
+        p_long = {k: m.policy.get_distribution(obs).distribution.probs[:, 1] for k, m in models.items()}
+        values = {k: m.policy.predict_values(obs) for k, m in models.items()}
+    torch.testing.assert_close(p_long["fast"], p_long["sb3"], atol=2e-5, rtol=0)
+    torch.testing.assert_close(values["fast"], values["sb3"], atol=2e-5, rtol=1e-4)
+    # Same initial weights; they moved in training, and apart by a hundredth of that at most.
+    assert torch.equal(starts["fast"], starts["sb3"])
+    moved = (_flat_params(models["sb3"]) - starts["sb3"]).abs().max().item()
+    apart = (_flat_params(models["fast"]) - _flat_params(models["sb3"])).abs().max().item()
+    assert moved > 1e-3 and apart < moved / 100
