@@ -83,6 +83,8 @@ class RLConfig(YamlConfig):
     :param num_envs: parallel episodes in the batched vector env.
     :param total_timesteps: environment steps to train for.
     :param learning_rate: optimiser learning rate.
+    :param anneal_lr: decay the learning rate linearly from ``learning_rate`` to zero over the run (as
+        CleanRL's PPO does by default), so the late updates, where the kept model usually comes from, are small.
     :param gamma: discount factor.
     :param ent_coef: entropy bonus (ppo, a2c); sac tunes its own.
     :param net_arch: hidden layer sizes of the policy and value networks.
@@ -134,6 +136,7 @@ class RLConfig(YamlConfig):
     num_envs: int = 16
     total_timesteps: int = 200_000
     learning_rate: float = 3e-4
+    anneal_lr: bool = False
     gamma: float = 0.99
     ent_coef: float = 0.0
     net_arch: tuple[int, ...] = (64, 64)

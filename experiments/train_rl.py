@@ -57,6 +57,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from agents.ppo import (
@@ -406,7 +407,7 @@ def build_model(config: RLConfig, venv: VecEnv) -> BaseAlgorithm:
     """
     torch.distributions.Distribution.set_default_validate_args(False)
     common: dict[str, Any] = {
-        "learning_rate": config.learning_rate,
+        "learning_rate": LinearSchedule(config.learning_rate, 0.0, 1.0) if config.anneal_lr else config.learning_rate,
         "gamma": config.gamma,
         "seed": config.seed,
         "device": "cpu",

@@ -365,6 +365,17 @@ def test_extra_markets_join_the_training_data(tmp_path: Path) -> None:
         config.replace(extra_train_data=(config.data,))
 
 
+def test_anneal_lr_decays_the_learning_rate_to_zero_over_the_run(tmp_path: Path) -> None:
+    config = RLConfig(**{**TINY_RL, "total_timesteps": 256}, learning_rate=1e-3, anneal_lr=True,
+                      runs_dir=str(tmp_path), run_name="anneal")
+    run_dir = train(config).run_dir
+    model = load_agent(run_dir).model
+    assert model.lr_schedule(1.0) == pytest.approx(1e-3) and model.lr_schedule(0.0) == 0.0
+    # Two rollouts of 128 steps: the second update ran at half the initial rate (progress remaining 0.5).
+    assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+    assert RLConfig(**TINY_RL).anneal_lr is False
+
+
 @pytest.mark.parametrize(("algo", "mode"), [("a2c", "discrete"), ("sac", "weights")])
 def test_other_algorithms_through_the_same_command(algo: str, mode: str, tmp_path: Path) -> None:
     config = RLConfig(
