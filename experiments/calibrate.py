@@ -56,7 +56,8 @@ from experiments.spec import ExperimentSpec
 logger = logging.getLogger(__name__)
 
 LEARNERS: tuple[str, ...] = ("ppo", "xgboost")
-DEFAULT_FAMILIES: tuple[str, ...] = ("momentum", "mean_reversion", "hmm", "garch", "null")
+DEFAULT_FAMILIES: tuple[str, ...] = FAMILIES
+"""Every family, the cointegrated pair (Portfolio-v0, shorting) included."""
 HELDOUT_START = "2026-01-01"
 """Held-out markets start after the last bar of any training market (2520 days from 2015-01-02), so a
 predictor's walk-forward schedule trades them with its final fit."""

@@ -230,6 +230,18 @@ def test_a_discrete_agent_leaves_its_position_only_for_a_likely_enough_choice(
         SB3Agent(agent.model, {**agent.env_kwargs, "switch_prob": 1.0})
 
 
+def test_a_discrete_agents_choice_is_sb3s_deterministic_prediction(tiny_run: tuple[RLConfig, Path, dict]) -> None:
+    _, run_dir, _ = tiny_run
+    agent = load_agent(run_dir)
+    observations = np.random.default_rng(1).normal(0.0, 2.0, (300, *agent.model.observation_space.shape))
+    normalized = agent.normalizer.normalize_obs(observations.astype(np.float32))
+    predicted, _ = agent.model.predict(normalized, deterministic=True)
+    acted = np.array([agent.act(o, {})[0] for o in observations.astype(np.float32)])
+    # act takes the argmax from one network call; SB3's predict gives the same choices.
+    np.testing.assert_array_equal(acted > 0, predicted == 1)
+    assert 0 < (predicted == 1).sum() < len(predicted)
+
+
 def test_bad_saved_agent_errors(tiny_run: tuple[RLConfig, Path, dict], tmp_path: Path) -> None:
     _, run_dir, _ = tiny_run
     manifest = yaml.safe_load((run_dir / "policy.yaml").read_text())
