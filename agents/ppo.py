@@ -186,8 +186,8 @@ class SB3Agent:
         discrete = self.adapter is not None and self.adapter.mode == "discrete"
         if discrete and self.deterministic:
             # The most likely choice from one network call that also gives the probabilities switch_prob needs
-            # (SB3's predict and a second call: a 504-bar evaluation took 0.43 s instead of 0.26 s): argmax of the same
-            # probabilities, first index on ties, as SB3's Categorical.mode().
+            # (SB3's predict and a second call: a 504-bar evaluation took 0.43 s instead of 0.26 s): argmax of
+            # the same probabilities, first index on ties, as SB3's Categorical.mode().
             probs = self._choice_probs(obs)
             action = probs.argmax(axis=1).reshape(self.model.action_space.shape)
         else:
