@@ -19,6 +19,7 @@ from pathlib import Path
 
 from experiments import evaluate, train
 from experiments.cli import Parser, command
+from experiments.rl_config import load_config
 
 BOTS = ("buy_and_hold", "sma_crossover", "rsi_reversion", "macd_momentum", "breakout", "consensus")
 
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Train PPO on the synthetic market, then backtest it against the rule bots on the "
         "held-out test period and write a report.",
     )
-    parser.add_argument("--timesteps", type=int, default=200_000, help="PPO training steps")
+    parser.add_argument("--timesteps", type=int, help="PPO training steps (default: the default config's, "
+                        "experiments/configs/ppo.yaml)")
     parser.add_argument("--runs-dir", default="runs", help="where the PPO run folder goes")
     parser.add_argument("--out", default="reports/demo", help="report folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of training and backtest")
@@ -40,9 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     run_name = f"demo-seed{args.seed}"
-    print(f"== 1/2 training PPO ({args.timesteps:,} steps) on the synthetic market", flush=True)
+    timesteps = args.timesteps or load_config(algo="ppo").total_timesteps
+    print(f"== 1/2 training PPO ({timesteps:,} steps) on the synthetic market", flush=True)
     code = train.main([
-        "ppo", "--timesteps", str(args.timesteps), "--seeds", str(args.seed),
+        "ppo", "--timesteps", str(timesteps), "--seeds", str(args.seed),
         "--runs-dir", args.runs_dir, "--run-name", run_name, *spec,
     ])
     if code:
