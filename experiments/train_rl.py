@@ -141,6 +141,11 @@ def _traded(config: RLConfig, data: MarketData) -> MarketData:
     return data.select([symbol])
 
 
+def _train_symbols(config: RLConfig, data: MarketData) -> tuple[str, ...]:
+    """The ``train_symbols`` entries, ``all`` resolved to every symbol of ``data``."""
+    return tuple(data.symbols) if config.train_symbols == ("all",) else config.train_symbols
+
+
 def training_data(config: RLConfig, data: MarketData, train: Period) -> list[MarketData]:
     """The data sets the agent trains on, each cut to the bars it may learn from.
 
@@ -155,7 +160,7 @@ def training_data(config: RLConfig, data: MarketData, train: Period) -> list[Mar
     markets += [load_data(spec) for spec in config.extra_train_data]
     if not config.train_symbols or config.env == "Portfolio-v0":
         return [_traded(config, market) for market in markets]
-    symbols = data.symbols if config.train_symbols == ("all",) else config.train_symbols
+    symbols = _train_symbols(config, data)
     datasets = []
     for spec, market in zip((config.data, *config.extra_train_data), markets):
         missing = sorted(set(symbols) - set(market.symbols))
@@ -181,8 +186,7 @@ def selection_data(config: RLConfig, data: MarketData) -> list[MarketData]:
     if config.select_on == "traded" or not config.train_symbols or config.env == "Portfolio-v0":
         return []
     traded = _traded(config, data).symbols[0]
-    symbols = data.symbols if config.train_symbols == ("all",) else config.train_symbols
-    return [data.select([s]) for s in symbols if s != traded]
+    return [data.select([s]) for s in _train_symbols(config, data) if s != traded]
 
 
 def env_kwargs(config: RLConfig, data: MarketData, spec: ExperimentSpec | None = None) -> dict[str, Any]:
