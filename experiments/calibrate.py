@@ -14,9 +14,10 @@ For each calibrated family (:mod:`envs.data.calibrated`) and each learner:
    warm-up, a learner's features), so learner and oracle are compared on the same bars;
 3. report per family the oracle's Sharpe, each learner's Sharpe (mean over training seeds and held-out
    markets), the captured fraction (learner over oracle) with a 95% bootstrap interval over held-out
-   markets and training seeds, buy-and-hold's Sharpe, and each learner's annual cost drag. On the null
-   market the oracle is flat: a learner there should score a Sharpe whose interval holds zero and pay
-   almost no costs.
+   markets and training seeds, buy-and-hold's Sharpe, each learner's annual cost drag and the share of
+   bars it held the oracle's side (long, flat or short): how much of the oracle's policy it learned, not
+   just of its Sharpe. On the null market the oracle is flat: a learner there should score a Sharpe whose
+   interval holds zero and pay almost no costs.
 
 Writes ``OUT/calibration.json``, ``OUT/report.html``, TensorBoard scalars under ``OUT/tb`` and the training
 runs under ``OUT/runs``.
@@ -224,29 +225,39 @@ class Score:
     :param sharpe: annualised Sharpe ratio (0 for a policy that never trades).
     :param cost_drag: costs paid per year over average equity.
     :param total_return: return over the period.
+    :param agreement: share of bars (and symbols) on which its position had the reference policy's side
+        (long, flat or short); NaN without a reference.
     """
 
     sharpe: float
     cost_drag: float
     total_return: float
+    agreement: float = math.nan
 
 
-def score_policies(policies: dict[str, Policy], data: MarketData, backtest: BacktestConfig) -> dict[str, Score]:
+def score_policies(
+    policies: dict[str, Policy], data: MarketData, backtest: BacktestConfig, reference: str = "oracle"
+) -> dict[str, Score]:
     """Backtest every policy on ``data`` from their common first bar.
 
     :param policies: name -> policy.
     :param data: one held-out market.
     :param backtest: costs and settings.
+    :param reference: the policy whose side each one's :attr:`Score.agreement` is measured against (none
+        when it is not among ``policies``).
     """
     start = start_bar(list(policies.values()), data, backtest)
+    results = {name: run_backtest(policy, data, backtest, start=start) for name, policy in policies.items()}
+    # Row 0 is the account before the first decision, flat for every policy.
+    sides = {name: np.sign(result.positions[1:]) for name, result in results.items()}
     scores = {}
-    for name, policy in policies.items():
-        result = run_backtest(policy, data, backtest, start=start)
+    for name, result in results.items():
         stats = result.stats
         years = (len(result.equity) - 1) / stats.periods_per_year
         drag = stats.total_costs / float(result.equity.mean()) / years
         sharpe = stats.sharpe if math.isfinite(stats.sharpe) else 0.0
-        scores[name] = Score(float(sharpe), float(drag), float(stats.total_return))
+        agreement = float(np.mean(sides[name] == sides[reference])) if reference in sides else math.nan
+        scores[name] = Score(float(sharpe), float(drag), float(stats.total_return), agreement)
     return scores
 
 
@@ -276,7 +287,7 @@ def bootstrap_interval(
 
 def summarise(
     family: str, scores: dict[str, np.ndarray], drags: dict[str, np.ndarray], seconds: dict[str, list[float]],
-    rng: np.random.Generator,
+    rng: np.random.Generator, agreements: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """One family's row: the references' Sharpe and each learner's Sharpe, captured fraction and cost drag.
 
@@ -285,6 +296,7 @@ def summarise(
     :param drags: name -> ``(seeds, markets)`` annual cost drags.
     :param seconds: learner -> training seconds per seed.
     :param rng: bootstrap generator.
+    :param agreements: learner -> ``(seeds, markets)`` shares of bars on the oracle's side (optional).
     """
     oracle = scores["oracle"][0]
     row: dict[str, Any] = {
@@ -303,6 +315,8 @@ def summarise(
             "cost_drag": float(drags[name].mean()),
             "train_seconds": float(np.mean(seconds[name])),
         }
+        if agreements is not None and name in agreements:
+            entry["oracle_agreement"] = float(agreements[name].mean())
         # A flat oracle (the null market) has nothing to capture.
         if abs(oracle.mean()) > 1e-9:
             entry["captured"] = float(values.mean() / oracle.mean())
@@ -354,11 +368,13 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
             bar.update(1)
             scores = {n: np.array([[s[n].sharpe for s in market_scores]]) for n in references}
             drags = {n: np.array([[s[n].cost_drag for s in market_scores]]) for n in references}
+            agreements = {}
             for learner, policies in trained.items():
                 names = [f"{learner}#{k}" for k in range(len(policies))]
                 scores[learner] = np.array([[s[n].sharpe for s in market_scores] for n in names])
                 drags[learner] = np.array([[s[n].cost_drag for s in market_scores] for n in names])
-            row = summarise(family, scores, drags, seconds, rng)
+                agreements[learner] = np.array([[s[n].agreement for s in market_scores] for n in names])
+            row = summarise(family, scores, drags, seconds, rng, agreements)
             rows.append(row)
             _log_row(writer, row)
     result = {
@@ -378,6 +394,8 @@ def _log_row(writer: Any, row: dict[str, Any]) -> None:
     for name, entry in row["learners"].items():
         writer.add_scalar(f"calibrate/{family}/{name}/sharpe", entry["sharpe"], 0)
         writer.add_scalar(f"calibrate/{family}/{name}/cost_drag", entry["cost_drag"], 0)
+        if "oracle_agreement" in entry:
+            writer.add_scalar(f"calibrate/{family}/{name}/oracle_agreement", entry["oracle_agreement"], 0)
         if "captured" in entry:
             writer.add_scalar(f"calibrate/{family}/{name}/captured", entry["captured"], 0)
 
@@ -396,7 +414,7 @@ def _finite(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- output
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
     """One row per family and learner: family, learner, oracle, learner, captured [CI], buy-and-hold,
-    learner's Sharpe CI, cost drag, train seconds.
+    learner's Sharpe CI, cost drag, share of bars on the oracle's side, train seconds.
 
     :param result: the content of ``calibration.json``.
     """
@@ -411,13 +429,15 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
             rows.append([
                 row["family"], name, f"{row['oracle_sharpe']:.2f}", f"{entry['sharpe']:.2f}", captured,
                 f"{row['buy_and_hold_sharpe']:.2f}", f"[{low:.2f}, {high:.2f}]",
-                f"{100 * entry['cost_drag']:.2f}%", f"{entry['train_seconds']:.0f}",
+                f"{100 * entry['cost_drag']:.2f}%",
+                f"{100 * entry['oracle_agreement']:.0f}%" if "oracle_agreement" in entry else "n/a",
+                f"{entry['train_seconds']:.0f}",
             ])
     return rows
 
 
 HEADER = ["family", "learner", "oracle sharpe", "learner sharpe", "captured [95% CI]", "buy&hold sharpe",
-          "learner sharpe 95% CI", "cost drag/yr", "train s"]
+          "learner sharpe 95% CI", "cost drag/yr", "oracle's side", "train s"]
 
 
 def render_text(result: dict[str, Any]) -> str:
@@ -446,7 +466,8 @@ def render_html(result: dict[str, Any]) -> str:
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,td:nth-child(2)"
         "{text-align:left}</style></head><body><h1>Calibration on markets with a known optimum</h1>"
         "<p>Sharpe ratios on held-out seeds, mean over training seeds and held-out markets; captured = learner "
-        "over oracle, with a 95% bootstrap interval over both.</p>"
+        "over oracle, with a 95% bootstrap interval over both; oracle's side = share of bars on which the learner's "
+        "position had the oracle's side (long, flat or short).</p>"
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         f"<h2>Settings</h2><pre>{settings}</pre></body></html>"
     )

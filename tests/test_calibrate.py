@@ -24,7 +24,8 @@ from experiments.calibrate import (
     ppo_config,
     score_policies,
 )
-from experiments.engine import start_bar
+from agents.registry import make_policy
+from experiments.engine import run_backtest, start_bar
 from experiments.rl_config import load_config as load_rl_config
 
 
@@ -55,6 +56,27 @@ def test_tiny_ppo_learns_momentum_and_beats_the_flat_policy(tmp_path) -> None:
     together = [score_policies({"oracle": oracle, "ppo": agent}, m, backtest) for m in markets]
     assert row["oracle_sharpe"] == pytest.approx(np.mean([s["oracle"].sharpe for s in together]), rel=1e-12)
     assert ppo["sharpe"] == pytest.approx(np.mean([s["ppo"].sharpe for s in together]), rel=1e-12)
+    assert ppo["oracle_agreement"] == pytest.approx(np.mean([s["ppo"].agreement for s in together]), rel=1e-12)
+    assert 0.5 < ppo["oracle_agreement"] < 1.0
+    assert saved["families"][0]["learners"]["ppo"]["oracle_agreement"] == pytest.approx(ppo["oracle_agreement"])
+
+
+def test_agreement_is_the_share_of_bars_on_the_oracles_side() -> None:
+    # A long-only oracle is long or flat on every bar, so buy-and-hold (always long) and the flat policy
+    # share its side on complementary bars, and each on the bars the oracle itself holds that side.
+    config = CalibrateConfig(families=("momentum",), heldout_seeds=(101,), progress=False)
+    market = load_data(market_spec("momentum", 101, config, 1, HELDOUT_START))
+    backtest = backtest_config(ppo_config("momentum", 1, config))
+    policies = {"oracle": Oracle(market="synthetic:model=momentum"), "buy_and_hold": make_policy("buy_and_hold"),
+                "flat": Oracle(market="synthetic:model=null")}
+    scores = score_policies(policies, market, backtest)
+    oracle_long = run_backtest(policies["oracle"], market, backtest).positions[1:] > 0
+    assert scores["oracle"].agreement == 1.0
+    assert 0.3 < scores["buy_and_hold"].agreement < 0.9
+    assert scores["buy_and_hold"].agreement + scores["flat"].agreement == pytest.approx(1.0, abs=1e-12)
+    assert scores["flat"].agreement == pytest.approx(1.0 - oracle_long.mean(), abs=1 / len(oracle_long))
+    assert np.isnan(score_policies({"buy_and_hold": policies["buy_and_hold"]}, market, backtest)["buy_and_hold"]
+                    .agreement)
 
 
 def test_bootstrap_interval_brackets_the_ratio() -> None:
