@@ -501,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="predictor_set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the xgboost predictor's config (repeatable), e.g. --set anchored=false")
     # The PPO config calibrated: --config FILE and the train ppo flags, over experiments/configs/ppo.yaml.
-    add_config_arguments(p, skip=PPO_FIXED)
+    add_config_arguments(p, skip=PPO_FIXED, algos=("ppo",))
     return p
 
 

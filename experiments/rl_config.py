@@ -287,13 +287,18 @@ def load_config(
     return RLConfig(**values)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = ("algo", *SPEC_OWNED, "seed")) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser, skip: Sequence[str] = ("algo", *SPEC_OWNED, "seed"), algos: Sequence[str] = ()
+) -> None:
     """Add ``--config`` and one flag per field (default ``None``: not given, so the YAML value stands).
 
     :param parser: the parser to extend.
     :param skip: fields that get no flag (by default the spec-owned ones: the spec's flags set them).
+    :param algos: the algorithms the command trains; a field their default YAML file sets shows that value
+        as its default in ``--help`` (what a run without the flag uses), not the dataclass's.
     """
     helps = field_help()
+    files = {algo: read_fields(None, "RLConfig", algo) for algo in algos}
     parser.add_argument("--config", type=Path, help="YAML file of config fields (flags override it)")
     for f in fields(RLConfig):
         if f.name in skip:
@@ -302,11 +307,21 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: Sequence[str] = 
         names = (flag, "--timesteps") if f.name == "total_timesteps" else (flag,)
         if get_origin(_HINTS[f.name]) is tuple:
             helps[f.name] += "; comma-separated, or semicolon-separated when items contain commas"
-        default = f.default if not isinstance(f.default, tuple) else ",".join(map(str, f.default))
+        default = _shown(f.default)
+        set_by = {algo: values[f.name] for algo, values in files.items() if f.name in values}
+        if len(algos) == 1 and set_by:
+            default = f"{_shown(set_by[algos[0]])}, from experiments/configs/{algos[0]}.yaml"
+        elif set_by:
+            from_files = ", ".join(f"{_shown(v)} for {a} (experiments/configs/{a}.yaml)" for a, v in set_by.items())
+            default = from_files if len(set_by) == len(algos) else f"{from_files}, else {default}"
         parser.add_argument(
             *names, dest=f.name, default=None, metavar=f.name.upper(),
             help=f"{helps.get(f.name, '')} (default: {default})",
         )
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

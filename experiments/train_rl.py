@@ -685,7 +685,7 @@ def add_subcommands(subparsers: Any) -> None:
             "--seeds 0,1,2 trains one run per seed. Only validation scores are printed: test scores come "
             "from `python -m experiments.evaluate RUN`.",
         )
-        add_config_arguments(sub)
+        add_config_arguments(sub, algos=(algo,))
         add_spec_arguments(sub)
         sub.set_defaults(handler=run_command, algo=algo)
 

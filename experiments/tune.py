@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPUs per trial (default: 1)")
     parser.add_argument("--grace-period", type=int, help="steps before ASHA may stop a trial")
     parser.add_argument("--name", help="sweep name (default: <algo>-<date>-<time>)")
-    add_config_arguments(parser)
+    add_config_arguments(parser, algos=("ppo", "a2c"))
     add_spec_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -97,6 +97,23 @@ def test_help_lists_the_fields(capsys: pytest.CaptureFixture) -> None:
     assert "--learning-rate" in out and "--timesteps" in out and "--episode-length" in out
 
 
+def test_help_shows_the_defaults_a_run_uses(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `train ppo` runs experiments/configs/ppo.yaml's values, so its help shows them, not the dataclass's;
+    # a2c has no such file.
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width, mid-word for long ones
+    helps = {}
+    for algo in ("ppo", "a2c"):
+        with pytest.raises(SystemExit):
+            train_cli.main([algo, "--help"])
+        helps[algo] = " ".join(capsys.readouterr().out.split())
+    ppo = load_config(None, {}, algo="ppo")
+    assert ppo.gamma != RLConfig.gamma and ppo.total_timesteps != RLConfig.total_timesteps
+    assert f"(default: {ppo.gamma}, from experiments/configs/ppo.yaml)" in helps["ppo"]
+    assert f"(default: {ppo.total_timesteps}, from experiments/configs/ppo.yaml)" in helps["ppo"]
+    assert f"GAE lambda (ppo, a2c). (default: {RLConfig.gae_lambda})" in helps["ppo"]
+    assert f"discount factor. (default: {RLConfig.gamma})" in helps["a2c"]
+
+
 # ---------------------------------------------------------------------------------------------- periods
 def test_periods_are_in_time_order_and_tile_the_data() -> None:
     train, val, test = split_periods(1000, 0.6, 0.2)
