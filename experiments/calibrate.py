@@ -248,17 +248,29 @@ def score_policies(
     """
     start = start_bar(list(policies.values()), data, backtest)
     results = {name: run_backtest(policy, data, backtest, start=start) for name, policy in policies.items()}
-    # Row 0 is the account before the first decision, flat for every policy.
-    sides = {name: np.sign(result.positions[1:]) for name, result in results.items()}
     scores = {}
     for name, result in results.items():
         stats = result.stats
         years = (len(result.equity) - 1) / stats.periods_per_year
         drag = stats.total_costs / float(result.equity.mean()) / years
         sharpe = stats.sharpe if math.isfinite(stats.sharpe) else 0.0
-        agreement = float(np.mean(sides[name] == sides[reference])) if reference in sides else math.nan
+        agreement = side_agreement(result.positions, results[reference].positions) if reference in results else math.nan
         scores[name] = Score(float(sharpe), float(drag), float(stats.total_return), agreement)
     return scores
+
+
+def side_agreement(positions: np.ndarray, reference: np.ndarray) -> float:
+    """Share of bars (and symbols) on which ``positions`` have the sign of ``reference`` (long, flat, short).
+
+    Both start at the same bar. Row 0 is the account before the first decision, flat for everyone, and is
+    left out; a run whose account was wiped out ends early (its env terminates), so only the bars both
+    traded count.
+
+    :param positions: ``(bars, symbols)`` holdings of a run.
+    :param reference: the reference run's holdings.
+    """
+    n = min(len(positions), len(reference))
+    return float(np.mean(np.sign(positions[1:n]) == np.sign(reference[1:n])))
 
 
 def bootstrap_interval(

@@ -23,6 +23,7 @@ from experiments.calibrate import (
     market_spec,
     ppo_config,
     score_policies,
+    side_agreement,
 )
 from agents.registry import make_policy
 from experiments.engine import run_backtest, start_bar
@@ -77,6 +78,15 @@ def test_agreement_is_the_share_of_bars_on_the_oracles_side() -> None:
     assert scores["flat"].agreement == pytest.approx(1.0 - oracle_long.mean(), abs=1 / len(oracle_long))
     assert np.isnan(score_policies({"buy_and_hold": policies["buy_and_hold"]}, market, backtest)["buy_and_hold"]
                     .agreement)
+
+
+def test_side_agreement_counts_the_bars_both_runs_traded() -> None:
+    reference = np.array([[0.0], [5.0], [0.0], [-2.0], [3.0]])
+    # Row 0 (flat before any decision) is left out; 2 of the 4 decided bars agree.
+    assert side_agreement(np.array([[0.0], [1.0], [4.0], [-1.0], [0.0]]), reference) == 0.5
+    # A wiped-out run ends early: its 2 decided bars, one on the reference's side.
+    assert side_agreement(np.array([[0.0], [2.0], [-1.0]]), reference) == 0.5
+    assert side_agreement(reference, reference) == 1.0
 
 
 def test_bootstrap_interval_brackets_the_ratio() -> None:
