@@ -254,7 +254,9 @@ def score_policies(
         years = (len(result.equity) - 1) / stats.periods_per_year
         drag = stats.total_costs / float(result.equity.mean()) / years
         sharpe = stats.sharpe if math.isfinite(stats.sharpe) else 0.0
-        agreement = side_agreement(result.positions, results[reference].positions) if reference in results else math.nan
+        agreement = math.nan
+        if reference in results:
+            agreement = side_agreement(result.positions, results[reference].positions)
         scores[name] = Score(float(sharpe), float(drag), float(stats.total_return), agreement)
     return scores
 
